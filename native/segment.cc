@@ -1,0 +1,186 @@
+#include "segment.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include "record.h"
+
+namespace raftline {
+
+namespace {
+
+constexpr size_t kIndexDigits = 20;
+
+bool ParseDigits(const std::string& s, size_t pos, uint64_t* out) {
+  if (s.size() < pos + kIndexDigits) return false;
+  uint64_t v = 0;
+  for (size_t i = pos; i < pos + kIndexDigits; i++) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    if (v > (UINT64_MAX - 9) / 10) return false;
+    v = v * 10 + static_cast<uint64_t>(s[i] - '0');
+  }
+  *out = v;
+  return true;
+}
+
+bool EndsWith(const std::string& s, const char* suffix) {
+  size_t n = std::strlen(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
+// Read-only view of a whole file. Segments are scanned once on open, so a
+// private mapping avoids copying them through a buffer.
+class MappedFile {
+ public:
+  MappedFile(int fd, size_t size) : size_(size) {
+    if (size_ > 0) {
+      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (p != MAP_FAILED) {
+        data_ = static_cast<const uint8_t*>(p);
+        ::madvise(p, size_, MADV_SEQUENTIAL);
+      }
+    }
+  }
+  ~MappedFile() {
+    if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  }
+  bool ok() const { return size_ == 0 || data_ != nullptr; }
+  const uint8_t* data() const { return data_; }
+
+ private:
+  const uint8_t* data_ = nullptr;
+  size_t size_;
+};
+
+// Looks for any intact record after a bad one. Finding one means the damage
+// is not a torn final write but corruption of data that was followed by more
+// writes, which must not be discarded silently.
+bool FindIntactRecordAfter(const uint8_t* data, size_t size, size_t from, size_t* found_at) {
+  const uint8_t first_byte = static_cast<uint8_t>(kRecordMagic & 0xff);
+  size_t pos = from;
+  while (pos + kRecordHeaderBytes <= size) {
+    const void* hit = std::memchr(data + pos, first_byte, size - kRecordHeaderBytes + 1 - pos);
+    if (hit == nullptr) return false;
+    pos = static_cast<size_t>(static_cast<const uint8_t*>(hit) - data);
+    RecordHeader h;
+    if (CheckRecord(data + pos, size - pos, &h) == RecordCheck::kOk) {
+      *found_at = pos;
+      return true;
+    }
+    pos++;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string OpenSegmentName(uint64_t first_index) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%020" PRIu64 ".open", first_index);
+  return buf;
+}
+
+std::string ClosedSegmentName(uint64_t first_index, uint64_t last_index) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%020" PRIu64 "-%020" PRIu64 ".seg", first_index, last_index);
+  return buf;
+}
+
+SegmentNameKind ParseSegmentName(const std::string& name, uint64_t* first, uint64_t* last) {
+  bool open = EndsWith(name, ".open");
+  bool closed = EndsWith(name, ".seg");
+  if (!open && !closed) return SegmentNameKind::kOther;
+  if (open && name.size() == kIndexDigits + 5 && ParseDigits(name, 0, first)) {
+    return SegmentNameKind::kOpen;
+  }
+  if (closed && name.size() == 2 * kIndexDigits + 5 && name[kIndexDigits] == '-' && ParseDigits(name, 0, first) &&
+      ParseDigits(name, kIndexDigits + 1, last) && *last >= *first) {
+    return SegmentNameKind::kClosed;
+  }
+  return SegmentNameKind::kMalformed;
+}
+
+void TermIndex::Append(uint64_t index, uint64_t term) {
+  if (runs_.empty() || runs_.back().term != term) runs_.push_back({index, term});
+}
+
+uint64_t TermIndex::TermAt(uint64_t index) const {
+  auto it = std::upper_bound(runs_.begin(), runs_.end(), index,
+                             [](uint64_t i, const Run& r) { return i < r.start_index; });
+  return it == runs_.begin() ? 0 : (it - 1)->term;
+}
+
+void TermIndex::TruncateAfter(uint64_t last_kept) {
+  while (!runs_.empty() && runs_.back().start_index > last_kept) runs_.pop_back();
+}
+
+Error ScanSegment(const std::string& path, int fd, uint64_t first_index, bool is_open, uint64_t expected_last,
+                  uint64_t* last_term, TermIndex* terms, ScanResult* out) {
+  Error err = FileSize(fd, path, &out->file_bytes);
+  if (!err.ok()) return err;
+  const size_t size = static_cast<size_t>(out->file_bytes);
+  MappedFile map(fd, size);
+  if (!map.ok()) return Error::Io("map", path, errno);
+  const uint8_t* data = map.data();
+
+  uint64_t expect = first_index;
+  size_t pos = 0;
+  RecordCheck check = RecordCheck::kOk;
+  while (pos < size) {
+    RecordHeader h;
+    check = CheckRecord(data + pos, size - pos, &h);
+    if (check != RecordCheck::kOk) break;
+    if (h.index != expect) {
+      return Error::Corrupt("record holds index " + std::to_string(h.index) + " where " + std::to_string(expect) +
+                                " belongs",
+                            path, static_cast<int64_t>(pos));
+    }
+    if (h.term < *last_term) {
+      return Error::Corrupt("term " + std::to_string(h.term) + " of index " + std::to_string(h.index) +
+                                " is below the preceding term " + std::to_string(*last_term),
+                            path, static_cast<int64_t>(pos));
+    }
+    if (pos > UINT32_MAX) return Error::Corrupt("segment larger than 4 GiB", path, static_cast<int64_t>(pos));
+    out->offsets.push_back(static_cast<uint32_t>(pos));
+    terms->Append(h.index, h.term);
+    *last_term = h.term;
+    pos += RecordBytes(h);
+    expect++;
+  }
+  out->last_index = expect - 1;
+  out->valid_end = pos;
+
+  if (!is_open) {
+    if (pos < size) {
+      return Error::Corrupt(std::string("closed segment has a bad record (") + RecordCheckName(check) + ")", path,
+                            static_cast<int64_t>(pos));
+    }
+    if (out->last_index != expected_last) {
+      return Error::Corrupt("closed segment ends at index " + std::to_string(out->last_index) +
+                                " but its name says " + std::to_string(expected_last) + " (truncated file?)",
+                            path, static_cast<int64_t>(pos));
+    }
+    return Error();
+  }
+  if (pos < size) {
+    size_t intact_at = 0;
+    if (FindIntactRecordAfter(data, size, pos + 1, &intact_at)) {
+      return Error::Corrupt(std::string("bad record (") + RecordCheckName(check) + ") followed by an intact record at byte " +
+                                std::to_string(intact_at) + "; this is not a torn tail, refusing to drop data",
+                            path, static_cast<int64_t>(pos));
+    }
+    for (size_t i = pos; i < size; i++) {
+      if (data[i] != 0) {
+        out->dirty_tail = true;
+        break;
+      }
+    }
+  }
+  return Error();
+}
+
+}  // namespace raftline
