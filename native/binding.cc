@@ -2,7 +2,7 @@
 // conversion, and marshalling whole batches. JS wraps these in src/log.
 #include <napi.h>
 
-#include <atomic>
+#include <cstring>
 #include <memory>
 
 #include "crc32c.h"
@@ -79,6 +79,30 @@ Napi::Value Crc32cHardwareJs(const Napi::CallbackInfo& info) {
 }
 Napi::Value Crc32cHardwareNameJs(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), Crc32cHardwareName());
+}
+
+// sealRecords(bytes): count. Fills in magic and checksums of records framed
+// by JS, so the same bytes can go to the log and onto the wire.
+Napi::Value SealRecordsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray()) return ThrowType(env, "expected a Uint8Array");
+  Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+  uint8_t* p = bytes.Data();
+  const size_t length = bytes.ByteLength();
+  size_t pos = 0;
+  uint32_t count = 0;
+  while (pos < length) {
+    uint32_t payload = 0;
+    if (length - pos >= kRecordHeaderBytes) std::memcpy(&payload, p + pos + 4, 4);
+    if (length - pos < kRecordHeaderBytes || payload > kMaxPayloadBytes || length - pos - kRecordHeaderBytes < payload) {
+      return Throw(env, Error::Invalid("record " + std::to_string(count) + " at byte " + std::to_string(pos) +
+                                       " is cut short or too large"));
+    }
+    SealRecord(p + pos);
+    pos += kRecordHeaderBytes + payload;
+    count++;
+  }
+  return Napi::Number::New(env, count);
 }
 
 Napi::Object ReadResultToJs(Napi::Env env, ReadResult* result) {
@@ -479,6 +503,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openLog", Napi::Function::New(env, OpenLog));
   exports.Set("metaLoad", Napi::Function::New(env, MetaLoad));
   exports.Set("metaSave", Napi::Function::New(env, MetaSave));
+  exports.Set("sealRecords", Napi::Function::New(env, SealRecordsJs));
   exports.Set("crc32c", Napi::Function::New(env, Crc32cJs));
   exports.Set("crc32cPortable", Napi::Function::New(env, Crc32cPortableJs));
   exports.Set("crc32cHardware", Napi::Function::New(env, Crc32cHardwareJs));

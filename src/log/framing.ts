@@ -1,0 +1,105 @@
+// The record framing (docs/log-format.md): what segment files hold and what
+// AppendEntries carries, byte for byte.
+import { InvalidLogOperationError } from './errors.js';
+import { native } from './native.js';
+
+/** One log entry. `type` is an application tag in 0..255 that the log stores but does not interpret. */
+export interface LogEntry {
+  index: number;
+  term: number;
+  type: number;
+  data: Uint8Array;
+}
+
+export const RECORD_HEADER_BYTES = 32;
+export const MAX_PAYLOAD_BYTES: number = native.maxPayloadBytes;
+
+const TWO_32 = 2 ** 32;
+
+function writeU64(buf: Buffer, value: number, offset: number): void {
+  buf.writeUInt32LE(value % TWO_32, offset);
+  buf.writeUInt32LE(Math.floor(value / TWO_32), offset + 4);
+}
+
+function readU64(buf: Buffer, offset: number): number {
+  return buf.readUInt32LE(offset) + buf.readUInt32LE(offset + 4) * TWO_32;
+}
+
+function checkEntry(e: LogEntry, position: number): void {
+  if (!Number.isSafeInteger(e.index) || e.index < 1) {
+    throw new InvalidLogOperationError(`entry ${position}: index must be a positive safe integer, got ${e.index}`);
+  }
+  if (!Number.isSafeInteger(e.term) || e.term < 0) {
+    throw new InvalidLogOperationError(`entry ${position}: term must be a non-negative safe integer, got ${e.term}`);
+  }
+  if (!Number.isInteger(e.type) || e.type < 0 || e.type > 255) {
+    throw new InvalidLogOperationError(`entry ${position}: type must be an integer in 0..255, got ${e.type}`);
+  }
+  if (!(e.data instanceof Uint8Array)) {
+    throw new InvalidLogOperationError(`entry ${position}: data must be a Uint8Array`);
+  }
+  if (e.data.byteLength > MAX_PAYLOAD_BYTES) {
+    throw new InvalidLogOperationError(
+      `entry ${position}: ${e.data.byteLength}-byte payload exceeds the ${MAX_PAYLOAD_BYTES}-byte limit`,
+    );
+  }
+}
+
+/**
+ * Frames entries into one buffer of records with their checksums filled in,
+ * ready for `SegmentLog.appendFramed` or the wire.
+ */
+export function frameEntries(entries: readonly LogEntry[]): Buffer {
+  const buf = frameUnsealed(entries);
+  native.sealRecords(buf);
+  return buf;
+}
+
+/** Frames entries leaving magic and checksums for the addon to fill in. */
+export function frameUnsealed(entries: readonly LogEntry[]): Buffer {
+  let total = 0;
+  for (let i = 0; i < entries.length; i++) {
+    checkEntry(entries[i], i);
+    total += RECORD_HEADER_BYTES + entries[i].data.byteLength;
+  }
+  const buf = Buffer.allocUnsafeSlow(total);
+  let at = 0;
+  for (const e of entries) {
+    buf.writeUInt32LE(0, at);
+    buf[at + 3] = e.type;
+    buf.writeUInt32LE(e.data.byteLength, at + 4);
+    writeU64(buf, e.term, at + 8);
+    writeU64(buf, e.index, at + 16);
+    buf.writeUInt32LE(0, at + 24);
+    buf.writeUInt32LE(0, at + 28);
+    buf.set(e.data, at + RECORD_HEADER_BYTES);
+    at += RECORD_HEADER_BYTES + e.data.byteLength;
+  }
+  return buf;
+}
+
+/**
+ * Splits framed records into entries whose `data` are views into `records`
+ * (no copy). Checksums are not re-verified: records from the log were
+ * verified when read.
+ */
+export function decodeRecords(records: Buffer, count?: number): LogEntry[] {
+  const out: LogEntry[] = [];
+  let at = 0;
+  while (at < records.length && (count === undefined || out.length < count)) {
+    if (records.length - at < RECORD_HEADER_BYTES) {
+      throw new InvalidLogOperationError(`record at byte ${at} is cut short`);
+    }
+    const length = records.readUInt32LE(at + 4);
+    const end = at + RECORD_HEADER_BYTES + length;
+    if (end > records.length) throw new InvalidLogOperationError(`record at byte ${at} is cut short`);
+    out.push({
+      index: readU64(records, at + 16),
+      term: readU64(records, at + 8),
+      type: records[at + 3],
+      data: records.subarray(at + RECORD_HEADER_BYTES, end),
+    });
+    at = end;
+  }
+  return out;
+}
