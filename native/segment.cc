@@ -119,7 +119,7 @@ void TermIndex::TruncateAfter(uint64_t last_kept) {
 }
 
 Error ScanSegment(const std::string& path, int fd, uint64_t first_index, bool is_open, uint64_t expected_last,
-                  uint64_t* last_term, TermIndex* terms, ScanResult* out) {
+                  uint64_t live_first, uint64_t* last_term, TermIndex* terms, ScanResult* out) {
   Error err = FileSize(fd, path, &out->file_bytes);
   if (!err.ok()) return err;
   const size_t size = static_cast<size_t>(out->file_bytes);
@@ -139,7 +139,7 @@ Error ScanSegment(const std::string& path, int fd, uint64_t first_index, bool is
                                 " belongs",
                             path, static_cast<int64_t>(pos));
     }
-    if (h.term < *last_term) {
+    if (h.index > live_first && h.term < *last_term) {
       return Error::Corrupt("term " + std::to_string(h.term) + " of index " + std::to_string(h.index) +
                                 " is below the preceding term " + std::to_string(*last_term),
                             path, static_cast<int64_t>(pos));

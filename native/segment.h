@@ -62,10 +62,12 @@ struct ScanResult {
 
 // Scans `path`, whose first record must carry `first_index`, verifying every
 // checksum and that indexes run on by one and terms never decrease (starting
-// from `*last_term`, which is updated). A closed segment must hold exactly
+// from `*last_term`, which is updated) among entries from `live_first` on;
+// older records were compacted away logically and may precede a reset of
+// terms. A closed segment must hold exactly
 // first..`expected_last` and nothing after. An open segment may end in a torn
 // or zero-filled tail; anything else that fails validation is corruption.
 Error ScanSegment(const std::string& path, int fd, uint64_t first_index, bool is_open, uint64_t expected_last,
-                  uint64_t* last_term, TermIndex* terms, ScanResult* out);
+                  uint64_t live_first, uint64_t* last_term, TermIndex* terms, ScanResult* out);
 
 }  // namespace raftline

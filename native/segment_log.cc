@@ -148,7 +148,7 @@ Error SegmentLog::Recover(RecoveryReport* report) {
     if (fd < 0) return Error::Io("open segment", path, errno);
     auto handle = std::make_shared<FileHandle>(fd);
     ScanResult scan;
-    err = ScanSegment(path, fd, f.first, is_open, f.last, &last_term, &terms_, &scan);
+    err = ScanSegment(path, fd, f.first, is_open, f.last, state.first_index, &last_term, &terms_, &scan);
     if (!err.ok()) return err;
     if (is_open && scan.dirty_tail) {
       // Bytes of a write that never completed: remove them, or a later append
@@ -238,7 +238,9 @@ Error SegmentLog::Append(uint8_t* data, size_t length, bool seal, uint64_t* seq)
   };
   std::vector<Parsed> records;
   uint64_t expect = last_index_ + 1;
-  uint64_t prev_term = terms_.LastTerm();
+  // Terms must not decrease within the log; an empty log (fresh, reset or
+  // fully compacted) accepts any term.
+  uint64_t prev_term = last_index_ >= first_index_ ? terms_.LastTerm() : 0;
   size_t pos = 0;
   while (pos < length) {
     const std::string where = "record " + std::to_string(records.size()) + " of the batch (byte " +

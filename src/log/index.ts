@@ -4,6 +4,8 @@
  */
 export { SegmentLog } from './segment-log.js';
 export type { SegmentLogOptions, ReadOptions, RecoveryReport, FramedRecords } from './segment-log.js';
+export { MemoryLog } from './memory-log.js';
+export type { LogStorage } from './memory-log.js';
 export { MetaStore } from './meta-store.js';
 export type { MetaState, MetaValue } from './meta-store.js';
 export { frameEntries, decodeRecords, RECORD_HEADER_BYTES, MAX_PAYLOAD_BYTES } from './framing.js';

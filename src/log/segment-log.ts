@@ -1,5 +1,6 @@
 import { fromNative, InvalidLogOperationError, LogClosedError, RETRY_CODE } from './errors.js';
 import { decodeRecords, frameUnsealed, type LogEntry } from './framing.js';
+import type { LogStorage } from './memory-log.js';
 import { native, type NativeError, type NativeLogHandle } from './native.js';
 
 export interface SegmentLogOptions {
@@ -71,7 +72,7 @@ function checkIndex(name: string, value: number): void {
  * each resolves once it is on disk. `lastIndex` counts accepted appends,
  * `durableIndex` the ones already synced; reads see durable entries.
  */
-export class SegmentLog {
+export class SegmentLog implements LogStorage {
   /** What opening this log had to repair. */
   readonly recovery: RecoveryReport;
   readonly dir: string;
@@ -145,7 +146,13 @@ export class SegmentLog {
    */
   append(entries: readonly LogEntry[]): Promise<void> {
     if (entries.length === 0) return this.barrier();
-    return this.submit(frameUnsealed(entries), true);
+    let framed: Buffer;
+    try {
+      framed = frameUnsealed(entries);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.submit(framed, true);
   }
 
   /**
