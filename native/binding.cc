@@ -151,7 +151,7 @@ class LogHandle : public Napi::ObjectWrap<LogHandle> {
 
   // Takes ownership of an opened log; `tsfn` delivers its completions.
   void Adopt(std::unique_ptr<SegmentLog> log, Napi::ThreadSafeFunction tsfn) {
-    log_ = std::move(log);
+    log_ = std::shared_ptr<SegmentLog>(std::move(log));
     tsfn_ = tsfn;
   }
 
@@ -165,8 +165,6 @@ class LogHandle : public Napi::ObjectWrap<LogHandle> {
     callback.Call({Napi::Number::New(env, static_cast<double>(seq)),
                    err.ok() ? env.Undefined() : ToJsError(env, err)});
   }
-
-  SegmentLog* log() { return log_.get(); }
 
  private:
   friend class CloseWorker;
@@ -269,7 +267,8 @@ class LogHandle : public Napi::ObjectWrap<LogHandle> {
     return Napi::Number::New(info.Env(), static_cast<double>(v));
   }
 
-  std::unique_ptr<SegmentLog> log_;
+  // Shared with in-flight reads, which may outlive a close.
+  std::shared_ptr<SegmentLog> log_;
   Napi::ThreadSafeFunction tsfn_;
   uint64_t last_seq_ = 0;
   bool referenced_ = false;
@@ -308,16 +307,15 @@ class PromiseWorker : public Napi::AsyncWorker {
 
 class ReadWorker : public PromiseWorker {
  public:
-  ReadWorker(Napi::Env env, Napi::Object owner, SegmentLog* log, uint64_t from, uint64_t to, uint64_t max_bytes)
-      : PromiseWorker(env), owner_(Napi::Persistent(owner)), log_(log), from_(from), to_(to), max_bytes_(max_bytes) {}
+  ReadWorker(Napi::Env env, std::shared_ptr<SegmentLog> log, uint64_t from, uint64_t to, uint64_t max_bytes)
+      : PromiseWorker(env), log_(std::move(log)), from_(from), to_(to), max_bytes_(max_bytes) {}
 
  protected:
   Error Work() override { return log_->Read(from_, to_, max_bytes_, &result_); }
   Napi::Value Result(Napi::Env env) override { return ReadResultToJs(env, &result_); }
 
  private:
-  Napi::ObjectReference owner_;  // keeps the log alive while the read runs
-  SegmentLog* log_;
+  std::shared_ptr<SegmentLog> log_;
   uint64_t from_, to_, max_bytes_;
   ReadResult result_;
 };
@@ -327,7 +325,7 @@ Napi::Value LogHandle::ReadAsync(const Napi::CallbackInfo& info) {
   if (!Usable(env)) return env.Undefined();
   uint64_t from, to, max_bytes;
   if (!RangeArgs(info, &from, &to, &max_bytes)) return env.Undefined();
-  auto* worker = new ReadWorker(env, info.This().As<Napi::Object>(), log_.get(), from, to, max_bytes);
+  auto* worker = new ReadWorker(env, log_, from, to, max_bytes);
   Napi::Promise p = worker->Promise();
   worker->Queue();
   return p;
@@ -376,6 +374,11 @@ class OpenWorker : public PromiseWorker {
     tsfn_.Unref(env);
   }
 
+  ~OpenWorker() override {
+    // A failed open never handed the completion function to a LogHandle.
+    if (*owner_ == nullptr) tsfn_.Release();
+  }
+
  protected:
   Error Work() override {
     Napi::ThreadSafeFunction tsfn = tsfn_;
@@ -410,8 +413,6 @@ class OpenWorker : public PromiseWorker {
     out.Set("recovery", rec);
     return out;
   }
-
-  void OnError(const Napi::Error&) override {}
 
  private:
   std::string dir_;

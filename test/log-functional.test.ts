@@ -287,6 +287,19 @@ describe('SegmentLog', () => {
     });
   });
 
+  test('closing while reads are in flight neither crashes nor hangs them', async () => {
+    await withLog('close-read', async (dir) => {
+      const log = await SegmentLog.open(dir, { segmentBytes: 4096 });
+      await log.append(range(1, 2000, () => 1));
+      const reads = Array.from({ length: 8 }, () => log.read(1, 2001));
+      await log.close();
+      for (const outcome of await Promise.allSettled(reads)) {
+        if (outcome.status === 'fulfilled') assert.equal(outcome.value.length, 2000);
+        else assert.ok(outcome.reason instanceof LogClosedError, String(outcome.reason));
+      }
+    });
+  });
+
   test('rejects bad options with a clear error', async () => {
     await withLog('options', async (dir) => {
       await assert.rejects(SegmentLog.open(dir, { segmentBytes: 100 }), /segmentBytes must be between 4096/);

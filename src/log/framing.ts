@@ -62,7 +62,7 @@ export function frameUnsealed(entries: readonly LogEntry[]): Buffer {
     checkEntry(entries[i], i);
     total += RECORD_HEADER_BYTES + entries[i].data.byteLength;
   }
-  const buf = Buffer.allocUnsafeSlow(total);
+  const buf = Buffer.allocUnsafe(total);
   let at = 0;
   for (const e of entries) {
     buf.writeUInt32LE(0, at);
