@@ -144,6 +144,17 @@ Error Fdatasync(int fd, const std::string& path) {
   return Error();
 }
 
+Error ZeroRange(int fd, uint64_t from, uint64_t to, const std::string& path) {
+  static const std::vector<uint8_t> zeros(1 << 16, 0);
+  while (from < to) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), to - from));
+    Error err = PwriteAll(fd, zeros.data(), n, from, path);
+    if (!err.ok()) return err;
+    from += n;
+  }
+  return Error();
+}
+
 Error ListDir(const std::string& dir, std::vector<std::string>* names) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) return Error::Io("open directory", dir, errno);

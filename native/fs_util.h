@@ -46,6 +46,8 @@ Error PwritevAll(int fd, std::vector<iovec> iov, uint64_t offset, const std::str
 // Reads exactly `length` bytes or reports how many it got in `*got`.
 Error PreadFull(int fd, uint8_t* data, size_t length, uint64_t offset, const std::string& path, size_t* got);
 Error Fdatasync(int fd, const std::string& path);
+// Overwrites bytes [from, to) with zeros.
+Error ZeroRange(int fd, uint64_t from, uint64_t to, const std::string& path);
 Error ListDir(const std::string& dir, std::vector<std::string>* names);
 Error FileSize(int fd, const std::string& path, uint64_t* size);
 Error RenameFile(const std::string& from, const std::string& to);

@@ -173,9 +173,9 @@ Error ScanSegment(const std::string& path, int fd, uint64_t first_index, bool is
                                 std::to_string(intact_at) + "; this is not a torn tail, refusing to drop data",
                             path, static_cast<int64_t>(pos));
     }
-    for (size_t i = pos; i < size; i++) {
-      if (data[i] != 0) {
-        out->dirty_tail = true;
+    for (size_t i = size; i > pos; i--) {
+      if (data[i - 1] != 0) {
+        out->dirty_end = i;
         break;
       }
     }

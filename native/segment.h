@@ -57,7 +57,7 @@ struct ScanResult {
   std::vector<uint32_t> offsets;  // byte offset of each record, in index order
   uint64_t valid_end = 0;         // byte after the last intact record
   uint64_t file_bytes = 0;
-  bool dirty_tail = false;        // non-zero bytes follow valid_end (torn write)
+  uint64_t dirty_end = 0;         // byte after the last non-zero byte past valid_end; 0 if none (torn write)
 };
 
 // Scans `path`, whose first record must carry `first_index`, verifying every

@@ -150,12 +150,13 @@ Error SegmentLog::Recover(RecoveryReport* report) {
     ScanResult scan;
     err = ScanSegment(path, fd, f.first, is_open, f.last, state.first_index, &last_term, &terms_, &scan);
     if (!err.ok()) return err;
-    if (is_open && scan.dirty_tail) {
-      // Bytes of a write that never completed: remove them, or a later append
-      // of a different length could leave parts of them looking like records.
-      if (::ftruncate(fd, static_cast<off_t>(scan.valid_end)) != 0) return Error::Io("truncate", path, errno);
+    if (is_open && scan.dirty_end > scan.valid_end) {
+      // Bytes of a write that never completed: zero them, or a later append
+      // of a different length could leave parts of them looking like
+      // records. Zeroing rather than truncating keeps the preallocation.
+      if (!(err = ZeroRange(fd, scan.valid_end, scan.dirty_end, path)).ok()) return err;
       if (!(err = Fdatasync(fd, path)).ok()) return err;
-      report->truncated_bytes = scan.file_bytes - scan.valid_end;
+      report->truncated_bytes = scan.dirty_end - scan.valid_end;
       report->truncated_file = path;
       report->truncated_offset = scan.valid_end;
     }
@@ -174,7 +175,7 @@ Error SegmentLog::Recover(RecoveryReport* report) {
     file->disk_end = scan.valid_end;
     disk_files_.push_back(file);
     scan.offsets.shrink_to_fit();
-    segments_.push_back(Segment{file, f.first, scan.last_index, std::move(scan.offsets), scan.valid_end});
+    segments_.push_back(Segment{file, f.first, scan.last_index, std::move(scan.offsets), scan.valid_end, is_open});
   }
   if (dir_changed && !(err = FsyncDir(dir_)).ok()) return err;
 
@@ -284,12 +285,15 @@ Error SegmentLog::Append(uint8_t* data, size_t length, bool seal, uint64_t* seq)
   for (const Parsed& r : records) {
     Segment* seg = segments_.empty() ? nullptr : &segments_.back();
     const bool has_records = seg != nullptr && seg->last_index >= seg->first_index;
-    if (seg == nullptr || (has_records && seg->end_offset + r.bytes > options_.segment_bytes)) {
-      if (seg != nullptr) seg->offsets.shrink_to_fit();
+    if (seg == nullptr || !seg->writable || (has_records && seg->end_offset + r.bytes > options_.segment_bytes)) {
+      if (seg != nullptr) {
+        seg->offsets.shrink_to_fit();
+        seg->writable = false;
+      }
       auto file = std::make_shared<SegmentFile>();
       file->first_index = r.index;
       file->path = JoinPath(dir_, OpenSegmentName(r.index));
-      segments_.push_back(Segment{file, r.index, r.index - 1, {}, 0});
+      segments_.push_back(Segment{file, r.index, r.index - 1, {}, 0, true});
       seg = &segments_.back();
     }
     if (op.pieces.empty() || op.pieces.back().file != seg->file) {
@@ -319,6 +323,7 @@ void SegmentLog::TruncateIndexAfter(uint64_t last_kept, std::shared_ptr<SegmentF
       s.offsets.resize(keep);
     }
     s.last_index = last_kept;
+    s.writable = true;  // the writer reopens it as the open segment
     *cut_file = s.file;
     *cut_offset = s.end_offset;
   }

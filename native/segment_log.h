@@ -86,6 +86,10 @@ class SegmentLog {
     uint64_t last_index;  // first_index - 1 while empty
     std::vector<uint32_t> offsets;
     uint64_t end_offset;
+    // Appends may go here. Only the last segment can be writable, and only if
+    // it is (or is about to become) the open one: after a crash between
+    // closing a segment and creating the next, the last one is closed.
+    bool writable;
   };
 
   struct WriteOp {

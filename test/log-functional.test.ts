@@ -291,9 +291,9 @@ describe('SegmentLog', () => {
     await withLog('close-read', async (dir) => {
       const log = await SegmentLog.open(dir, { segmentBytes: 4096 });
       await log.append(range(1, 2000, () => 1));
-      const reads = Array.from({ length: 8 }, () => log.read(1, 2001));
+      const reads = Promise.allSettled(Array.from({ length: 8 }, () => log.read(1, 2001)));
       await log.close();
-      for (const outcome of await Promise.allSettled(reads)) {
+      for (const outcome of await reads) {
         if (outcome.status === 'fulfilled') assert.equal(outcome.value.length, 2000);
         else assert.ok(outcome.reason instanceof LogClosedError, String(outcome.reason));
       }

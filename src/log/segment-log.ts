@@ -22,7 +22,7 @@ export interface ReadOptions {
 
 /** What `open` had to repair. A clean shutdown or a crash between writes repairs nothing. */
 export interface RecoveryReport {
-  /** Bytes of a torn or garbage tail removed from the open segment (zero-filled preallocated space is not counted). */
+  /** Bytes of a torn or garbage tail zeroed out in the open segment, up to its last non-zero byte (zero-filled space is not counted). */
   truncatedBytes: number;
   truncatedFile: string;
   truncatedOffset: number;
