@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RECORD_HEADER_BYTES, SegmentLog } from '../src/log/index.js';
-import { CRASH_SEGMENT_BYTES, crashEntry, prng, randomInt } from './fixtures/crash-content.js';
+import { Prng } from './support/prng.js';
+import { CRASH_SEGMENT_BYTES, crashEntry } from './fixtures/crash-content.js';
 
 const APPENDER = fileURLToPath(new URL('./fixtures/crash-appender.js', import.meta.url));
 const ROUNDS = 12;
@@ -184,13 +185,13 @@ class CrashModel {
 test('acknowledged appends and truncations survive SIGKILL at random moments', { timeout: 120_000 }, async (t) => {
   const seed = Number(process.env.RAFTLINE_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
   t.diagnostic(`seed ${seed} (replay the same choices with RAFTLINE_CRASH_SEED=${seed})`);
-  const next = prng(seed);
+  const rng = new Prng(seed);
   const dir = mkdtempSync(path.join(tmpdir(), 'raftline-crash-'));
   const model = new CrashModel();
   let round = 0;
   try {
     for (; round < ROUNDS; round++) {
-      const delayMs = randomInt(next, MIN_KILL_DELAY_MS, MAX_KILL_DELAY_MS);
+      const delayMs = rng.int(MIN_KILL_DELAY_MS, MAX_KILL_DELAY_MS);
       const run = await runUntilKilled(dir, seed, round, delayMs, t.signal);
       model.apply(round, run.lines);
       assert.equal(run.signal, 'SIGKILL', `the appender exited by itself (code ${run.code}): ${run.stderr}`);
