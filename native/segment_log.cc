@@ -243,32 +243,34 @@ Error SegmentLog::Append(uint8_t* data, size_t length, bool seal, uint64_t* seq)
   // fully compacted) accepts any term.
   uint64_t prev_term = last_index_ >= first_index_ ? terms_.LastTerm() : 0;
   size_t pos = 0;
+  // Built only when reporting an error: this loop runs for every record.
+  auto where = [&records, &pos]() {
+    return "record " + std::to_string(records.size()) + " of the batch (byte " + std::to_string(pos) + ")";
+  };
   while (pos < length) {
-    const std::string where = "record " + std::to_string(records.size()) + " of the batch (byte " +
-                              std::to_string(pos) + ")";
     RecordHeader h;
     if (seal) {
-      if (length - pos < kRecordHeaderBytes) return Error::Invalid(where + " is cut short");
+      if (length - pos < kRecordHeaderBytes) return Error::Invalid(where() + " is cut short");
       h.payload_bytes = Load32(data + pos + 4);
       h.term = Load64(data + pos + 8);
       h.index = Load64(data + pos + 16);
       if (h.payload_bytes > kMaxPayloadBytes) {
-        return Error::Invalid(where + ": payload of " + std::to_string(h.payload_bytes) + " bytes exceeds " +
+        return Error::Invalid(where() + ": payload of " + std::to_string(h.payload_bytes) + " bytes exceeds " +
                               std::to_string(kMaxPayloadBytes));
       }
-      if (length - pos - kRecordHeaderBytes < h.payload_bytes) return Error::Invalid(where + " is cut short");
+      if (length - pos - kRecordHeaderBytes < h.payload_bytes) return Error::Invalid(where() + " is cut short");
     } else {
       RecordCheck check = ParseRecord(data + pos, length - pos, true, &h);
-      if (check != RecordCheck::kOk) return Error::Invalid(where + " is not a valid record: " + RecordCheckName(check));
+      if (check != RecordCheck::kOk) return Error::Invalid(where() + " is not a valid record: " + RecordCheckName(check));
     }
     if (h.index != expect) {
-      return Error::Invalid("non-contiguous append: " + where + " has index " + std::to_string(h.index) +
+      return Error::Invalid("non-contiguous append: " + where() + " has index " + std::to_string(h.index) +
                             ", expected " + std::to_string(expect) + " (last index is " +
                             std::to_string(last_index_) + ")");
     }
     if (h.index > kMaxIndex) return Error::Invalid("index " + std::to_string(h.index) + " exceeds 2^53-1");
     if (h.term < prev_term) {
-      return Error::Invalid("term went backwards: " + where + " has term " + std::to_string(h.term) +
+      return Error::Invalid("term went backwards: " + where() + " has term " + std::to_string(h.term) +
                             " after term " + std::to_string(prev_term));
     }
     records.push_back({pos, RecordBytes(h), h.index, h.term});

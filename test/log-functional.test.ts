@@ -142,6 +142,34 @@ describe('SegmentLog', () => {
     });
   });
 
+  test('large batches round-trip intact, including through recycled framing buffers', async () => {
+    await withLog('large', async (dir) => {
+      const log = await SegmentLog.open(dir, { segmentBytes: 1 << 20 });
+      const expected: LogEntry[] = [];
+      const batch = (first: number, fill: number): LogEntry[] =>
+        Array.from({ length: 4 }, (_, k) => ({ index: first + k, term: 1, type: 0, data: Buffer.alloc(70_000 + k, fill) }));
+      // Serial appends reuse buffers released by earlier ones; concurrent ones need fresh ones.
+      for (let round = 0; round < 6; round++) {
+        const entries = batch(log.lastIndex + 1, round);
+        expected.push(...entries);
+        await log.append(entries);
+      }
+      const concurrent: Promise<void>[] = [];
+      for (let round = 6; round < 12; round++) {
+        const entries = batch(log.lastIndex + 1, round);
+        expected.push(...entries);
+        concurrent.push(log.append(entries));
+      }
+      await Promise.all(concurrent);
+      const read = await log.read(1, log.lastIndex + 1);
+      assert.equal(read.length, expected.length);
+      for (let i = 0; i < read.length; i++) {
+        assert.deepEqual(Buffer.from(read[i].data), Buffer.from(expected[i].data), `entry ${i + 1}`);
+      }
+      await log.close();
+    });
+  });
+
   test('read bounds: maxBytes, at least one entry, compacted and missing ranges', async () => {
     await withLog('read', async (dir) => {
       const log = await SegmentLog.open(dir, { segmentBytes: 4096 });

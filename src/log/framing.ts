@@ -55,14 +55,17 @@ export function frameEntries(entries: readonly LogEntry[]): Buffer {
   return buf;
 }
 
-/** Frames entries leaving magic and checksums for the addon to fill in. */
-export function frameUnsealed(entries: readonly LogEntry[]): Buffer {
+/** Frames entries leaving magic and checksums for the addon to fill in, into a buffer from `allocate`. */
+export function frameUnsealed(
+  entries: readonly LogEntry[],
+  allocate: (bytes: number) => Buffer = Buffer.allocUnsafe,
+): Buffer {
   let total = 0;
   for (let i = 0; i < entries.length; i++) {
     checkEntry(entries[i], i);
     total += RECORD_HEADER_BYTES + entries[i].data.byteLength;
   }
-  const buf = Buffer.allocUnsafe(total);
+  const buf = allocate(total);
   let at = 0;
   for (const e of entries) {
     buf.writeUInt32LE(0, at);

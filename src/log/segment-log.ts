@@ -1,3 +1,4 @@
+import { BufferPool } from './buffer-pool.js';
 import { fromNative, InvalidLogOperationError, LogClosedError, RETRY_CODE } from './errors.js';
 import { decodeRecords, frameUnsealed, type LogEntry } from './framing.js';
 import type { LogStorage } from './memory-log.js';
@@ -42,12 +43,16 @@ interface Waiter {
   seq: number;
   resolve: () => void;
   reject: (err: Error) => void;
-  // The bytes the writer thread is still reading from.
-  keepAlive?: Uint8Array;
+  // Bytes the writer thread reads until this settles, and whether they are
+  // our own framing buffer to recycle then.
+  bytes?: Uint8Array;
+  recycle?: boolean;
 }
 
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 const READ_ATTEMPTS = 3;
+const POOLED_MIN_BYTES = 64 * 1024;
+const POOLED_MAX_BYTES = 32 * 1024 * 1024;
 
 function checkIndex(name: string, value: number): void {
   if (!Number.isSafeInteger(value) || value < 0) {
@@ -78,6 +83,7 @@ export class SegmentLog implements LogStorage {
   readonly dir: string;
   private readonly handle: NativeLogHandle;
   private readonly waiters: Waiter[] = [];
+  private readonly framingPool = new BufferPool(POOLED_MIN_BYTES, POOLED_MAX_BYTES);
   private waiterHead = 0;
   private lastSeq = 0;
   private closed = false;
@@ -148,11 +154,11 @@ export class SegmentLog implements LogStorage {
     if (entries.length === 0) return this.barrier();
     let framed: Buffer;
     try {
-      framed = frameUnsealed(entries);
+      framed = frameUnsealed(entries, (bytes) => this.framingPool.acquire(bytes));
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.submit(framed, true);
+    return this.queue(() => this.handle.append(framed, true), framed, true);
   }
 
   /**
@@ -161,7 +167,7 @@ export class SegmentLog implements LogStorage {
    * anything is queued. `records` must not be modified until the promise settles.
    */
   appendFramed(records: Uint8Array): Promise<void> {
-    return this.submit(records, false);
+    return this.queue(() => this.handle.append(records, false), records, false);
   }
 
   /** Entries [from, toExclusive), waiting for them to become durable if they are not yet. */
@@ -236,21 +242,18 @@ export class SegmentLog implements LogStorage {
     return maxBytes;
   }
 
-  private submit(records: Uint8Array, seal: boolean): Promise<void> {
-    return this.queue(() => this.handle.append(records, seal), records);
-  }
-
-  private queue(start: () => number, keepAlive?: Uint8Array): Promise<void> {
+  private queue(start: () => number, bytes?: Uint8Array, recycle?: boolean): Promise<void> {
     if (this.closed) return Promise.reject(new LogClosedError('the log is closed'));
     let seq: number;
     try {
       seq = start();
     } catch (err) {
+      if (bytes && recycle) this.framingPool.release(bytes);
       return Promise.reject(fromNative(err));
     }
     this.lastSeq = seq;
     return new Promise<void>((resolve, reject) => {
-      this.waiters.push({ seq, resolve, reject, keepAlive });
+      this.waiters.push({ seq, resolve, reject, bytes, recycle });
     });
   }
 
@@ -269,6 +272,7 @@ export class SegmentLog implements LogStorage {
     const error = err ? fromNative(err) : undefined;
     while (this.waiterHead < this.waiters.length && this.waiters[this.waiterHead].seq <= seq) {
       const w = this.waiters[this.waiterHead++];
+      if (w.bytes && w.recycle) this.framingPool.release(w.bytes);
       if (error) w.reject(error);
       else w.resolve();
     }
