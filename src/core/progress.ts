@@ -1,0 +1,147 @@
+// The leader's view of one follower's replication (etcd's tracker, braft's
+// Replicator state): where it is, how it is being fed, and what is in flight.
+
+export type ProgressState = 'probe' | 'replicate' | 'snapshot';
+
+/**
+ * A bounded window of AppendEntries in flight to one follower, by count and
+ * by bytes, released as acknowledgements arrive.
+ */
+export class Inflights {
+  private readonly lastIndexes: number[] = [];
+  private readonly sizes: number[] = [];
+  private bytes = 0;
+
+  constructor(
+    private readonly maxCount: number,
+    private readonly maxBytes: number,
+  ) {}
+
+  add(lastIndex: number, bytes: number): void {
+    this.lastIndexes.push(lastIndex);
+    this.sizes.push(bytes);
+    this.bytes += bytes;
+  }
+
+  /** Frees every message whose last index is at or below `index`. */
+  freeTo(index: number): void {
+    let n = 0;
+    while (n < this.lastIndexes.length && this.lastIndexes[n] <= index) {
+      this.bytes -= this.sizes[n];
+      n++;
+    }
+    this.lastIndexes.splice(0, n);
+    this.sizes.splice(0, n);
+  }
+
+  /** Frees the oldest message, whatever became of it. */
+  freeFirst(): void {
+    if (this.lastIndexes.length === 0) return;
+    this.bytes -= this.sizes[0];
+    this.lastIndexes.shift();
+    this.sizes.shift();
+  }
+
+  reset(): void {
+    this.lastIndexes.length = 0;
+    this.sizes.length = 0;
+    this.bytes = 0;
+  }
+
+  get full(): boolean {
+    return this.lastIndexes.length >= this.maxCount || this.bytes >= this.maxBytes;
+  }
+
+  get count(): number {
+    return this.lastIndexes.length;
+  }
+
+  get inflightBytes(): number {
+    return this.bytes;
+  }
+}
+
+export class Progress {
+  /** Highest index known to be replicated on the follower. */
+  match = 0;
+  /** Next index to send. */
+  next: number;
+  state: ProgressState = 'probe';
+  /** In probe state: one probe is outstanding, wait for its answer (or a heartbeat response). */
+  probeSent = false;
+  /** Heard from since the last check-quorum round. */
+  recentActive = false;
+  /** Highest heartbeat round the follower acknowledged in the current term. */
+  ackedRound = 0;
+  /** In snapshot state: the snapshot index being sent. */
+  pendingSnapshot = 0;
+  readonly inflights: Inflights;
+
+  constructor(next: number, maxInflightMsgs: number, maxInflightBytes: number) {
+    this.next = next;
+    this.inflights = new Inflights(maxInflightMsgs, maxInflightBytes);
+  }
+
+  becomeProbe(): void {
+    // After a snapshot, resume right after it; otherwise from what is known to match.
+    this.next = this.state === 'snapshot' ? Math.max(this.match, this.pendingSnapshot) + 1 : this.match + 1;
+    this.state = 'probe';
+    this.probeSent = false;
+    this.pendingSnapshot = 0;
+    this.inflights.reset();
+  }
+
+  becomeReplicate(): void {
+    this.state = 'replicate';
+    this.next = this.match + 1;
+    this.probeSent = false;
+    this.inflights.reset();
+  }
+
+  becomeSnapshot(snapshotIndex: number): void {
+    this.state = 'snapshot';
+    this.pendingSnapshot = snapshotIndex;
+    this.probeSent = false;
+    this.inflights.reset();
+  }
+
+  /** Records a successful acknowledgement up to `index`; false if it told nothing new. */
+  maybeUpdate(index: number): boolean {
+    let updated = false;
+    if (index > this.match) {
+      this.match = index;
+      updated = true;
+      this.probeSent = false;
+    }
+    this.next = Math.max(this.next, index + 1);
+    return updated;
+  }
+
+  /**
+   * Handles a rejection of an append whose prevIndex was `rejected`; `hint` is
+   * where to probe next. Returns false for a stale rejection.
+   */
+  maybeDecrease(rejected: number, hint: number): boolean {
+    if (this.state === 'replicate') {
+      if (rejected <= this.match) return false;
+      this.next = this.match + 1;
+      return true;
+    }
+    if (this.next - 1 !== rejected) return false;
+    this.next = Math.max(Math.min(rejected, hint + 1), this.match + 1, 1);
+    this.probeSent = false;
+    return true;
+  }
+
+  /** Whether the leader should hold back appends to this follower now. */
+  get paused(): boolean {
+    switch (this.state) {
+      case 'probe':
+        return this.probeSent;
+      case 'replicate':
+        return this.inflights.full;
+      case 'snapshot':
+        return true;
+    }
+  }
+}

@@ -1,0 +1,71 @@
+// Quorum arithmetic over a configuration, joint or not. A joint configuration
+// (during a membership change) needs a majority of the incoming voters and a
+// majority of the outgoing voters for every decision.
+import type { NodeId } from './types.js';
+
+export interface Configuration {
+  voters: NodeId[];
+  learners: NodeId[];
+  /** Voters of the configuration being left, while a joint change is in progress. */
+  outgoing?: NodeId[];
+}
+
+export function isJoint(conf: Configuration): boolean {
+  return conf.outgoing !== undefined;
+}
+
+/** Every node that receives replication: voters of both halves and learners. */
+export function members(conf: Configuration): NodeId[] {
+  return [...new Set([...conf.voters, ...(conf.outgoing ?? []), ...conf.learners])];
+}
+
+export function isVoter(conf: Configuration, id: NodeId): boolean {
+  return conf.voters.includes(id) || (conf.outgoing?.includes(id) ?? false);
+}
+
+/**
+ * The largest value that a majority of `voters` has reached, given each
+ * voter's value (missing voters count as 0). For match indexes this is the
+ * commit index the majority supports.
+ */
+function majorityValue(voters: readonly NodeId[], valueOf: (id: NodeId) => number): number {
+  if (voters.length === 0) return Number.MAX_SAFE_INTEGER;
+  const values = voters.map(valueOf).sort((a, b) => b - a);
+  return values[Math.floor(voters.length / 2)];
+}
+
+/** The value a quorum of `conf` has reached (the minimum over both halves of a joint configuration). */
+export function quorumValue(conf: Configuration, valueOf: (id: NodeId) => number): number {
+  const incoming = majorityValue(conf.voters, valueOf);
+  return conf.outgoing ? Math.min(incoming, majorityValue(conf.outgoing, valueOf)) : incoming;
+}
+
+export type VoteOutcome = 'won' | 'lost' | 'pending';
+
+function majorityVote(voters: readonly NodeId[], votes: ReadonlyMap<NodeId, boolean>): VoteOutcome {
+  if (voters.length === 0) return 'won';
+  let granted = 0;
+  let rejected = 0;
+  for (const id of voters) {
+    const v = votes.get(id);
+    if (v === true) granted++;
+    else if (v === false) rejected++;
+  }
+  const needed = Math.floor(voters.length / 2) + 1;
+  if (granted >= needed) return 'won';
+  if (rejected > voters.length - needed) return 'lost';
+  return 'pending';
+}
+
+export function voteOutcome(conf: Configuration, votes: ReadonlyMap<NodeId, boolean>): VoteOutcome {
+  const incoming = majorityVote(conf.voters, votes);
+  if (!conf.outgoing) return incoming;
+  const outgoing = majorityVote(conf.outgoing, votes);
+  if (incoming === 'lost' || outgoing === 'lost') return 'lost';
+  return incoming === 'won' && outgoing === 'won' ? 'won' : 'pending';
+}
+
+/** Whether the nodes for which `active` holds form a quorum. */
+export function hasQuorum(conf: Configuration, active: (id: NodeId) => boolean): boolean {
+  return quorumValue(conf, (id) => (active(id) ? 1 : 0)) === 1;
+}

@@ -1,0 +1,760 @@
+// The Raft state machine: pure and deterministic. Inputs are tick(), step(),
+// propose(), readIndex(), transferLeadership(), persisted(); outputs are
+// collected into a Ready (ready.ts). Time is ticks, randomness comes from the
+// injected PRNG, and storage is read through a synchronous LogReader.
+import { Progress } from './progress.js';
+import { hasQuorum, isVoter, members, quorumValue, voteOutcome, type Configuration } from './quorum.js';
+import { RaftLog } from './raft-log.js';
+import { emptyReady, type Ready, type SoftState } from './ready.js';
+import {
+  EntryType,
+  type AppendRequest,
+  type AppendResponse,
+  type Entry,
+  type HardState,
+  type Heartbeat,
+  type HeartbeatResponse,
+  type LogReader,
+  type Message,
+  type NodeId,
+  type ReadIndexResponse,
+  type Role,
+  type VoteRequest,
+  type VoteResponse,
+} from './types.js';
+
+export interface CoreOptions {
+  id: NodeId;
+  /** Followers wait between electionTicks and 2 * electionTicks - 1 without a leader before campaigning. */
+  electionTicks: number;
+  heartbeatTicks: number;
+  preVote: boolean;
+  /** Leaders step down when a quorum has not been heard from for electionTicks; required for lease reads. */
+  checkQuorum: boolean;
+  /** Uniform in [0, 1); injected so elections are reproducible. */
+  random: () => number;
+  maxMsgBytes: number;
+  maxInflightMsgs: number;
+  maxInflightBytes: number;
+  /** Proposals are refused while this many bytes of this leader's entries are uncommitted. */
+  maxUncommittedBytes: number;
+  /** Committed entries handed out per Ready, by payload bytes (at least one entry). */
+  maxApplyBytes: number;
+  /** Ticks subtracted from a lease for clock drift between nodes. */
+  leaseMarginTicks: number;
+}
+
+export const DEFAULT_CORE_OPTIONS: Omit<CoreOptions, 'id' | 'random'> = {
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  preVote: true,
+  checkQuorum: true,
+  maxMsgBytes: 1 << 20,
+  maxInflightMsgs: 256,
+  maxInflightBytes: 32 << 20,
+  maxUncommittedBytes: 64 << 20,
+  maxApplyBytes: 4 << 20,
+  leaseMarginTicks: 1,
+};
+
+export interface CoreState {
+  hardState: HardState;
+  configuration: Configuration;
+  /** Index up to which the state machine already holds the effects (from a snapshot or its own store). */
+  applied: number;
+}
+
+export type ProposeResult =
+  | { ok: true; index: number; term: number }
+  | { ok: false; reason: 'notLeader'; leaderHint: NodeId | null }
+  | { ok: false; reason: 'termMismatch'; term: number }
+  | { ok: false; reason: 'transferring' | 'overloaded'; leaderHint: NodeId | null };
+
+export interface PeerStatus {
+  match: number;
+  next: number;
+  state: string;
+  inflight: number;
+}
+
+export interface CoreStatus {
+  id: NodeId;
+  role: Role;
+  term: number;
+  leader: NodeId | null;
+  commit: number;
+  applied: number;
+  lastIndex: number;
+  peers: Record<NodeId, PeerStatus>;
+}
+
+interface PendingRead {
+  requestId: number;
+  /** The node that asked: this one, or a follower that forwarded it. */
+  from: NodeId;
+  index: number;
+  /** Heartbeat round that confirms it; 0 until the round is sent. */
+  round: number;
+}
+
+export class RaftCore {
+  readonly id: NodeId;
+  private readonly opts: CoreOptions;
+  private readonly log: RaftLog;
+  private conf: Configuration;
+
+  private term: number;
+  private vote: NodeId | null;
+  private role: Role = 'follower';
+  private leader: NodeId | null = null;
+
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTicks = 0;
+  private ticks = 0;
+  private votes = new Map<NodeId, boolean>();
+  private progress = new Map<NodeId, Progress>();
+
+  private round = 0;
+  private roundSentTick = new Map<number, number>();
+  private pendingReads: PendingRead[] = [];
+  /** Reads that arrived before this leader committed an entry of its term. */
+  private readsAwaitingCommit: Omit<PendingRead, 'index' | 'round'>[] = [];
+  /** Reads this follower forwarded to its leader, by request id. */
+  private forwardedReads = new Set<number>();
+
+  private transferee: NodeId | null = null;
+  private transferElapsed = 0;
+  private uncommitted: { index: number; bytes: number }[] = [];
+  private uncommittedBytes = 0;
+
+  private ready_ = emptyReady();
+  private lastHardState: HardState;
+  private lastSoft: SoftState;
+
+  constructor(opts: CoreOptions, storage: LogReader, state: CoreState) {
+    this.id = opts.id;
+    this.opts = opts;
+    this.conf = state.configuration;
+    this.term = state.hardState.term;
+    this.vote = state.hardState.vote;
+    this.log = new RaftLog(storage, state.applied, state.applied);
+    this.lastHardState = { ...state.hardState };
+    this.lastSoft = { role: this.role, term: this.term, leader: this.leader };
+    this.resetElectionTimer();
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  tick(): void {
+    this.ticks++;
+    if (this.role === 'leader') {
+      this.tickLeader();
+      return;
+    }
+    this.electionElapsed++;
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTicks) {
+      this.campaign(this.opts.preVote ? 'preVote' : 'vote', false);
+    }
+  }
+
+  step(m: Message): void {
+    if (m.to !== this.id) return;
+    if (m.term > this.term) {
+      if ((m.type === 'vote' || m.type === 'preVote') && !m.transfer && this.inLease()) {
+        // A leader was heard from within the election timeout: a vote now
+        // could only come from a node that is partitioned or slow, and
+        // granting it would disrupt a healthy leader (thesis §4.2.3).
+        return;
+      }
+      if (m.type === 'preVote' || (m.type === 'preVoteResp' && !m.reject)) {
+        // Pre-votes are for a future term; they change no state.
+      } else {
+        const leader = m.type === 'append' || m.type === 'heartbeat' ? m.from : null;
+        this.becomeFollower(m.term, leader);
+      }
+    } else if (m.term < this.term) {
+      if (m.type === 'append' || m.type === 'heartbeat') {
+        // Tell a deposed leader about the newer term so it steps down (needed
+        // with pre-vote/check-quorum, where our term may have moved without it noticing).
+        this.sendAfterPersist({ ...this.envelope(m.from), type: 'appendResp', index: 0, reject: true, hintIndex: 0, hintTerm: 0 });
+      } else if (m.type === 'preVote') {
+        this.sendAfterPersist({ ...this.envelope(m.from), type: 'preVoteResp', reject: true });
+      }
+      return;
+    }
+
+    switch (m.type) {
+      case 'preVote':
+      case 'vote':
+        this.handleVoteRequest(m);
+        return;
+      case 'preVoteResp':
+      case 'voteResp':
+        this.handleVoteResponse(m);
+        return;
+      case 'append':
+        if (this.role === 'leader') return; // two leaders in one term cannot happen; the simulator checks
+        this.followLeader(m.from);
+        this.handleAppend(m);
+        return;
+      case 'heartbeat':
+        if (this.role === 'leader') return;
+        this.followLeader(m.from);
+        this.handleHeartbeat(m);
+        return;
+      case 'timeoutNow':
+        if (this.role !== 'leader' && this.promotable()) this.campaign('vote', true);
+        return;
+      case 'appendResp':
+        if (this.role === 'leader') this.handleAppendResponse(m);
+        return;
+      case 'heartbeatResp':
+        if (this.role === 'leader') this.handleHeartbeatResponse(m);
+        return;
+      case 'readIndex':
+        if (this.role === 'leader') this.leaderRead(m.requestId, m.from, false);
+        else this.sendAfterPersist({ ...this.envelope(m.from), type: 'readIndexResp', requestId: m.requestId, index: 0, reject: true });
+        return;
+      case 'readIndexResp':
+        this.handleReadIndexResponse(m);
+        return;
+    }
+  }
+
+  /** Proposes commands on the leader; `expectedTerm` refuses them if leadership moved to another term. */
+  propose(data: readonly Uint8Array[], options: { expectedTerm?: number; type?: number } = {}): ProposeResult {
+    if (this.role !== 'leader') return { ok: false, reason: 'notLeader', leaderHint: this.leader };
+    if (options.expectedTerm !== undefined && options.expectedTerm !== this.term) {
+      return { ok: false, reason: 'termMismatch', term: this.term };
+    }
+    if (this.transferee !== null) return { ok: false, reason: 'transferring', leaderHint: this.transferee };
+    let bytes = 0;
+    for (const d of data) bytes += d.byteLength;
+    if (this.uncommittedBytes > 0 && this.uncommittedBytes + bytes > this.opts.maxUncommittedBytes) {
+      return { ok: false, reason: 'overloaded', leaderHint: this.id };
+    }
+    const type = options.type ?? EntryType.Command;
+    let index = this.log.lastIndex();
+    for (const d of data) this.appendEntry({ index: ++index, term: this.term, type, data: d });
+    this.bcastAppend();
+    this.maybeCommit();
+    return { ok: true, index, term: this.term };
+  }
+
+  /**
+   * Asks for a linearizable read. The answer comes in a later Ready:
+   * a ReadState (serve the read once `index` is applied) or a ReadFailure.
+   * `lease` serves it without a heartbeat round while the leader's lease holds.
+   */
+  readIndex(requestId: number, mode: 'readIndex' | 'lease' = 'readIndex'): void {
+    if (this.role === 'leader') {
+      this.leaderRead(requestId, this.id, mode === 'lease');
+      return;
+    }
+    if (this.leader === null) {
+      this.ready_.readFailures.push({ requestId, reason: 'notLeader', leaderHint: null });
+      return;
+    }
+    this.forwardedReads.add(requestId);
+    this.sendAfterPersist({ ...this.envelope(this.leader), type: 'readIndex', requestId });
+  }
+
+  /** Hands leadership to `to` once it has caught up (thesis §3.10); aborted after an election timeout. */
+  transferLeadership(to: NodeId): { ok: true } | { ok: false; reason: string } {
+    if (this.role !== 'leader') return { ok: false, reason: 'notLeader' };
+    if (to === this.id) return { ok: false, reason: 'already leader' };
+    if (!isVoter(this.conf, to)) return { ok: false, reason: `${to} is not a voter` };
+    if (this.transferee === to) return { ok: true };
+    this.transferee = to;
+    this.transferElapsed = 0;
+    const pr = this.progress.get(to)!;
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
+    else this.sendAppend(to, true);
+    return { ok: true };
+  }
+
+  /** The runtime made entries up to `index` (whose term is `term`) durable. */
+  persisted(index: number, term: number): void {
+    this.log.persisted(index, term);
+    if (this.role === 'leader') this.maybeCommit();
+  }
+
+  // --------------------------------------------------------------- outputs
+
+  hasReady(): boolean {
+    const r = this.ready_;
+    return (
+      r.messages.length > 0 ||
+      r.messagesAfterPersist.length > 0 ||
+      r.readStates.length > 0 ||
+      r.readFailures.length > 0 ||
+      this.pendingReads.some((p) => p.round === 0) ||
+      this.log.committed > this.log.applied ||
+      this.log.hasUnpersisted() ||
+      this.hardStateChanged() ||
+      this.softStateChanged()
+    );
+  }
+
+  ready(): Ready {
+    if (this.role === 'leader' && this.pendingReads.some((p) => p.round === 0)) this.bcastHeartbeat();
+    const r = this.ready_;
+    this.ready_ = emptyReady();
+    r.entries = this.log.takeUnpersisted();
+    r.committed = this.log.takeCommitted(this.opts.maxApplyBytes);
+    if (this.hardStateChanged()) {
+      r.hardState = { term: this.term, vote: this.vote };
+      this.lastHardState = r.hardState;
+    }
+    if (this.softStateChanged()) {
+      r.softState = { role: this.role, term: this.term, leader: this.leader };
+      this.lastSoft = r.softState;
+    }
+    return r;
+  }
+
+  status(): CoreStatus {
+    const peers: Record<NodeId, PeerStatus> = {};
+    for (const [id, pr] of this.progress) {
+      peers[id] = { match: pr.match, next: pr.next, state: pr.state, inflight: pr.inflights.count };
+    }
+    return {
+      id: this.id,
+      role: this.role,
+      term: this.term,
+      leader: this.leader,
+      commit: this.log.committed,
+      applied: this.log.applied,
+      lastIndex: this.log.lastIndex(),
+      peers,
+    };
+  }
+
+  get currentTerm(): number {
+    return this.term;
+  }
+
+  get currentRole(): Role {
+    return this.role;
+  }
+
+  get currentLeader(): NodeId | null {
+    return this.leader;
+  }
+
+  get commitIndex(): number {
+    return this.log.committed;
+  }
+
+  // -------------------------------------------------------------- elections
+
+  private promotable(): boolean {
+    return isVoter(this.conf, this.id);
+  }
+
+  private inLease(): boolean {
+    return this.opts.checkQuorum && this.leader !== null && this.electionElapsed < this.opts.electionTicks;
+  }
+
+  private resetElectionTimer(): void {
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    const t = this.opts.electionTicks;
+    this.randomizedElectionTicks = t + Math.floor(this.opts.random() * t);
+  }
+
+  private campaign(kind: 'preVote' | 'vote', transfer: boolean): void {
+    let term: number;
+    if (kind === 'preVote') {
+      this.role = 'preCandidate';
+      this.failForwardedReads();
+      this.leader = null;
+      this.resetElectionTimer();
+      term = this.term + 1;
+    } else {
+      this.becomeCandidate();
+      term = this.term;
+    }
+    this.votes = new Map([[this.id, true]]);
+    if (this.tallyVotes(kind)) return;
+    for (const id of members(this.conf)) {
+      if (id === this.id || !isVoter(this.conf, id)) continue;
+      const req: VoteRequest = {
+        type: kind,
+        from: this.id,
+        to: id,
+        term,
+        lastLogIndex: this.log.lastIndex(),
+        lastLogTerm: this.log.lastTerm(),
+        transfer,
+      };
+      this.sendAfterPersist(req);
+    }
+  }
+
+  /** Returns true when the election is decided. */
+  private tallyVotes(kind: 'preVote' | 'vote'): boolean {
+    const outcome = voteOutcome(this.conf, this.votes);
+    if (outcome === 'won') {
+      if (kind === 'preVote') this.campaign('vote', false);
+      else this.becomeLeader();
+      return true;
+    }
+    if (outcome === 'lost') {
+      this.becomeFollower(this.term, null);
+      return true;
+    }
+    return false;
+  }
+
+  private handleVoteRequest(m: VoteRequest): void {
+    const canVote =
+      this.vote === m.from ||
+      (this.vote === null && this.leader === null) ||
+      (m.type === 'preVote' && m.term > this.term);
+    const grant = canVote && this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
+    const type = m.type === 'vote' ? 'voteResp' : 'preVoteResp';
+    // A granted pre-vote answers in the candidate's future term so it can
+    // count it; a rejection carries our term.
+    this.sendAfterPersist({ from: this.id, to: m.from, term: grant ? m.term : this.term, type, reject: !grant });
+    if (grant && m.type === 'vote') {
+      this.electionElapsed = 0;
+      this.vote = m.from;
+    }
+  }
+
+  private handleVoteResponse(m: VoteResponse): void {
+    const expected = this.role === 'preCandidate' ? 'preVoteResp' : this.role === 'candidate' ? 'voteResp' : null;
+    if (m.type !== expected) return;
+    this.votes.set(m.from, !m.reject);
+    this.tallyVotes(m.type === 'preVoteResp' ? 'preVote' : 'vote');
+  }
+
+  private becomeFollower(term: number, leader: NodeId | null): void {
+    const wasLeader = this.role === 'leader';
+    if (term !== this.term) {
+      this.term = term;
+      this.vote = null;
+    }
+    this.role = 'follower';
+    if (leader !== this.leader) this.failForwardedReads();
+    this.leader = leader;
+    this.resetElectionTimer();
+    this.transferee = null;
+    if (wasLeader) this.abandonLeaderState();
+  }
+
+  private becomeCandidate(): void {
+    if (this.role === 'leader') throw new Error('raft invariant: a leader cannot become a candidate');
+    this.term++;
+    this.vote = this.id;
+    this.role = 'candidate';
+    this.failForwardedReads();
+    this.leader = null;
+    this.resetElectionTimer();
+  }
+
+  private becomeLeader(): void {
+    this.role = 'leader';
+    this.leader = this.id;
+    this.resetElectionTimer();
+    this.progress = new Map();
+    const next = this.log.lastIndex() + 1;
+    for (const id of members(this.conf)) {
+      if (id === this.id) continue;
+      const pr = new Progress(next, this.opts.maxInflightMsgs, this.opts.maxInflightBytes);
+      pr.recentActive = true;
+      this.progress.set(id, pr);
+    }
+    this.round = 0;
+    this.roundSentTick = new Map();
+    this.uncommitted = [];
+    this.uncommittedBytes = 0;
+    // Commits entries of earlier terms once this one commits (§5.4.2), and
+    // lets reads proceed once it has.
+    this.appendEntry({ index: next, term: this.term, type: EntryType.Noop, data: new Uint8Array(0) });
+    this.bcastAppend();
+    this.maybeCommit();
+  }
+
+  private followLeader(leader: NodeId): void {
+    if (this.role !== 'follower' || this.leader !== leader) this.becomeFollower(this.term, leader);
+    this.electionElapsed = 0;
+  }
+
+  private abandonLeaderState(): void {
+    for (const read of this.pendingReads) this.failRead(read.requestId, read.from);
+    for (const read of this.readsAwaitingCommit) this.failRead(read.requestId, read.from);
+    this.pendingReads = [];
+    this.readsAwaitingCommit = [];
+    this.progress = new Map();
+    this.uncommitted = [];
+    this.uncommittedBytes = 0;
+  }
+
+  private failForwardedReads(): void {
+    for (const requestId of this.forwardedReads) {
+      this.ready_.readFailures.push({ requestId, reason: 'leadershipLost', leaderHint: null });
+    }
+    this.forwardedReads.clear();
+  }
+
+  private failRead(requestId: number, from: NodeId): void {
+    if (from === this.id) {
+      this.ready_.readFailures.push({ requestId, reason: 'leadershipLost', leaderHint: this.leader });
+    } else {
+      this.sendAfterPersist({ ...this.envelope(from), type: 'readIndexResp', requestId, index: 0, reject: true });
+    }
+  }
+
+  // ------------------------------------------------------------ replication
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.transferee !== null && ++this.transferElapsed >= this.opts.electionTicks) this.transferee = null;
+    if (this.electionElapsed >= this.opts.electionTicks) {
+      this.electionElapsed = 0;
+      if (this.opts.checkQuorum) {
+        const active = (id: NodeId): boolean => id === this.id || (this.progress.get(id)?.recentActive ?? false);
+        if (!hasQuorum(this.conf, active)) {
+          this.becomeFollower(this.term, null);
+          return;
+        }
+        for (const pr of this.progress.values()) pr.recentActive = false;
+      }
+    }
+    if (this.heartbeatElapsed >= this.opts.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.bcastHeartbeat();
+    }
+  }
+
+  private appendEntry(e: Entry): void {
+    this.log.append([e]);
+    this.uncommitted.push({ index: e.index, bytes: e.data.byteLength });
+    this.uncommittedBytes += e.data.byteLength;
+  }
+
+  private bcastAppend(): void {
+    for (const id of this.progress.keys()) this.sendAppendWindow(id);
+  }
+
+  /** Sends as many appends as the follower's window allows (pipelining in replicate state). */
+  private sendAppendWindow(to: NodeId): void {
+    while (this.sendAppend(to, false) && this.progress.get(to)!.state === 'replicate');
+  }
+
+  /** Sends one append if the follower is not paused; returns whether it carried entries. */
+  private sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+    const pr = this.progress.get(to);
+    if (!pr || pr.paused) return false;
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    if (prevTerm === undefined) {
+      throw new Error(`raft: follower ${to} needs index ${pr.next}, which was compacted; snapshots are not implemented yet`);
+    }
+    const last = this.log.lastIndex();
+    const entries = pr.next <= last ? this.log.entries(pr.next, last + 1, this.opts.maxMsgBytes) : [];
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    const msg: AppendRequest = {
+      ...this.envelope(to),
+      type: 'append',
+      prevIndex,
+      prevTerm,
+      entries,
+      commit: this.log.committed,
+    };
+    this.ready_.messages.push(msg);
+    if (pr.state === 'replicate' && entries.length > 0) {
+      const lastSent = entries[entries.length - 1].index;
+      let bytes = 0;
+      for (const e of entries) bytes += e.data.byteLength;
+      pr.next = lastSent + 1;
+      pr.inflights.add(lastSent, bytes);
+    } else if (pr.state === 'probe') {
+      pr.probeSent = true;
+    }
+    return entries.length > 0;
+  }
+
+  private handleAppend(m: AppendRequest): void {
+    const respond = (fields: Omit<AppendResponse, 'from' | 'to' | 'term' | 'type'>): void => {
+      this.sendAfterPersist({ ...this.envelope(m.from), type: 'appendResp', ...fields });
+    };
+    if (m.prevIndex < this.log.committed) {
+      // Already have everything up to the commit index: acknowledge that much.
+      respond({ index: this.log.committed, reject: false, hintIndex: 0, hintTerm: 0 });
+      return;
+    }
+    if (this.log.matchTerm(m.prevIndex, m.prevTerm)) {
+      const lastNew = this.log.appendFromLeader(m.prevIndex, m.entries);
+      this.log.commitTo(Math.min(m.commit, lastNew));
+      respond({ index: lastNew, reject: false, hintIndex: 0, hintTerm: 0 });
+      return;
+    }
+    // Point the leader at the last index that could match, skipping a whole
+    // conflicting term per round trip instead of one entry (etcd's hint).
+    const hintIndex = this.log.findConflictByTerm(Math.min(m.prevIndex, this.log.lastIndex()), m.prevTerm);
+    respond({ index: m.prevIndex, reject: true, hintIndex, hintTerm: this.log.term(hintIndex) ?? 0 });
+  }
+
+  private handleAppendResponse(m: AppendResponse): void {
+    const pr = this.progress.get(m.from);
+    if (!pr) return;
+    pr.recentActive = true;
+    if (m.reject) {
+      const probeFrom = m.hintTerm > 0 ? this.log.findConflictByTerm(m.hintIndex, m.hintTerm) : m.hintIndex;
+      if (pr.maybeDecrease(m.index, probeFrom)) {
+        if (pr.state === 'replicate') pr.becomeProbe();
+        this.sendAppend(m.from, true);
+      }
+      return;
+    }
+    const wasPaused = pr.paused;
+    if (!pr.maybeUpdate(m.index)) {
+      if (wasPaused && !pr.paused) this.sendAppendWindow(m.from);
+      return;
+    }
+    if (pr.state === 'probe') pr.becomeReplicate();
+    else if (pr.state === 'replicate') pr.inflights.freeTo(m.index);
+    if (this.maybeCommit()) {
+      for (const id of this.progress.keys()) this.sendAppend(id, id !== m.from);
+    }
+    this.sendAppendWindow(m.from);
+    if (m.from === this.transferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+  }
+
+  private maybeCommit(): boolean {
+    const stable = this.log.stableIndex();
+    const index = quorumValue(this.conf, (id) => (id === this.id ? stable : (this.progress.get(id)?.match ?? 0)));
+    // Only entries of the current term are committed by counting (§5.4.2).
+    if (index <= this.log.committed || this.log.term(index) !== this.term) return false;
+    this.log.commitTo(index);
+    let released = 0;
+    while (released < this.uncommitted.length && this.uncommitted[released].index <= index) {
+      this.uncommittedBytes -= this.uncommitted[released].bytes;
+      released++;
+    }
+    this.uncommitted.splice(0, released);
+    if (this.readsAwaitingCommit.length > 0) {
+      const waiting = this.readsAwaitingCommit;
+      this.readsAwaitingCommit = [];
+      for (const r of waiting) this.leaderRead(r.requestId, r.from, false);
+    }
+    return true;
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.ready_.messages.push({ ...this.envelope(to), type: 'timeoutNow' });
+  }
+
+  // -------------------------------------------------------- heartbeats, reads
+
+  private bcastHeartbeat(): void {
+    this.round++;
+    this.roundSentTick.set(this.round, this.ticks);
+    for (const read of this.pendingReads) if (read.round === 0) read.round = this.round;
+    for (const [id, pr] of this.progress) {
+      const hb: Heartbeat = {
+        ...this.envelope(id),
+        type: 'heartbeat',
+        commit: Math.min(pr.match, this.log.committed),
+        round: this.round,
+      };
+      this.ready_.messages.push(hb);
+    }
+    this.releaseReads();
+  }
+
+  private handleHeartbeat(m: Heartbeat): void {
+    this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
+    this.sendAfterPersist({ ...this.envelope(m.from), type: 'heartbeatResp', round: m.round });
+  }
+
+  private handleHeartbeatResponse(m: HeartbeatResponse): void {
+    const pr = this.progress.get(m.from);
+    if (!pr) return;
+    pr.recentActive = true;
+    pr.ackedRound = Math.max(pr.ackedRound, m.round);
+    pr.probeSent = false;
+    // An append lost in flight never frees its slot; a heartbeat answer
+    // frees one so replication resumes and the gap shows as a rejection.
+    if (pr.state === 'replicate' && pr.inflights.full) pr.inflights.freeFirst();
+    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, false);
+    this.releaseReads();
+  }
+
+  /** The newest heartbeat round a quorum has acknowledged. */
+  private quorumRound(): number {
+    return quorumValue(this.conf, (id) => (id === this.id ? this.round : (this.progress.get(id)?.ackedRound ?? 0)));
+  }
+
+  private leaseValid(): boolean {
+    if (!this.opts.checkQuorum || this.transferee !== null) return false;
+    const sent = this.roundSentTick.get(this.quorumRound());
+    return sent !== undefined && this.ticks < sent + this.opts.electionTicks - this.opts.leaseMarginTicks;
+  }
+
+  private leaderRead(requestId: number, from: NodeId, lease: boolean): void {
+    if (this.log.term(this.log.committed) !== this.term) {
+      this.readsAwaitingCommit.push({ requestId, from });
+      return;
+    }
+    if (lease && this.leaseValid()) {
+      this.releaseRead({ requestId, from, index: this.log.committed, round: 0 });
+      return;
+    }
+    this.pendingReads.push({ requestId, from, index: this.log.committed, round: 0 });
+    this.releaseReads();
+  }
+
+  private releaseReads(): void {
+    const confirmed = this.quorumRound();
+    let n = 0;
+    while (n < this.pendingReads.length && this.pendingReads[n].round !== 0 && this.pendingReads[n].round <= confirmed) {
+      this.releaseRead(this.pendingReads[n]);
+      n++;
+    }
+    this.pendingReads.splice(0, n);
+  }
+
+  private releaseRead(read: PendingRead): void {
+    if (read.from === this.id) {
+      this.ready_.readStates.push({ requestId: read.requestId, index: read.index });
+    } else {
+      this.ready_.messages.push({
+        ...this.envelope(read.from),
+        type: 'readIndexResp',
+        requestId: read.requestId,
+        index: read.index,
+        reject: false,
+      });
+    }
+  }
+
+  private handleReadIndexResponse(m: ReadIndexResponse): void {
+    if (!this.forwardedReads.delete(m.requestId)) return;
+    if (m.reject) this.ready_.readFailures.push({ requestId: m.requestId, reason: 'leadershipLost', leaderHint: this.leader });
+    else this.ready_.readStates.push({ requestId: m.requestId, index: m.index });
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private envelope(to: NodeId): { from: NodeId; to: NodeId; term: number } {
+    return { from: this.id, to, term: this.term };
+  }
+
+  private sendAfterPersist(m: Message): void {
+    this.ready_.messagesAfterPersist.push(m);
+  }
+
+  private hardStateChanged(): boolean {
+    return this.term !== this.lastHardState.term || this.vote !== this.lastHardState.vote;
+  }
+
+  private softStateChanged(): boolean {
+    return this.role !== this.lastSoft.role || this.term !== this.lastSoft.term || this.leader !== this.lastSoft.leader;
+  }
+}

@@ -1,0 +1,40 @@
+import type { Entry, HardState, Message, NodeId, ReadFailure, ReadState, Role } from './types.js';
+
+/**
+ * Everything the core asks of its runtime since the previous `ready()`.
+ *
+ * The ordering contract (what makes the core's decisions durable before
+ * others rely on them):
+ * 1. `messages` may be sent at once, in parallel with persisting: they are the
+ *    leader's AppendEntries and heartbeats, which depend on nothing this
+ *    Ready changes (the leader writes its log in parallel with replication).
+ * 2. Persist `entries` (the first may overwrite existing ones: truncate the
+ *    log after `entries[0].index - 1` first) and `hardState`, then report
+ *    `persisted(lastEntry.index, lastEntry.term)`.
+ * 3. Only then send `messagesAfterPersist`: votes and acknowledgements that
+ *    promise the persisted state.
+ * 4. Apply `committed` in order (it may include entries not yet durable here:
+ *    they are durable on a quorum) and report `applied(index)`.
+ * 5. Serve each `readStates` read once the applied index reaches its index.
+ */
+export interface Ready {
+  hardState?: HardState;
+  entries: Entry[];
+  messages: Message[];
+  messagesAfterPersist: Message[];
+  committed: Entry[];
+  readStates: ReadState[];
+  readFailures: ReadFailure[];
+  /** Present when role, term or leader changed. */
+  softState?: SoftState;
+}
+
+export interface SoftState {
+  role: Role;
+  term: number;
+  leader: NodeId | null;
+}
+
+export function emptyReady(): Ready {
+  return { entries: [], messages: [], messagesAfterPersist: [], committed: [], readStates: [], readFailures: [] };
+}
