@@ -120,8 +120,8 @@ export class RaftCore {
   private pendingReads: PendingRead[] = [];
   /** Reads that arrived before this leader committed an entry of its term. */
   private readsAwaitingCommit: Omit<PendingRead, 'index' | 'round'>[] = [];
-  /** Reads this follower forwarded to its leader, by request id. */
-  private forwardedReads = new Set<number>();
+  /** Reads this follower forwarded to its leader: request id -> tick sent. */
+  private forwardedReads = new Map<number, number>();
 
   private transferee: NodeId | null = null;
   private transferElapsed = 0;
@@ -153,6 +153,7 @@ export class RaftCore {
       return;
     }
     this.electionElapsed++;
+    if (this.forwardedReads.size > 0) this.expireForwardedReads();
     if (this.promotable() && this.electionElapsed >= this.randomizedElectionTicks) {
       this.campaign(this.opts.preVote ? 'preVote' : 'vote', false);
     }
@@ -256,7 +257,7 @@ export class RaftCore {
       this.ready_.readFailures.push({ requestId, reason: 'notLeader', leaderHint: null });
       return;
     }
-    this.forwardedReads.add(requestId);
+    this.forwardedReads.set(requestId, this.ticks);
     this.sendAfterPersist({ ...this.envelope(this.leader), type: 'readIndex', requestId });
   }
 
@@ -494,10 +495,19 @@ export class RaftCore {
   }
 
   private failForwardedReads(): void {
-    for (const requestId of this.forwardedReads) {
+    for (const requestId of this.forwardedReads.keys()) {
       this.ready_.readFailures.push({ requestId, reason: 'leadershipLost', leaderHint: null });
     }
     this.forwardedReads.clear();
+  }
+
+  /** A forwarded read or its answer may be lost; give up on it after an election timeout. */
+  private expireForwardedReads(): void {
+    for (const [requestId, sentTick] of this.forwardedReads) {
+      if (this.ticks - sentTick < this.opts.electionTicks) continue;
+      this.forwardedReads.delete(requestId);
+      this.ready_.readFailures.push({ requestId, reason: 'timeout', leaderHint: this.leader });
+    }
   }
 
   private failRead(requestId: number, from: NodeId): void {
@@ -682,7 +692,9 @@ export class RaftCore {
     // An append lost in flight never frees its slot; a heartbeat answer
     // frees one so replication resumes and the gap shows as a rejection.
     if (pr.state === 'replicate' && pr.inflights.full) pr.inflights.freeFirst();
-    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, false);
+    // Behind: send even an empty append, so a lost one shows up as a
+    // rejection at the follower and replication restarts from there.
+    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
     this.releaseReads();
   }
 

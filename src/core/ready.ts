@@ -11,8 +11,10 @@ import type { Entry, HardState, Message, NodeId, ReadFailure, ReadState, Role } 
  * 2. Persist `entries` (the first may overwrite existing ones: truncate the
  *    log after `entries[0].index - 1` first) and `hardState`, then report
  *    `persisted(lastEntry.index, lastEntry.term)`.
- * 3. Only then send `messagesAfterPersist`: votes and acknowledgements that
- *    promise the persisted state.
+ * 3. Only once this Ready's writes and every earlier Ready's writes are
+ *    durable, send `messagesAfterPersist`: votes and acknowledgements that
+ *    promise the persisted state (an acknowledgement may cover entries
+ *    handed out by an earlier Ready that are still being written).
  * 4. Apply `committed` in order (it may include entries not yet durable here:
  *    they are durable on a quorum) and report `applied(index)`.
  * 5. Serve each `readStates` read once the applied index reaches its index.

@@ -129,10 +129,10 @@ export interface ReadState {
   index: number;
 }
 
-/** A read the core could not serve (no leader, or leadership lost before confirmation). */
+/** A read the core could not serve: no leader, leadership lost before confirmation, or no answer from the leader. */
 export interface ReadFailure {
   requestId: number;
-  reason: 'notLeader' | 'leadershipLost';
+  reason: 'notLeader' | 'leadershipLost' | 'timeout';
   leaderHint: NodeId | null;
 }
 
