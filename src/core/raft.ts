@@ -630,7 +630,8 @@ export class RaftCore {
     if (pr.state === 'probe') pr.becomeReplicate();
     else if (pr.state === 'replicate') pr.inflights.freeTo(m.index);
     if (this.maybeCommit()) {
-      for (const id of this.progress.keys()) this.sendAppend(id, id !== m.from);
+      // Tell every follower about the new commit index.
+      for (const id of this.progress.keys()) this.sendAppend(id, true);
     }
     this.sendAppendWindow(m.from);
     if (m.from === this.transferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);

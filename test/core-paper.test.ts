@@ -1,0 +1,305 @@
+// Scenario tests that follow the Raft paper (§5) and thesis (§3.10, §4.2.3,
+// §6.4, §9.6) claim by claim, on a small in-process cluster of pure cores.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Cluster, texts } from './core/harness.js';
+
+const ABC = ['a', 'b', 'c'];
+
+describe('§5.2 leader election', () => {
+  test('a follower that hears nothing for an election timeout becomes a candidate, bumps its term and votes for itself', () => {
+    const c = new Cluster(ABC, { preVote: false });
+    const a = c.node('a');
+    c.tick('a', 19);
+    assert.equal(a.core.currentRole, 'candidate');
+    assert.equal(a.core.currentTerm, 1);
+    assert.deepEqual(a.storage.hardState, { term: 1, vote: 'a' }, 'term and vote are persisted');
+    const requests = c.inbox.filter((m) => m.type === 'vote');
+    assert.deepEqual(requests.map((m) => m.to).sort(), ['b', 'c']);
+  });
+
+  test('a candidate that wins votes from a majority becomes leader, and there is at most one leader per term', () => {
+    const c = new Cluster(['a', 'b', 'c', 'd', 'e'], { preVote: false });
+    c.elect('c');
+    assert.deepEqual(c.leaders(), ['c']);
+    for (const n of c.nodes.values()) assert.equal(n.core.currentTerm, c.node('c').core.currentTerm);
+  });
+
+  test('each server votes for at most one candidate in a term, first come first served', () => {
+    const c = new Cluster(ABC, { preVote: false });
+    c.tick('a', 19);
+    c.tick('b', 19);
+    assert.equal(c.node('a').core.currentTerm, 1);
+    assert.equal(c.node('b').core.currentTerm, 1);
+    // c hears a first, then b, in the same term.
+    const toC = c.inbox.filter((m) => m.to === 'c' && m.type === 'vote').sort((x) => (x.from === 'a' ? -1 : 1));
+    for (const m of toC) c.node('c').core.step(m);
+    c.flush();
+    const answers = c.inbox.filter((m) => m.from === 'c' && m.type === 'voteResp');
+    assert.deepEqual(
+      answers.map((m) => [m.to, m.type === 'voteResp' && m.reject]),
+      [
+        ['a', false],
+        ['b', true],
+      ],
+    );
+  });
+
+  test('a candidate that receives AppendEntries from a leader of its term returns to follower', () => {
+    const c = new Cluster(ABC, { preVote: false });
+    c.elect('a');
+    const b = c.node('b');
+    b.core.step({ from: 'c', to: 'b', term: b.core.currentTerm + 1, type: 'vote', lastLogIndex: 0, lastLogTerm: 0, transfer: true });
+    c.flush();
+    c.inbox = [];
+    c.tick('b', 30);
+    assert.equal(b.core.currentRole, 'candidate');
+    const term = b.core.currentTerm;
+    b.core.step({ from: 'c', to: 'b', term, type: 'append', prevIndex: 0, prevTerm: 0, entries: [], commit: 0 });
+    assert.equal(b.core.currentRole, 'follower');
+    assert.equal(b.core.currentLeader, 'c');
+  });
+});
+
+describe('§5.3 log replication', () => {
+  test('the leader appends a command, replicates it in parallel and applies it once a majority stores it', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    const r = c.propose('a', 'x=1');
+    assert.ok(r.ok);
+    c.stabilize();
+    for (const n of c.nodes.values()) assert.deepEqual(texts(n.applied), ['x=1']);
+  });
+
+  test('the leader forces an inconsistent follower log to duplicate its own', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.propose('a', 'committed');
+    c.stabilize();
+    // a accepts entries it cannot replicate, then loses leadership.
+    c.isolate('a');
+    c.propose('a', 'lost-1');
+    c.propose('a', 'lost-2');
+    c.stabilize();
+    c.elect('b');
+    c.propose('b', 'new');
+    c.stabilize();
+    c.heal();
+    c.tickAll(2);
+    c.stabilize();
+    c.tick('b', 2);
+    c.stabilize();
+    for (const n of c.nodes.values()) assert.deepEqual(texts(n.applied), ['committed', 'new'], n.id);
+    assert.deepEqual(texts(c.node('a').storage.log.slice()), ['committed', 'new'], 'the uncommitted suffix is gone');
+  });
+
+  test('a rejection carries a hint so the leader skips a whole conflicting term per round trip', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.isolate('a');
+    for (let i = 0; i < 50; i++) c.propose('a', `stale-${i}`);
+    c.stabilize();
+    c.elect('b');
+    for (let i = 0; i < 5; i++) c.propose('b', `fresh-${i}`);
+    c.stabilize();
+    c.heal();
+    let rejections = 0;
+    c.tick('b', 2);
+    c.stabilize((m) => {
+      if (m.type === 'appendResp' && m.reject && m.from === 'a') rejections++;
+      return true;
+    });
+    assert.ok(rejections <= 2, `${rejections} rejections to skip 50 conflicting entries`);
+    assert.deepEqual(texts(c.node('a').applied).slice(-5), ['fresh-0', 'fresh-1', 'fresh-2', 'fresh-3', 'fresh-4']);
+  });
+
+  test('the leader counts its own vote for an entry only once the entry is durable locally', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.node('a').holdPersist = true;
+    c.propose('a', 'slow-leader-disk');
+    // Only b answers: without a's own durable copy there is no majority.
+    c.stabilize((m) => m.to !== 'c' && m.from !== 'c');
+    assert.equal(texts(c.node('a').applied).length, 0);
+    c.release('a');
+    assert.deepEqual(texts(c.node('a').applied), ['slow-leader-disk']);
+  });
+
+  test('a leader does not commit entries of earlier terms by counting replicas (§5.4.2)', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.isolate('c');
+    // Replicate an entry to b only (a majority with a) but drop the commit news.
+    c.propose('a', 'old-term');
+    c.stabilize((m) => m.type !== 'heartbeat');
+    // A new leader of a later term: b. Its noop must commit before 'old-term' counts.
+    c.heal();
+    c.isolate('a');
+    c.elect('b');
+    const b = c.node('b');
+    const oldIndex = 2;
+    assert.ok(b.core.commitIndex < oldIndex || b.core.commitIndex >= oldIndex + 1, 'commits old entries only together with its own');
+    c.stabilize();
+    assert.deepEqual(texts(b.applied), ['old-term']);
+  });
+});
+
+describe('§5.4.1 election restriction', () => {
+  test('a voter denies its vote to a candidate whose log is less up to date', () => {
+    const c = new Cluster(ABC, { preVote: false });
+    c.elect('a');
+    c.isolate('c');
+    c.propose('a', 'x');
+    c.stabilize();
+    c.heal();
+    c.isolate('a');
+    // c missed 'x'; b has it and refuses c.
+    const c3 = c.node('c');
+    c3.core.step({ from: 'a', to: 'c', term: c3.core.currentTerm, type: 'heartbeat', commit: 0, round: 0 });
+    c.tick('c', 40);
+    c.stabilize();
+    assert.notEqual(c3.core.currentRole, 'leader');
+  });
+});
+
+describe('thesis §9.6 pre-vote and §6.2 check-quorum', () => {
+  test('a partitioned follower rejoining does not disrupt the leader (pre-vote)', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    const term = c.node('a').core.currentTerm;
+    c.isolate('c');
+    c.tick('c', 100);
+    c.stabilize();
+    assert.equal(c.node('c').core.currentTerm, term, 'pre-votes never win, so the term does not grow');
+    c.heal();
+    c.tick('a', 2);
+    c.stabilize();
+    assert.deepEqual(c.leaders(), ['a']);
+    assert.equal(c.node('a').core.currentTerm, term);
+  });
+
+  test('a leader that cannot reach a quorum for an election timeout steps down (check-quorum)', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.isolate('a');
+    for (let i = 0; i < 25; i++) {
+      c.tick('a');
+      c.stabilize();
+    }
+    assert.equal(c.node('a').core.currentRole, 'follower');
+  });
+});
+
+describe('§6.4 linearizable reads', () => {
+  test('ReadIndex is released only after a heartbeat round confirms leadership', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.propose('a', 'x');
+    c.stabilize();
+    const a = c.node('a');
+    a.core.readIndex(7);
+    c.flush();
+    assert.deepEqual(a.readStates, [], 'not before a quorum answers');
+    c.stabilize();
+    assert.deepEqual(a.readStates, [{ requestId: 7, index: a.core.commitIndex }]);
+  });
+
+  test('a read on a leader cut off from its followers is never released', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.isolate('a');
+    const a = c.node('a');
+    a.core.readIndex(1);
+    for (let i = 0; i < 25; i++) {
+      c.tick('a');
+      c.stabilize();
+    }
+    assert.deepEqual(a.readStates, []);
+    assert.deepEqual(a.readFailures.map((f) => f.requestId), [1], 'it fails when the leader steps down');
+  });
+
+  test('a follower forwards ReadIndex to the leader and gets the commit index back', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.propose('a', 'x');
+    c.stabilize();
+    c.node('b').core.readIndex(9);
+    c.stabilize();
+    assert.deepEqual(c.node('b').readStates, [{ requestId: 9, index: c.node('a').core.commitIndex }]);
+  });
+
+  test('a lease read needs no heartbeat round while the lease holds, and none is granted during a transfer', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.tick('a');
+    c.stabilize();
+    const a = c.node('a');
+    a.core.readIndex(1, 'lease');
+    c.flush();
+    assert.deepEqual(a.readStates.map((r) => r.requestId), [1], 'served at once');
+    c.isolate('b');
+    a.core.transferLeadership('b');
+    a.core.readIndex(2, 'lease');
+    c.flush();
+    assert.deepEqual(a.readStates.map((r) => r.requestId), [1], 'not served from the lease while transferring');
+  });
+});
+
+describe('thesis §3.10 leadership transfer', () => {
+  test('the leader catches the target up, sends TimeoutNow, and the target wins at once', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.isolate('c');
+    c.propose('a', 'x');
+    c.stabilize();
+    c.heal();
+    assert.deepEqual(c.node('a').core.transferLeadership('c'), { ok: true });
+    const during = c.node('a').core.propose([Buffer.from('y')]);
+    assert.deepEqual(during, { ok: false, reason: 'transferring', leaderHint: 'c' });
+    c.tick('a');
+    c.stabilize();
+    assert.deepEqual(c.leaders(), ['c']);
+    assert.deepEqual(texts(c.node('c').applied), ['x']);
+  });
+
+  test('a transfer to an unreachable node is abandoned after an election timeout', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.isolate('c');
+    c.node('a').core.transferLeadership('c');
+    for (let i = 0; i < 11; i++) {
+      c.tick('a');
+      c.stabilize();
+    }
+    assert.ok(c.propose('a', 'after').ok, 'proposals are accepted again');
+  });
+});
+
+describe('proposals', () => {
+  test('a follower refuses proposals and names the leader', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    assert.deepEqual(c.node('b').core.propose([Buffer.from('x')]), { ok: false, reason: 'notLeader', leaderHint: 'a' });
+  });
+
+  test('expectedTerm refuses a proposal once the term has moved', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    const term = c.node('a').core.currentTerm;
+    assert.ok(c.node('a').core.propose([Buffer.from('x')], { expectedTerm: term }).ok);
+    assert.deepEqual(c.node('a').core.propose([Buffer.from('y')], { expectedTerm: term - 1 }), {
+      ok: false,
+      reason: 'termMismatch',
+      term,
+    });
+  });
+
+  test('a leader cut off from its followers stops accepting once its uncommitted bytes reach the bound', () => {
+    const c = new Cluster(ABC, { maxUncommittedBytes: 1000 });
+    c.elect('a');
+    c.isolate('a');
+    const results = Array.from({ length: 20 }, () => c.node('a').core.propose([new Uint8Array(100)]));
+    assert.equal(results.filter((r) => r.ok).length, 10);
+    assert.deepEqual(results.at(-1), { ok: false, reason: 'overloaded', leaderHint: 'a' });
+  });
+});
