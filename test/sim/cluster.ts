@@ -88,6 +88,8 @@ interface Client {
   id: number;
   seq: number;
   busy: boolean;
+  /** The operation in progress, for its timeout to recognize it. */
+  current: HistoryOp | null;
   target: NodeId;
   /** Completed operations after the cluster healed (liveness). */
   doneAfterHeal: number;
@@ -95,6 +97,8 @@ interface Client {
 
 const ELECTION_TICKS = 10;
 const MAX_EVENTS = 2_000_000;
+/** A client gives up on an operation after this long; a write's outcome is then unknown. */
+const CLIENT_TIMEOUT_MS = 1000;
 
 function entryKey(e: Entry): string {
   return `${e.term}:${e.type}:${Buffer.from(e.data).toString('base64')}`;
@@ -145,7 +149,7 @@ export class Simulation {
       this.boot(node);
     }
     for (let c = 0; c < opts.clients; c++) {
-      this.clients.push({ id: c, seq: 0, busy: false, target: ids[this.rng.int(0, ids.length - 1)], doneAfterHeal: 0 });
+      this.clients.push({ id: c, seq: 0, busy: false, current: null, target: ids[this.rng.int(0, ids.length - 1)], doneAfterHeal: 0 });
     }
   }
 
@@ -458,6 +462,7 @@ export class Simulation {
     if (replaced) this.finishUnknown(replaced.client);
     node.pendingWrites.set(result.index, { client: c, index: result.index, term: result.term, history });
     this.history.push(history);
+    this.startTimeout(c, history);
     this.process(node);
   }
 
@@ -466,8 +471,22 @@ export class Simulation {
     c.busy = true;
     const history: HistoryOp = { client: c.id, key, op: { kind: 'get', result: null }, call: this.now, ret: Infinity };
     node.pendingReads.set(requestId, { client: c, index: 0, history });
+    this.startTimeout(c, history);
     node.core.readIndex(requestId, this.opts.leaseReads && this.rng.chance(0.5) ? 'lease' : 'readIndex');
     this.process(node);
+  }
+
+  private startTimeout(c: Client, h: HistoryOp): void {
+    c.current = h;
+    this.at(this.now + CLIENT_TIMEOUT_MS, () => {
+      if (c.current !== h) return;
+      for (const node of this.nodes.values()) {
+        for (const [index, w] of node.pendingWrites) if (w.history === h) node.pendingWrites.delete(index);
+        for (const [id, r] of node.pendingReads) if (r.history === h) node.pendingReads.delete(id);
+        node.readyToServe = node.readyToServe.filter((r) => r.history !== h);
+      }
+      this.finishUnknown(c);
+    });
   }
 
   private finish(c: Client, h: HistoryOp): void {
@@ -475,12 +494,14 @@ export class Simulation {
     if (h.op.kind === 'get') this.history.push(h);
     if (this.healed) c.doneAfterHeal++;
     c.busy = false;
+    c.current = null;
     this.at(this.now + this.rng.int(1, 20), () => this.clientNext(c));
   }
 
   /** The client gave up waiting; the write stays in the history with an unknown outcome. */
   private finishUnknown(c: Client): void {
     c.busy = false;
+    c.current = null;
     this.retarget(c, null);
   }
 
@@ -488,11 +509,13 @@ export class Simulation {
     const i = this.history.indexOf(w.history);
     if (i >= 0) this.history.splice(i, 1);
     w.client.busy = false;
+    w.client.current = null;
     this.retarget(w.client, null);
   }
 
   private abandonRead(r: PendingRead): void {
     r.client.busy = false;
+    r.client.current = null;
     this.retarget(r.client, null);
   }
 
