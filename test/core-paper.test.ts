@@ -125,22 +125,47 @@ describe('§5.3 log replication', () => {
     assert.deepEqual(texts(c.node('a').applied), ['slow-leader-disk']);
   });
 
-  test('a leader does not commit entries of earlier terms by counting replicas (§5.4.2)', () => {
-    const c = new Cluster(ABC);
+  test('a leader does not commit entries of earlier terms by counting replicas (§5.4.2, figure 8)', () => {
+    // One entry per message, so replication of an old entry and of the new
+    // leader's own entry can be told apart.
+    const c = new Cluster(ABC, { maxMsgBytes: 1 });
     c.elect('a');
-    c.isolate('c');
-    // Replicate an entry to b only (a majority with a) but drop the commit news.
-    c.propose('a', 'old-term');
-    c.stabilize((m) => m.type !== 'heartbeat');
-    // A new leader of a later term: b. Its noop must commit before 'old-term' counts.
+    c.isolate('a');
+    c.propose('a', 'old'); // index 2, term of a's first leadership, stored on a alone
+    c.stabilize();
     c.heal();
     c.isolate('a');
-    c.elect('b');
+    // b wins a later term with c's vote, but its own entry never leaves it.
     const b = c.node('b');
-    const oldIndex = 2;
-    assert.ok(b.core.commitIndex < oldIndex || b.core.commitIndex >= oldIndex + 1, 'commits old entries only together with its own');
-    c.stabilize();
-    assert.deepEqual(texts(b.applied), ['old-term']);
+    b.core.step({ type: 'timeoutNow', from: 'b', to: 'b', term: b.core.currentTerm });
+    c.stabilize((m) => m.type !== 'append');
+    assert.equal(b.core.currentRole, 'leader');
+    c.inbox = [];
+    c.heal();
+    c.isolate('b');
+    // a hears of the later term, then leads a third one with c's vote.
+    const a = c.node('a');
+    a.core.step({ type: 'heartbeat', from: 'b', to: 'a', term: b.core.currentTerm, commit: 0, round: 0 });
+    c.flush();
+    c.inbox = [];
+    a.core.step({ type: 'timeoutNow', from: 'a', to: 'a', term: a.core.currentTerm });
+    // Votes flow; c catches up to the old entry (probe, rejection, append of
+    // index 2) but never receives a's own-term entry at index 3.
+    const c3 = c.node('c');
+    c.stabilize(
+      (m) =>
+        m.type === 'vote' ||
+        m.type === 'voteResp' ||
+        (m.type === 'append' && m.to === 'c' && (c3.core.status().lastIndex < 2 || m.entries.every((e) => e.index <= 2))) ||
+        (m.type === 'appendResp' && m.from === 'c'),
+    );
+    assert.equal(a.core.currentRole, 'leader');
+    assert.equal(a.core.currentTerm, b.core.currentTerm + 1);
+    assert.ok(a.core.status().peers.c.match >= 2, 'c stores the old entry: a majority (a, c) has it');
+    assert.ok(a.core.commitIndex < 2, `the old-term entry was committed by counting (commit ${a.core.commitIndex})`);
+    c.stabilize((m) => m.to !== 'b' && m.from !== 'b');
+    assert.ok(a.core.commitIndex >= 3, 'it commits together with an entry of the current term');
+    assert.deepEqual(texts(a.applied), ['old']);
   });
 });
 

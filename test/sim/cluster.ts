@@ -30,6 +30,10 @@ export interface SimOptions {
   preVote: boolean;
   tickMs: number;
   maxDelayMs: number;
+  /** Upper bound of one disk write's latency: the window in which a crash loses acknowledged-looking state. */
+  diskDelayMs: number;
+  /** Bytes per AppendEntries: small values split replication into many messages. */
+  maxMsgBytes: number;
   dropRate: number;
   duplicateRate: number;
   partitions: boolean;
@@ -51,6 +55,8 @@ export function optionsForSeed(seed: number): SimOptions {
     preVote: rng.chance(0.75),
     tickMs: 10,
     maxDelayMs: rng.int(1, 30),
+    diskDelayMs: rng.int(1, 15),
+    maxMsgBytes: rng.chance(0.5) ? 1 : 4096,
     dropRate: rng.chance(0.5) ? 0 : rng.next() * 0.1,
     duplicateRate: rng.chance(0.5) ? 0 : rng.next() * 0.05,
     partitions: rng.chance(0.6),
@@ -202,7 +208,7 @@ export class Simulation {
         electionTicks: ELECTION_TICKS,
         preVote: this.opts.preVote,
         random: () => this.rng.next(),
-        maxMsgBytes: 4096,
+        maxMsgBytes: this.opts.maxMsgBytes,
         maxInflightMsgs: 8,
       },
       node.storage,
@@ -259,7 +265,7 @@ export class Simulation {
         // Acknowledgements wait for this Ready's write and every earlier one:
         // a duplicate append answered from entries still in flight to the
         // disk must not be acknowledged before they are durable.
-        const at = Math.max(this.now, node.diskFreeAt) + (writes ? this.rng.next() * 2 : 0);
+        const at = Math.max(this.now, node.diskFreeAt) + (writes ? this.rng.next() * this.opts.diskDelayMs : 0);
         node.diskFreeAt = at;
         this.at(at, () => {
           if (!node.up || node.epoch !== epoch) return;
@@ -376,8 +382,8 @@ export class Simulation {
     const ids = [...this.nodes.keys()];
     let t = this.rng.int(100, 400);
     while (t < this.opts.chaosMs) {
-      const kind = this.rng.int(0, 2);
-      const duration = this.rng.int(50, 800);
+      const kind = this.rng.int(0, 3);
+      const duration = this.rng.int(20, 600);
       if (kind === 0 && this.opts.partitions && ids.length > 1) {
         const cut = this.randomCut(ids);
         this.at(t, () => cut.forEach((k) => this.blocked.add(k)));
@@ -386,6 +392,14 @@ export class Simulation {
         const node = this.nodes.get(ids[this.rng.int(0, ids.length - 1)])!;
         this.at(t, () => this.crash(node));
         this.at(t + duration, () => this.restart(node));
+      } else if (kind === 3 && this.opts.crashes) {
+        // Leaders hold the most in-flight state: crash whichever leads then.
+        this.at(t, () => {
+          const leader = [...this.nodes.values()].find((n) => n.up && n.core.currentRole === 'leader');
+          if (!leader) return;
+          this.crash(leader);
+          this.at(this.now + duration, () => this.restart(leader));
+        });
       } else if (kind === 2 && this.opts.transfers && ids.length > 1) {
         const to = ids[this.rng.int(0, ids.length - 1)];
         this.at(t, () => {
@@ -397,7 +411,7 @@ export class Simulation {
           }
         });
       }
-      t += this.rng.int(50, 500);
+      t += this.rng.int(20, 300);
     }
   }
 
