@@ -300,6 +300,119 @@ describe('thesis §3.10 leadership transfer', () => {
   });
 });
 
+describe('thesis chapter 4: membership changes', () => {
+  const status = (c: Cluster, id: string): { voters: string[]; learners: string[] } => {
+    const conf = c.node(id).core.configuration;
+    return { voters: [...conf.voters].sort(), learners: [...conf.learners].sort() };
+  };
+
+  test('adding one voter takes effect when appended, and the new voter then counts toward commits', () => {
+    const c = new Cluster(['a', 'b', 'c', 'd'], {}, ABC);
+    c.elect('a');
+    const r = c.node('a').core.proposeConfChange({ type: 'addVoter', id: 'd' });
+    assert.ok(r.ok);
+    assert.deepEqual(status(c, 'a').voters, ['a', 'b', 'c', 'd'], 'in effect on the leader before it commits');
+    c.stabilize();
+    assert.deepEqual(status(c, 'd').voters, ['a', 'b', 'c', 'd']);
+    // With four voters, a and d alone are not a majority.
+    c.isolate('b');
+    c.isolate('c');
+    c.propose('a', 'needs-three');
+    c.stabilize();
+    assert.deepEqual(texts(c.node('a').applied), []);
+    c.heal();
+    c.tick('a');
+    c.stabilize();
+    assert.deepEqual(texts(c.node('a').applied), ['needs-three']);
+  });
+
+  test('a removed leader steps down once the configuration without it commits', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    assert.ok(c.node('a').core.proposeConfChange({ type: 'removeVoter', id: 'a' }).ok);
+    c.stabilize();
+    assert.equal(c.node('a').core.currentRole, 'follower');
+    assert.deepEqual(status(c, 'b').voters, ['b', 'c']);
+    c.elect('b');
+    c.propose('b', 'after');
+    c.stabilize();
+    assert.deepEqual(texts(c.node('c').applied), ['after']);
+  });
+
+  test('changing several voters goes through a joint configuration that needs both majorities', () => {
+    const c = new Cluster(['a', 'b', 'c', 'd', 'e'], {}, ABC);
+    c.elect('a');
+    c.isolate('d');
+    c.isolate('e');
+    const r = c.node('a').core.proposeConfChange({ type: 'changeVoters', voters: ['a', 'd', 'e'] });
+    assert.ok(r.ok);
+    assert.deepEqual(c.node('a').core.configuration.outgoing?.slice().sort(), ['a', 'b', 'c']);
+    c.stabilize();
+    // The old majority alone cannot commit the joint entry: the new one is missing.
+    assert.ok(c.node('a').core.commitIndex < r.index);
+    c.heal();
+    c.tick('a');
+    c.stabilize();
+    c.tick('a');
+    c.stabilize();
+    assert.deepEqual(status(c, 'a'), { voters: ['a', 'd', 'e'], learners: [] });
+    assert.equal(c.node('a').core.configuration.outgoing, undefined, 'the leader left the joint configuration on its own');
+    c.isolate('b');
+    c.isolate('c');
+    c.propose('a', 'new-majority');
+    c.stabilize();
+    assert.deepEqual(texts(c.node('e').applied), ['new-majority']);
+  });
+
+  test('learners replicate but neither vote nor count toward commits, until promoted', () => {
+    const c = new Cluster(['a', 'b', 'c'], {}, ['a', 'b']);
+    c.elect('a');
+    assert.ok(c.node('a').core.proposeConfChange({ type: 'addLearner', id: 'c' }).ok);
+    c.stabilize();
+    c.propose('a', 'x');
+    c.stabilize();
+    assert.deepEqual(texts(c.node('c').applied), ['x'], 'the learner receives entries');
+    c.isolate('b');
+    c.propose('a', 'y');
+    c.stabilize();
+    assert.deepEqual(texts(c.node('a').applied), ['x'], 'a and the learner are not a majority');
+    c.tick('c', 50);
+    assert.equal(c.node('c').core.currentRole, 'follower', 'a learner never campaigns');
+    c.heal();
+    c.tick('a');
+    c.stabilize();
+    assert.ok(c.node('a').core.proposeConfChange({ type: 'promoteLearner', id: 'c' }).ok);
+    c.stabilize();
+    assert.deepEqual(status(c, 'a'), { voters: ['a', 'b', 'c'], learners: [] });
+  });
+
+  test('changes may not overlap', () => {
+    const c = new Cluster(['a', 'b', 'c', 'd', 'e'], {}, ABC);
+    c.elect('a');
+    c.isolate('b');
+    c.isolate('c');
+    assert.ok(c.node('a').core.proposeConfChange({ type: 'addVoter', id: 'd' }).ok);
+    const second = c.node('a').core.proposeConfChange({ type: 'addVoter', id: 'e' });
+    assert.equal(second.ok, false);
+    assert.match(second.ok ? '' : 'detail' in second ? second.detail : '', /not committed yet/);
+  });
+
+  test('a configuration entry that is truncated away takes its configuration with it', () => {
+    const c = new Cluster(['a', 'b', 'c', 'd'], {}, ABC);
+    c.elect('a');
+    c.isolate('a');
+    assert.ok(c.node('a').core.proposeConfChange({ type: 'addVoter', id: 'd' }).ok);
+    c.stabilize();
+    c.elect('b');
+    c.propose('b', 'other');
+    c.stabilize();
+    c.heal();
+    c.tick('b', 2);
+    c.stabilize();
+    assert.deepEqual(status(c, 'a').voters, ['a', 'b', 'c'], 'a dropped its uncommitted configuration entry');
+  });
+});
+
 describe('proposals', () => {
   test('a follower refuses proposals and names the leader', () => {
     const c = new Cluster(ABC);

@@ -1,6 +1,6 @@
 /** The pure Raft core: no timers, clocks, I/O or ambient randomness. */
-export { RaftCore, DEFAULT_CORE_OPTIONS } from './raft.js';
-export type { CoreOptions, CoreState, CoreStatus, PeerStatus, ProposeResult } from './raft.js';
+export { RaftCore, DEFAULT_CORE_OPTIONS, applyConfChange } from './raft.js';
+export type { ConfChange, CoreOptions, CoreState, CoreStatus, PeerStatus, ProposeResult } from './raft.js';
 export type { Ready, SoftState } from './ready.js';
 export type { Configuration } from './quorum.js';
 export { EntryType } from './types.js';

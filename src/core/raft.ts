@@ -3,7 +3,7 @@
 // collected into a Ready (ready.ts). Time is ticks, randomness comes from the
 // injected PRNG, and storage is read through a synchronous LogReader.
 import { Progress } from './progress.js';
-import { hasQuorum, isVoter, members, quorumValue, voteOutcome, type Configuration } from './quorum.js';
+import { hasQuorum, isJoint, isVoter, members, quorumValue, voteOutcome, type Configuration } from './quorum.js';
 import { RaftLog } from './raft-log.js';
 import { emptyReady, type Ready, type SoftState } from './ready.js';
 import {
@@ -68,7 +68,51 @@ export type ProposeResult =
   | { ok: true; index: number; term: number }
   | { ok: false; reason: 'notLeader'; leaderHint: NodeId | null }
   | { ok: false; reason: 'termMismatch'; term: number }
-  | { ok: false; reason: 'transferring' | 'overloaded'; leaderHint: NodeId | null };
+  | { ok: false; reason: 'transferring' | 'overloaded'; leaderHint: NodeId | null }
+  | { ok: false; reason: 'confChangeRefused'; detail: string };
+
+export type ConfChange =
+  | { type: 'addVoter' | 'removeVoter' | 'addLearner' | 'promoteLearner' | 'removeLearner'; id: NodeId }
+  | { type: 'changeVoters'; voters: NodeId[] };
+
+/** The configuration after `change`, or why it is refused. */
+export function applyConfChange(conf: Configuration, change: ConfChange): Configuration | string {
+  const voters = new Set(conf.voters);
+  const learners = new Set(conf.learners);
+  switch (change.type) {
+    case 'addVoter':
+    case 'promoteLearner':
+      if (voters.has(change.id)) return `${change.id} is already a voter`;
+      if (change.type === 'promoteLearner' && !learners.has(change.id)) return `${change.id} is not a learner`;
+      learners.delete(change.id);
+      voters.add(change.id);
+      break;
+    case 'removeVoter':
+      if (!voters.has(change.id)) return `${change.id} is not a voter`;
+      if (voters.size === 1) return 'cannot remove the last voter';
+      voters.delete(change.id);
+      break;
+    case 'addLearner':
+      if (voters.has(change.id) || learners.has(change.id)) return `${change.id} is already a member`;
+      learners.add(change.id);
+      break;
+    case 'removeLearner':
+      if (!learners.has(change.id)) return `${change.id} is not a learner`;
+      learners.delete(change.id);
+      break;
+    case 'changeVoters': {
+      const target = new Set(change.voters);
+      if (target.size === 0) return 'a configuration needs at least one voter';
+      for (const id of target) learners.delete(id);
+      const added = [...target].filter((id) => !voters.has(id));
+      const removed = [...voters].filter((id) => !target.has(id));
+      if (added.length + removed.length === 0) return 'the voters are unchanged';
+      if (added.length + removed.length === 1) return { voters: [...target], learners: [...learners] };
+      return { voters: [...target], learners: [...learners], outgoing: [...voters] };
+    }
+  }
+  return { voters: [...voters], learners: [...learners] };
+}
 
 export interface PeerStatus {
   match: number;
@@ -101,7 +145,12 @@ export class RaftCore {
   readonly id: NodeId;
   private readonly opts: CoreOptions;
   private readonly log: RaftLog;
+  /** The configuration in effect: the newest configuration entry in the log (§4.1: on append, not on commit). */
   private conf: Configuration;
+  /** The configuration below every configuration entry in the log. */
+  private readonly baseConf: Configuration;
+  /** Configuration entries in the log, oldest first. */
+  private confEntries: { index: number; term: number; conf: Configuration }[] = [];
 
   private term: number;
   private vote: NodeId | null;
@@ -135,10 +184,13 @@ export class RaftCore {
   constructor(opts: CoreOptions, storage: LogReader, state: CoreState) {
     this.id = opts.id;
     this.opts = opts;
+    this.baseConf = state.configuration;
     this.conf = state.configuration;
     this.term = state.hardState.term;
     this.vote = state.hardState.vote;
     this.log = new RaftLog(storage, state.applied, state.applied);
+    const last = storage.lastIndex();
+    if (last >= storage.firstIndex()) this.trackConfEntries(storage.entries(storage.firstIndex(), last + 1, Number.MAX_SAFE_INTEGER));
     this.lastHardState = { ...state.hardState };
     this.lastSoft = { role: this.role, term: this.term, leader: this.leader };
     this.resetElectionTimer();
@@ -261,6 +313,27 @@ export class RaftCore {
     this.sendAfterPersist({ ...this.envelope(this.leader), type: 'readIndex', requestId });
   }
 
+  /**
+   * Proposes a membership change. Adding or removing one voter (or adding or
+   * promoting a learner) takes one entry; any other change of voters goes
+   * through a joint configuration (§4.3), which the leader leaves on its own
+   * once it commits. Changes may not overlap.
+   */
+  proposeConfChange(change: ConfChange): ProposeResult {
+    if (this.role !== 'leader') return { ok: false, reason: 'notLeader', leaderHint: this.leader };
+    if (this.transferee !== null) return { ok: false, reason: 'transferring', leaderHint: this.transferee };
+    const refuse = (why: string): ProposeResult => ({ ok: false, reason: 'confChangeRefused', detail: why });
+    // Until it commits an entry of its term, a new leader may not know of a
+    // change its predecessor started (the single-server change bug, raft-dev 2015).
+    if (this.log.term(this.log.committed) !== this.term) return refuse('the leader has not committed an entry of its term yet');
+    const pending = this.confEntries[this.confEntries.length - 1];
+    if (pending && pending.index > this.log.committed) return refuse(`configuration change at index ${pending.index} is not committed yet`);
+    if (isJoint(this.conf)) return refuse('a joint configuration is being left');
+    const next = applyConfChange(this.conf, change);
+    if (typeof next === 'string') return refuse(next);
+    return this.appendConf(next);
+  }
+
   /** Hands leadership to `to` once it has caught up (thesis §3.10); aborted after an election timeout. */
   transferLeadership(to: NodeId): { ok: true } | { ok: false; reason: string } {
     if (this.role !== 'leader') return { ok: false, reason: 'notLeader' };
@@ -342,6 +415,11 @@ export class RaftCore {
 
   get currentLeader(): NodeId | null {
     return this.leader;
+  }
+
+  /** The configuration in effect (the newest one in the log). */
+  get configuration(): Readonly<Configuration> {
+    return this.conf;
   }
 
   get commitIndex(): number {
@@ -600,6 +678,7 @@ export class RaftCore {
     }
     if (this.log.matchTerm(m.prevIndex, m.prevTerm)) {
       const lastNew = this.log.appendFromLeader(m.prevIndex, m.entries);
+      this.trackConfEntries(m.entries);
       this.log.commitTo(Math.min(m.commit, lastNew));
       respond({ index: lastNew, reject: false, hintIndex: 0, hintTerm: 0 });
       return;
@@ -649,12 +728,61 @@ export class RaftCore {
       released++;
     }
     this.uncommitted.splice(0, released);
+    const latest = this.confEntries[this.confEntries.length - 1];
+    if (latest && latest.index <= index) {
+      if (isJoint(this.conf)) {
+        // The joint configuration is committed: move on to the new one (§4.3).
+        this.appendConf({ voters: this.conf.voters, learners: this.conf.learners });
+      } else if (!isVoter(this.conf, this.id)) {
+        // Removed: lead no longer, now that the new configuration no longer needs us (§4.2.2).
+        this.becomeFollower(this.term, null);
+        return true;
+      }
+    }
     if (this.readsAwaitingCommit.length > 0) {
       const waiting = this.readsAwaitingCommit;
       this.readsAwaitingCommit = [];
       for (const r of waiting) this.leaderRead(r.requestId, r.from, false);
     }
     return true;
+  }
+
+  private appendConf(conf: Configuration): ProposeResult {
+    const e: Entry = {
+      index: this.log.lastIndex() + 1,
+      term: this.term,
+      type: EntryType.Config,
+      data: new TextEncoder().encode(JSON.stringify(conf)),
+    };
+    this.appendEntry(e);
+    this.trackConfEntries([e]);
+    this.bcastAppend();
+    this.maybeCommit();
+    return { ok: true, index: e.index, term: e.term };
+  }
+
+  /**
+   * Brings the configuration up to date with the log: drops configuration
+   * entries that were truncated away, records new ones, and uses the newest.
+   */
+  private trackConfEntries(added: readonly Entry[]): void {
+    this.confEntries = this.confEntries.filter((c) => this.log.term(c.index) === c.term);
+    for (const e of added) {
+      if (e.type !== EntryType.Config) continue;
+      const newest = this.confEntries[this.confEntries.length - 1];
+      if (newest && newest.index >= e.index) continue;
+      this.confEntries.push({ index: e.index, term: e.term, conf: JSON.parse(new TextDecoder().decode(e.data)) as Configuration });
+    }
+    this.conf = this.confEntries[this.confEntries.length - 1]?.conf ?? this.baseConf;
+    if (this.role === 'leader') {
+      const wanted = new Set(members(this.conf));
+      for (const id of wanted) {
+        if (id !== this.id && !this.progress.has(id)) {
+          this.progress.set(id, new Progress(this.log.lastIndex() + 1, this.opts.maxInflightMsgs, this.opts.maxInflightBytes));
+        }
+      }
+      for (const id of this.progress.keys()) if (!wanted.has(id)) this.progress.delete(id);
+    }
   }
 
   private sendTimeoutNow(to: NodeId): void {

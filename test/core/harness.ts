@@ -1,6 +1,6 @@
 // A small in-process cluster of cores for scenario tests: messages are
 // delivered by hand or until quiet, persistence is immediate unless held.
-import { DEFAULT_CORE_OPTIONS, RaftCore, type CoreOptions, type Entry, type Message, type NodeId } from '../../src/core/index.js';
+import { DEFAULT_CORE_OPTIONS, EntryType, RaftCore, type CoreOptions, type Entry, type Message, type NodeId } from '../../src/core/index.js';
 import { Prng } from '../support/prng.js';
 import { SimStorage } from '../sim/storage.js';
 
@@ -24,13 +24,14 @@ export class Cluster {
   readonly cut = new Set<string>();
   readonly rng = new Prng(42);
 
-  constructor(ids: NodeId[], overrides: Partial<CoreOptions> = {}) {
+  /** Creates nodes `ids`; the initial configuration has `voters` (default: all of them). */
+  constructor(ids: NodeId[], overrides: Partial<CoreOptions> = {}, voters: NodeId[] = ids) {
     for (const id of ids) {
       const storage = new SimStorage();
       const core = new RaftCore(
         { ...DEFAULT_CORE_OPTIONS, id, random: () => this.rng.next(), ...overrides },
         storage,
-        { hardState: storage.hardState, configuration: { voters: ids, learners: [] }, applied: 0 },
+        { hardState: storage.hardState, configuration: { voters, learners: [] }, applied: 0 },
       );
       this.nodes.set(id, { id, core, storage, applied: [], readStates: [], readFailures: [], holdPersist: false, held: [] });
     }
@@ -140,6 +141,7 @@ export class Cluster {
   }
 }
 
-export function texts(entries: Entry[]): string[] {
-  return entries.filter((e) => e.data.byteLength > 0).map((e) => Buffer.from(e.data).toString());
+/** The application commands among `entries`, as text. */
+export function texts(entries: readonly Entry[]): string[] {
+  return entries.filter((e) => e.type === EntryType.Command).map((e) => Buffer.from(e.data).toString());
 }

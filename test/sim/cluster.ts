@@ -96,6 +96,7 @@ interface Client {
   busy: boolean;
   /** The operation in progress, for its timeout to recognize it. */
   current: HistoryOp | null;
+  started: number;
   target: NodeId;
   /** Completed operations after the cluster healed (liveness). */
   doneAfterHeal: number;
@@ -105,6 +106,7 @@ const ELECTION_TICKS = 10;
 const MAX_EVENTS = 2_000_000;
 /** A client gives up on an operation after this long; a write's outcome is then unknown. */
 const CLIENT_TIMEOUT_MS = 1000;
+const MAX_OPS_BEFORE_HEAL = 150;
 
 function entryKey(e: Entry): string {
   return `${e.term}:${e.type}:${Buffer.from(e.data).toString('base64')}`;
@@ -155,7 +157,7 @@ export class Simulation {
       this.boot(node);
     }
     for (let c = 0; c < opts.clients; c++) {
-      this.clients.push({ id: c, seq: 0, busy: false, current: null, target: ids[this.rng.int(0, ids.length - 1)], doneAfterHeal: 0 });
+      this.clients.push({ id: c, seq: 0, busy: false, current: null, started: 0, target: ids[this.rng.int(0, ids.length - 1)], doneAfterHeal: 0 });
     }
   }
 
@@ -443,6 +445,11 @@ export class Simulation {
 
   private clientNext(c: Client): void {
     if (c.busy) return;
+    if (!this.healed && c.started >= MAX_OPS_BEFORE_HEAL) {
+      // Keeps each key's history within what the checker searches quickly.
+      this.at(this.opts.chaosMs + 1, () => this.clientNext(c));
+      return;
+    }
     const node = this.nodes.get(c.target)!;
     if (!node.up) {
       this.retarget(c, null);
@@ -492,6 +499,7 @@ export class Simulation {
 
   private startTimeout(c: Client, h: HistoryOp): void {
     c.current = h;
+    c.started++;
     this.at(this.now + CLIENT_TIMEOUT_MS, () => {
       if (c.current !== h) return;
       for (const node of this.nodes.values()) {
