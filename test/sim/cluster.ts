@@ -7,6 +7,7 @@ import {
   DEFAULT_CORE_OPTIONS,
   EntryType,
   RaftCore,
+  type ConfChange,
   type Configuration,
   type Entry,
   type Message,
@@ -40,14 +41,21 @@ export interface SimOptions {
   crashes: boolean;
   transfers: boolean;
   leaseReads: boolean;
+  /** Voters at the start; the other nodes join only through membership changes. */
+  initialVoters: number;
+  membershipChanges: boolean;
 }
 
 /** A seed's options, varied by the seed itself so that many seeds cover many shapes of cluster and fault. */
 export function optionsForSeed(seed: number): SimOptions {
   const rng = new Prng(seed ^ 0x5bd1e995);
+  const nodes = [1, 3, 3, 3, 5, 5, 7][rng.int(0, 6)];
+  const membershipChanges = nodes > 1 && rng.chance(0.4);
   return {
     seed,
-    nodes: [1, 3, 3, 3, 5, 5, 7][rng.int(0, 6)],
+    nodes,
+    initialVoters: membershipChanges ? rng.int(1, nodes) : nodes,
+    membershipChanges,
     chaosMs: rng.int(1500, 3000),
     settleMs: 4000,
     clients: rng.int(1, 4),
@@ -150,7 +158,7 @@ export class Simulation {
   constructor(private readonly opts: SimOptions) {
     this.rng = new Prng(opts.seed);
     const ids = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
-    this.conf = { voters: ids, learners: [] };
+    this.conf = { voters: ids.slice(0, opts.initialVoters), learners: [] };
     for (const id of ids) {
       const node = new SimNode(id, new SimStorage());
       this.nodes.set(id, node);
@@ -384,7 +392,7 @@ export class Simulation {
     const ids = [...this.nodes.keys()];
     let t = this.rng.int(100, 400);
     while (t < this.opts.chaosMs) {
-      const kind = this.rng.int(0, 3);
+      const kind = this.rng.int(0, 4);
       const duration = this.rng.int(20, 600);
       if (kind === 0 && this.opts.partitions && ids.length > 1) {
         const cut = this.randomCut(ids);
@@ -402,6 +410,8 @@ export class Simulation {
           this.crash(leader);
           this.at(this.now + duration, () => this.restart(leader));
         });
+      } else if (kind === 4 && this.opts.membershipChanges) {
+        this.at(t, () => this.changeMembership(ids));
       } else if (kind === 2 && this.opts.transfers && ids.length > 1) {
         const to = ids[this.rng.int(0, ids.length - 1)];
         this.at(t, () => {
@@ -415,6 +425,28 @@ export class Simulation {
       }
       t += this.rng.int(20, 300);
     }
+  }
+
+  /** Asks the current leader, if any, for a random membership change (it may refuse). */
+  private changeMembership(ids: NodeId[]): void {
+    const leader = [...this.nodes.values()].find((n) => n.up && n.core.currentRole === 'leader');
+    if (!leader) return;
+    const conf = leader.core.configuration;
+    const pick = (from: readonly NodeId[]): NodeId | undefined => from[this.rng.int(0, from.length - 1)];
+    const outsiders = ids.filter((id) => !conf.voters.includes(id) && !conf.learners.includes(id));
+    const roll = this.rng.int(0, 4);
+    let change: ConfChange | undefined;
+    if (roll === 0 && outsiders.length > 0) change = { type: 'addVoter', id: pick(outsiders)! };
+    else if (roll === 1 && conf.voters.length > 1) change = { type: 'removeVoter', id: pick(conf.voters)! };
+    else if (roll === 2 && outsiders.length > 0) change = { type: 'addLearner', id: pick(outsiders)! };
+    else if (roll === 3 && conf.learners.length > 0) change = { type: 'promoteLearner', id: pick(conf.learners)! };
+    else if (roll === 4) {
+      const voters = ids.filter(() => this.rng.chance(0.5));
+      change = { type: 'changeVoters', voters: voters.length > 0 ? voters : [pick(ids)!] };
+    }
+    if (!change) return;
+    leader.core.proposeConfChange(change);
+    this.process(leader);
   }
 
   /** Directed links to block: a node isolated, two groups split, or one direction only. */
