@@ -4,4 +4,4 @@ export type { ConfChange, CoreOptions, CoreState, CoreStatus, PeerStatus, Propos
 export type { Ready, SoftState } from './ready.js';
 export type { Configuration } from './quorum.js';
 export { EntryType } from './types.js';
-export type { Entry, HardState, LogReader, Message, NodeId, ReadFailure, ReadState, Role } from './types.js';
+export type { Entry, HardState, LogReader, Message, NodeId, ReadFailure, ReadState, Role, SnapshotMeta } from './types.js';

@@ -12,6 +12,8 @@ export class RaftLog {
   private unstableOffset: number;
   /** Lowest unstable index not yet handed to the runtime for persisting. */
   private persistFrom: number;
+  /** The last snapshot installed from a leader: storage below it is stale until the runtime resets it. */
+  private snapshot: { index: number; term: number } | null = null;
 
   constructor(
     private readonly storage: LogReader,
@@ -25,16 +27,18 @@ export class RaftLog {
   }
 
   firstIndex(): number {
-    return this.storage.firstIndex();
+    return Math.max(this.storage.firstIndex(), this.snapshot ? this.snapshot.index + 1 : 0);
   }
 
   lastIndex(): number {
-    return this.unstable.length > 0 ? this.unstableOffset + this.unstable.length - 1 : this.storage.lastIndex();
+    // Every entry the core handed out has been confirmed durable once
+    // unstable is empty, so the log ends just before the unstable offset.
+    return this.unstableOffset + this.unstable.length - 1;
   }
 
   /** Highest index confirmed durable locally (the leader's own vote counts only up to here). */
   stableIndex(): number {
-    return Math.min(this.unstableOffset - 1, this.storage.lastIndex());
+    return this.unstableOffset - 1;
   }
 
   term(index: number): number | undefined {
@@ -43,6 +47,10 @@ export class RaftLog {
       return e?.term;
     }
     if (index === 0) return 0;
+    if (this.snapshot) {
+      if (index === this.snapshot.index) return this.snapshot.term;
+      if (index < this.snapshot.index) return undefined;
+    }
     return this.storage.term(index);
   }
 
@@ -113,6 +121,16 @@ export class RaftLog {
     if (index < this.unstableOffset || !this.matchTerm(index, term)) return;
     this.unstable = this.unstable.slice(index - this.unstableOffset + 1);
     this.unstableOffset = index + 1;
+  }
+
+  /** Replaces the whole log by a snapshot through `index` (a follower that fell behind compaction). */
+  restore(index: number, term: number): void {
+    this.snapshot = { index, term };
+    this.unstable = [];
+    this.unstableOffset = index + 1;
+    this.persistFrom = index + 1;
+    this.committed = index;
+    this.applied = index;
   }
 
   commitTo(index: number): void {

@@ -14,6 +14,7 @@ import {
   type HardState,
   type Heartbeat,
   type HeartbeatResponse,
+  type InstallSnapshot,
   type LogReader,
   type Message,
   type NodeId,
@@ -147,8 +148,8 @@ export class RaftCore {
   private readonly log: RaftLog;
   /** The configuration in effect: the newest configuration entry in the log (§4.1: on append, not on commit). */
   private conf: Configuration;
-  /** The configuration below every configuration entry in the log. */
-  private readonly baseConf: Configuration;
+  /** The configuration below every configuration entry in the log (from the bootstrap or the last snapshot). */
+  private baseConf: Configuration;
   /** Configuration entries in the log, oldest first. */
   private confEntries: { index: number; term: number; conf: Configuration }[] = [];
 
@@ -223,11 +224,11 @@ export class RaftCore {
       if (m.type === 'preVote' || (m.type === 'preVoteResp' && !m.reject)) {
         // Pre-votes are for a future term; they change no state.
       } else {
-        const leader = m.type === 'append' || m.type === 'heartbeat' ? m.from : null;
+        const leader = m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot' ? m.from : null;
         this.becomeFollower(m.term, leader);
       }
     } else if (m.term < this.term) {
-      if (m.type === 'append' || m.type === 'heartbeat') {
+      if (m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot') {
         // Tell a deposed leader about the newer term so it steps down (needed
         // with pre-vote/check-quorum, where our term may have moved without it noticing).
         this.sendAfterPersist({ ...this.envelope(m.from), type: 'appendResp', index: 0, reject: true, hintIndex: 0, hintTerm: 0 });
@@ -255,6 +256,11 @@ export class RaftCore {
         if (this.role === 'leader') return;
         this.followLeader(m.from);
         this.handleHeartbeat(m);
+        return;
+      case 'snapshot':
+        if (this.role === 'leader') return;
+        this.followLeader(m.from);
+        this.handleSnapshot(m);
         return;
       case 'timeoutNow':
         if (this.role !== 'leader' && this.promotable()) this.campaign('vote', true);
@@ -348,6 +354,26 @@ export class RaftCore {
     return { ok: true };
   }
 
+  /**
+   * The runtime finished sending a snapshot through `index` to `to` (or
+   * failed to). Replication resumes after it, or retries.
+   */
+  snapshotSent(to: NodeId, index: number, ok: boolean): void {
+    const pr = this.progress.get(to);
+    if (this.role !== 'leader' || !pr || pr.state !== 'snapshot') return;
+    if (ok) pr.pendingSnapshot = Math.max(pr.pendingSnapshot, index);
+    else pr.pendingSnapshot = 0;
+    pr.becomeProbe();
+    this.sendAppend(to, true);
+  }
+
+  /** The configuration in effect at `index` (what a snapshot through `index` must record). */
+  configurationAt(index: number): Configuration {
+    let conf = this.baseConf;
+    for (const c of this.confEntries) if (c.index <= index) conf = c.conf;
+    return conf;
+  }
+
   /** The runtime made entries up to `index` (whose term is `term`) durable. */
   persisted(index: number, term: number): void {
     this.log.persisted(index, term);
@@ -366,6 +392,8 @@ export class RaftCore {
       this.pendingReads.some((p) => p.round === 0) ||
       this.log.committed > this.log.applied ||
       this.log.hasUnpersisted() ||
+      r.sendSnapshots.length > 0 ||
+      r.snapshot !== undefined ||
       this.hardStateChanged() ||
       this.softStateChanged()
     );
@@ -428,8 +456,15 @@ export class RaftCore {
 
   // -------------------------------------------------------------- elections
 
+  /**
+   * Whether this node may campaign: it is a voter in the configuration in
+   * effect, or in the committed one while a change that removes it is still
+   * uncommitted. Without the latter, a leader that appended its own removal
+   * and then lost its quorum would hold the longest log yet never campaign,
+   * and no one else could win its vote: the cluster would stall.
+   */
   private promotable(): boolean {
-    return isVoter(this.conf, this.id);
+    return isVoter(this.conf, this.id) || isVoter(this.configurationAt(this.log.committed), this.id);
   }
 
   private inLease(): boolean {
@@ -640,8 +675,11 @@ export class RaftCore {
     if (!pr || pr.paused) return false;
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.term(prevIndex);
-    if (prevTerm === undefined) {
-      throw new Error(`raft: follower ${to} needs index ${pr.next}, which was compacted; snapshots are not implemented yet`);
+    if (prevTerm === undefined || pr.next < this.log.firstIndex()) {
+      // The entries it needs were compacted away: it needs a snapshot.
+      pr.becomeSnapshot(this.log.firstIndex() - 1);
+      this.ready_.sendSnapshots.push(to);
+      return false;
     }
     const last = this.log.lastIndex();
     const entries = pr.next <= last ? this.log.entries(pr.next, last + 1, this.opts.maxMsgBytes) : [];
@@ -689,6 +727,29 @@ export class RaftCore {
     respond({ index: m.prevIndex, reject: true, hintIndex, hintTerm: this.log.term(hintIndex) ?? 0 });
   }
 
+  private handleSnapshot(m: InstallSnapshot): void {
+    const snap = m.snapshot;
+    const respond = (index: number): void => {
+      this.sendAfterPersist({ ...this.envelope(m.from), type: 'appendResp', index, reject: false, hintIndex: 0, hintTerm: 0 });
+    };
+    if (snap.index <= this.log.committed) {
+      respond(this.log.committed);
+      return;
+    }
+    if (this.log.matchTerm(snap.index, snap.term)) {
+      // We already hold that prefix: the snapshot only tells us it is committed.
+      this.log.commitTo(snap.index);
+      respond(snap.index);
+      return;
+    }
+    this.log.restore(snap.index, snap.term);
+    this.baseConf = snap.configuration;
+    this.confEntries = [];
+    this.trackConfEntries([]);
+    this.ready_.snapshot = snap;
+    respond(snap.index);
+  }
+
   private handleAppendResponse(m: AppendResponse): void {
     const pr = this.progress.get(m.from);
     if (!pr) return;
@@ -708,6 +769,7 @@ export class RaftCore {
     }
     if (pr.state === 'probe') pr.becomeReplicate();
     else if (pr.state === 'replicate') pr.inflights.freeTo(m.index);
+    else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) pr.becomeProbe();
     if (this.maybeCommit()) {
       // Tell every follower about the new commit index.
       for (const id of this.progress.keys()) this.sendAppend(id, true);
@@ -766,7 +828,10 @@ export class RaftCore {
    * entries that were truncated away, records new ones, and uses the newest.
    */
   private trackConfEntries(added: readonly Entry[]): void {
-    this.confEntries = this.confEntries.filter((c) => this.log.term(c.index) === c.term);
+    // Entries below the compaction point are committed and stay; above it,
+    // an entry whose term changed was truncated away.
+    const first = this.log.firstIndex();
+    this.confEntries = this.confEntries.filter((c) => c.index < first || this.log.term(c.index) === c.term);
     for (const e of added) {
       if (e.type !== EntryType.Config) continue;
       const newest = this.confEntries[this.confEntries.length - 1];

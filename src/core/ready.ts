@@ -1,4 +1,4 @@
-import type { Entry, HardState, Message, NodeId, ReadFailure, ReadState, Role } from './types.js';
+import type { Entry, HardState, Message, NodeId, ReadFailure, ReadState, Role, SnapshotMeta } from './types.js';
 
 /**
  * Everything the core asks of its runtime since the previous `ready()`.
@@ -8,7 +8,9 @@ import type { Entry, HardState, Message, NodeId, ReadFailure, ReadState, Role } 
  * 1. `messages` may be sent at once, in parallel with persisting: they are the
  *    leader's AppendEntries and heartbeats, which depend on nothing this
  *    Ready changes (the leader writes its log in parallel with replication).
- * 2. Persist `entries` (the first may overwrite existing ones: truncate the
+ * 2. If `snapshot` is set, install it first: restore the state machine from
+ *    the snapshot just received and reset the log to start after its index.
+ *    Then persist `entries` (the first may overwrite existing ones: truncate the
  *    log after `entries[0].index - 1` first) and `hardState`, then report
  *    `persisted(lastEntry.index, lastEntry.term)`.
  * 3. Only once this Ready's writes and every earlier Ready's writes are
@@ -27,6 +29,13 @@ export interface Ready {
   committed: Entry[];
   readStates: ReadState[];
   readFailures: ReadFailure[];
+  /** A snapshot received from the leader, to install before anything else in this Ready. */
+  snapshot?: SnapshotMeta;
+  /**
+   * Followers that need entries this log no longer has: send each the latest
+   * snapshot, then report `snapshotSent(to, index, ok)`.
+   */
+  sendSnapshots: NodeId[];
   /** Present when role, term or leader changed. */
   softState?: SoftState;
 }
@@ -38,5 +47,5 @@ export interface SoftState {
 }
 
 export function emptyReady(): Ready {
-  return { entries: [], messages: [], messagesAfterPersist: [], committed: [], readStates: [], readFailures: [] };
+  return { entries: [], messages: [], messagesAfterPersist: [], committed: [], readStates: [], readFailures: [], sendSnapshots: [] };
 }

@@ -92,6 +92,23 @@ export interface HeartbeatResponse extends Base {
   round: number;
 }
 
+/** What a snapshot covers: the state machine through `index`, whose entry had `term`. */
+export interface SnapshotMeta {
+  index: number;
+  term: number;
+  /** The configuration in effect at `index`. */
+  configuration: import('./quorum.js').Configuration;
+}
+
+/**
+ * A snapshot has arrived in full from the leader (the runtime streams the
+ * data; the core sees only this once it is complete and checked).
+ */
+export interface InstallSnapshot extends Base {
+  type: 'snapshot';
+  snapshot: SnapshotMeta;
+}
+
 export interface TimeoutNow extends Base {
   type: 'timeoutNow';
 }
@@ -118,6 +135,7 @@ export type Message =
   | Heartbeat
   | HeartbeatResponse
   | TimeoutNow
+  | InstallSnapshot
   | ReadIndexRequest
   | ReadIndexResponse;
 
