@@ -386,6 +386,26 @@ describe('thesis chapter 4: membership changes', () => {
     assert.deepEqual(status(c, 'a'), { voters: ['a', 'b', 'c'], learners: [] });
   });
 
+  test('a leader that appended its own removal and then lost its quorum can still finish the change', () => {
+    const c = new Cluster(['a', 'b']);
+    c.elect('a');
+    c.isolate('b');
+    assert.ok(c.node('a').core.proposeConfChange({ type: 'removeVoter', id: 'a' }).ok);
+    for (let i = 0; i < 25; i++) {
+      c.tick('a');
+      c.stabilize();
+    }
+    assert.equal(c.node('a').core.currentRole, 'follower', 'check-quorum: its new configuration is unreachable');
+    c.heal();
+    // a holds the longest log, so only a can win b's vote; it must still campaign.
+    for (let i = 0; i < 60 && c.node('b').core.currentRole !== 'leader'; i++) {
+      c.tickAll();
+      c.stabilize();
+    }
+    assert.equal(c.node('b').core.currentRole, 'leader');
+    assert.deepEqual(status(c, 'b').voters, ['b']);
+  });
+
   test('changes may not overlap', () => {
     const c = new Cluster(['a', 'b', 'c', 'd', 'e'], {}, ABC);
     c.elect('a');
@@ -410,6 +430,51 @@ describe('thesis chapter 4: membership changes', () => {
     c.tick('b', 2);
     c.stabilize();
     assert.deepEqual(status(c, 'a').voters, ['a', 'b', 'c'], 'a dropped its uncommitted configuration entry');
+  });
+});
+
+describe('§7 log compaction', () => {
+  test('a follower that needs compacted entries gets a snapshot, installs it, and catches up after it', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.isolate('c');
+    for (let i = 0; i < 20; i++) c.propose('a', `e${i}`);
+    c.stabilize();
+    const a = c.node('a');
+    const snapIndex = a.core.commitIndex - 3;
+    const snapTerm = a.storage.term(snapIndex)!;
+    a.storage.compact(snapIndex);
+    c.heal();
+    c.tick('a');
+    c.stabilize();
+    assert.deepEqual(a.snapshotRequests, ['c'], 'the leader asks the runtime to send a snapshot');
+    assert.equal(a.core.status().peers.c.state, 'snapshot');
+    c.node('c').core.step({
+      type: 'snapshot',
+      from: 'a',
+      to: 'c',
+      term: a.core.currentTerm,
+      snapshot: { index: snapIndex, term: snapTerm, configuration: a.core.configurationAt(snapIndex) },
+    });
+    c.stabilize();
+    assert.deepEqual(c.node('c').installed, [snapIndex]);
+    a.core.snapshotSent('c', snapIndex, true);
+    c.stabilize();
+    assert.equal(c.node('c').core.commitIndex, a.core.commitIndex);
+    assert.deepEqual(texts(c.node('c').applied), ['e17', 'e18', 'e19'], 'entries after the snapshot are replicated and applied');
+  });
+
+  test('a snapshot the follower already has committed changes nothing', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.propose('a', 'x');
+    c.stabilize();
+    const b = c.node('b');
+    const commit = b.core.commitIndex;
+    b.core.step({ type: 'snapshot', from: 'a', to: 'b', term: b.core.currentTerm, snapshot: { index: 1, term: 1, configuration: { voters: ABC, learners: [] } } });
+    c.stabilize();
+    assert.deepEqual(b.installed, []);
+    assert.equal(b.core.commitIndex, commit);
   });
 });
 

@@ -11,6 +11,10 @@ export interface TestNode {
   applied: Entry[];
   readStates: { requestId: number; index: number }[];
   readFailures: { requestId: number; reason: string }[];
+  /** Followers this node (as leader) asked to be sent a snapshot. */
+  snapshotRequests: NodeId[];
+  /** Snapshots this node installed, by index. */
+  installed: number[];
   /** While set, this node's writes stay unsynced and its acknowledgements wait. */
   holdPersist: boolean;
   held: { last?: Entry; after: Message[] }[];
@@ -33,7 +37,7 @@ export class Cluster {
         storage,
         { hardState: storage.hardState, configuration: { voters, learners: [] }, applied: 0 },
       );
-      this.nodes.set(id, { id, core, storage, applied: [], readStates: [], readFailures: [], holdPersist: false, held: [] });
+      this.nodes.set(id, { id, core, storage, applied: [], readStates: [], readFailures: [], snapshotRequests: [], installed: [], holdPersist: false, held: [] });
     }
   }
 
@@ -50,6 +54,11 @@ export class Cluster {
         while (n.core.hasReady()) {
           again = true;
           const r = n.core.ready();
+          if (r.snapshot) {
+            n.storage.reset(r.snapshot.index, r.snapshot.term);
+            n.installed.push(r.snapshot.index);
+          }
+          n.snapshotRequests.push(...r.sendSnapshots);
           this.inbox.push(...r.messages);
           if (r.entries.length > 0 || r.hardState) n.storage.write(r.entries, r.hardState);
           const last = r.entries[r.entries.length - 1];
