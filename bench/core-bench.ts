@@ -71,6 +71,7 @@ class InProcessCluster {
       const last = r.entries[r.entries.length - 1];
       if (last) n.core.persisted(last.index, last.term);
       this.inbox.push(...r.messagesAfterPersist);
+      if (r.committed.length > 0) n.core.applied(r.committed[r.committed.length - 1].index);
       if (n === this.nodes.get('n1')) this.applied += r.committed.length;
     }
     n.cpuMs += performance.now() - t0;

@@ -478,6 +478,31 @@ describe('§7 log compaction', () => {
   });
 });
 
+describe('applying', () => {
+  test('committed entries are handed out in order and in batches, no further ahead of the applied index than allowed', () => {
+    const c = new Cluster(['a'], { maxUnappliedEntries: 5, maxApplyBytes: 1 << 20 });
+    c.elect('a');
+    const a = c.node('a');
+    for (let i = 0; i < 12; i++) a.core.propose([Buffer.from(`e${i}`)]);
+    // Drain without reporting progress: at most 5 entries may be outstanding.
+    const handed: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      const r = a.core.ready();
+      for (const e of r.committed) handed.push(e.index);
+      if (r.entries.length > 0) {
+        a.storage.write(r.entries, r.hardState);
+        a.storage.syncOne();
+        a.core.persisted(r.entries[r.entries.length - 1].index, r.entries[r.entries.length - 1].term);
+      }
+    }
+    // The leader's noop (index 1) was applied during the election.
+    assert.deepEqual(handed, [2, 3, 4, 5, 6], 'five commands, then it waits');
+    a.core.applied(6);
+    const next = a.core.ready().committed.map((e) => e.index);
+    assert.deepEqual(next, [7, 8, 9, 10, 11]);
+  });
+});
+
 describe('proposals', () => {
   test('a follower refuses proposals and names the leader', () => {
     const c = new Cluster(ABC);

@@ -163,10 +163,11 @@ export class RaftLog {
     return out;
   }
 
-  /** Committed entries not yet handed out for applying, up to maxBytes. */
-  takeCommitted(maxBytes: number): Entry[] {
-    if (this.applied >= this.committed) return [];
-    const out = this.entries(this.applied + 1, this.committed + 1, maxBytes);
+  /** Committed entries up to `upTo` not yet handed out for applying, up to maxBytes. */
+  takeCommitted(maxBytes: number, upTo: number): Entry[] {
+    const last = Math.min(upTo, this.committed);
+    if (this.applied >= last) return [];
+    const out = this.entries(this.applied + 1, last + 1, maxBytes);
     if (out.length > 0) this.applied = out[out.length - 1].index;
     return out;
   }

@@ -41,6 +41,8 @@ export interface CoreOptions {
   maxUncommittedBytes: number;
   /** Committed entries handed out per Ready, by payload bytes (at least one entry). */
   maxApplyBytes: number;
+  /** Committed entries handed out but not yet reported applied, at most (back-pressure from a slow state machine). */
+  maxUnappliedEntries: number;
   /** Ticks subtracted from a lease for clock drift between nodes. */
   leaseMarginTicks: number;
 }
@@ -55,6 +57,7 @@ export const DEFAULT_CORE_OPTIONS: Omit<CoreOptions, 'id' | 'random'> = {
   maxInflightBytes: 32 << 20,
   maxUncommittedBytes: 64 << 20,
   maxApplyBytes: 4 << 20,
+  maxUnappliedEntries: 8192,
   leaseMarginTicks: 1,
 };
 
@@ -173,6 +176,8 @@ export class RaftCore {
   /** Reads this follower forwarded to its leader: request id -> tick sent. */
   private forwardedReads = new Map<number, number>();
 
+  /** Highest index the runtime reported applied to the state machine. */
+  private appliedIndex: number;
   private transferee: NodeId | null = null;
   private transferElapsed = 0;
   private uncommitted: { index: number; bytes: number }[] = [];
@@ -190,6 +195,7 @@ export class RaftCore {
     this.term = state.hardState.term;
     this.vote = state.hardState.vote;
     this.log = new RaftLog(storage, state.applied, state.applied);
+    this.appliedIndex = state.applied;
     const last = storage.lastIndex();
     if (last >= storage.firstIndex()) this.trackConfEntries(storage.entries(storage.firstIndex(), last + 1, Number.MAX_SAFE_INTEGER));
     this.lastHardState = { ...state.hardState };
@@ -374,6 +380,16 @@ export class RaftCore {
     return conf;
   }
 
+  /** The state machine has applied entries through `index`; more committed entries may be handed out. */
+  applied(index: number): void {
+    if (index > this.log.applied) throw new Error(`raft: applied(${index}) beyond the entries handed out (${this.log.applied})`);
+    this.appliedIndex = Math.max(this.appliedIndex, index);
+  }
+
+  private applyLimit(): number {
+    return this.appliedIndex + this.opts.maxUnappliedEntries;
+  }
+
   /** The runtime made entries up to `index` (whose term is `term`) durable. */
   persisted(index: number, term: number): void {
     this.log.persisted(index, term);
@@ -390,7 +406,7 @@ export class RaftCore {
       r.readStates.length > 0 ||
       r.readFailures.length > 0 ||
       this.pendingReads.some((p) => p.round === 0) ||
-      this.log.committed > this.log.applied ||
+      Math.min(this.log.committed, this.applyLimit()) > this.log.applied ||
       this.log.hasUnpersisted() ||
       r.sendSnapshots.length > 0 ||
       r.snapshot !== undefined ||
@@ -404,7 +420,7 @@ export class RaftCore {
     const r = this.ready_;
     this.ready_ = emptyReady();
     r.entries = this.log.takeUnpersisted();
-    r.committed = this.log.takeCommitted(this.opts.maxApplyBytes);
+    r.committed = this.log.takeCommitted(this.opts.maxApplyBytes, this.applyLimit());
     if (this.hardStateChanged()) {
       r.hardState = { term: this.term, vote: this.vote };
       this.lastHardState = r.hardState;
@@ -427,7 +443,7 @@ export class RaftCore {
       term: this.term,
       leader: this.leader,
       commit: this.log.committed,
-      applied: this.log.applied,
+      applied: this.appliedIndex,
       lastIndex: this.log.lastIndex(),
       peers,
     };
@@ -743,6 +759,7 @@ export class RaftCore {
       return;
     }
     this.log.restore(snap.index, snap.term);
+    this.appliedIndex = snap.index;
     this.baseConf = snap.configuration;
     this.confEntries = [];
     this.trackConfEntries([]);

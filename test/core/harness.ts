@@ -70,6 +70,7 @@ export class Cluster {
             this.inbox.push(...r.messagesAfterPersist);
           }
           n.applied.push(...r.committed);
+          if (r.committed.length > 0) n.core.applied(r.committed[r.committed.length - 1].index);
           n.readStates.push(...r.readStates);
           n.readFailures.push(...r.readFailures);
         }

@@ -348,6 +348,7 @@ export class Simulation {
         }
       }
     }
+    if (r.committed.length > 0) node.core.applied(node.applied);
     if (this.opts.snapshotEvery > 0 && node.applied - (node.snapshot?.index ?? 0) >= this.opts.snapshotEvery) {
       this.takeSnapshot(node, r.committed[r.committed.length - 1]);
     }
