@@ -61,9 +61,14 @@ export class SimStorage implements LogReader {
     if (w.hard) this.durableHard = w.hard;
   }
 
-  /** Last index that would survive a crash now. */
+  /**
+   * Last index whose entry is durable and final: entries an unsynced write is
+   * about to overwrite are on disk now but are not the log's.
+   */
   durableLastIndex(): number {
-    return this.durable.base + this.durable.entries.length;
+    let last = this.durable.base + this.durable.entries.length;
+    for (const w of this.unsynced) if (w.entries.length > 0) last = Math.min(last, w.entries[0].index - 1);
+    return last;
   }
 
   /** Drops entries through `index` (covered by a snapshot); `index` must be durable. */
