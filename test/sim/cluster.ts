@@ -66,7 +66,7 @@ export function optionsForSeed(seed: number): SimOptions {
     tickMs: 10,
     maxDelayMs: rng.int(1, 30),
     diskDelayMs: rng.int(1, 15),
-    maxMsgBytes: rng.chance(0.5) ? 1 : 4096,
+    maxMsgBytes: rng.chance(0.5) ? 256 : 4096,
     dropRate: rng.chance(0.5) ? 0 : rng.next() * 0.1,
     duplicateRate: rng.chance(0.5) ? 0 : rng.next() * 0.05,
     partitions: rng.chance(0.6),
