@@ -1,6 +1,6 @@
 // The record framing (docs/log-format.md): what segment files hold and what
 // AppendEntries carries, byte for byte.
-import { InvalidLogOperationError } from './errors.js';
+import { fromNative, InvalidLogOperationError } from './errors.js';
 import { native } from './native.js';
 
 /** One log entry. `type` is an application tag in 0..255 that the log stores but does not interpret. */
@@ -79,6 +79,18 @@ export function frameUnsealed(
     at += RECORD_HEADER_BYTES + e.data.byteLength;
   }
   return buf;
+}
+
+/**
+ * Verifies every record's checksums (natively) and returns how many there
+ * are; throws `InvalidLogOperationError` naming the first bad record.
+ */
+export function verifyRecords(records: Uint8Array): number {
+  try {
+    return native.verifyRecords(records);
+  } catch (err) {
+    throw fromNative(err);
+  }
 }
 
 /**

@@ -8,7 +8,7 @@ export { MemoryLog } from './memory-log.js';
 export type { LogStorage } from './memory-log.js';
 export { MetaStore } from './meta-store.js';
 export type { MetaState, MetaValue } from './meta-store.js';
-export { frameEntries, decodeRecords, RECORD_HEADER_BYTES, MAX_PAYLOAD_BYTES } from './framing.js';
+export { frameEntries, decodeRecords, verifyRecords, RECORD_HEADER_BYTES, MAX_PAYLOAD_BYTES } from './framing.js';
 export type { LogEntry } from './framing.js';
 export { crc32c, crc32cPortable, crc32cHardware, crc32cHardwareName } from './crc32c.js';
 export {

@@ -49,6 +49,7 @@ export interface NativeAddon {
   metaLoad(dir: string, name: string): Promise<Buffer | null>;
   metaSave(dir: string, name: string, payload: Uint8Array): Promise<void>;
   sealRecords(bytes: Uint8Array): number;
+  verifyRecords(bytes: Uint8Array): number;
   crc32c(bytes: Uint8Array, seed?: number): number;
   crc32cPortable(bytes: Uint8Array, seed?: number): number;
   crc32cHardware(bytes: Uint8Array, seed?: number): number;

@@ -1,0 +1,255 @@
+// Encodes the core's messages into FlatBuffers envelopes (schema/raft.fbs) and
+// back, refusing anything malformed with a FrameError that says why.
+import * as flatbuffers from 'flatbuffers';
+import type { Entry, Message, NodeId } from '../core/index.js';
+import type { Configuration } from '../core/quorum.js';
+import { decodeRecords, frameEntries, verifyRecords } from '../log/index.js';
+import { Configuration as WireConfiguration } from './generated/raftline/wire/configuration.js';
+import { Envelope } from './generated/raftline/wire/envelope.js';
+import { MessageType } from './generated/raftline/wire/message-type.js';
+import { SnapshotMeta as WireSnapshotMeta } from './generated/raftline/wire/snapshot-meta.js';
+
+/** A peer frame that cannot be decoded; `reason` is safe to log. */
+export class FrameError extends Error {
+  readonly code = 'ERR_RAFTLINE_FRAME';
+  constructor(readonly reason: string) {
+    super(`malformed peer frame: ${reason}`);
+    this.name = 'FrameError';
+  }
+}
+
+export interface PeerEnvelope {
+  /** The Raft group the message belongs to (many groups share one connection). */
+  group: string;
+  message: Message;
+}
+
+export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
+const MAX_ID_CHARS = 256;
+
+const TYPE_TO_WIRE: Record<Message['type'], MessageType> = {
+  preVote: MessageType.PreVote,
+  vote: MessageType.Vote,
+  preVoteResp: MessageType.PreVoteResp,
+  voteResp: MessageType.VoteResp,
+  append: MessageType.Append,
+  appendResp: MessageType.AppendResp,
+  heartbeat: MessageType.Heartbeat,
+  heartbeatResp: MessageType.HeartbeatResp,
+  timeoutNow: MessageType.TimeoutNow,
+  snapshot: MessageType.InstallSnapshot,
+  readIndex: MessageType.ReadIndex,
+  readIndexResp: MessageType.ReadIndexResp,
+};
+const WIRE_TO_TYPE = new Map<MessageType, Message['type']>(
+  Object.entries(TYPE_TO_WIRE).map(([k, v]) => [v, k as Message['type']]),
+);
+
+function strings(b: flatbuffers.Builder, ids: readonly string[]): flatbuffers.Offset[] {
+  return ids.map((id) => b.createString(id));
+}
+
+function encodeConfiguration(b: flatbuffers.Builder, conf: Configuration): flatbuffers.Offset {
+  const voters = WireConfiguration.createVotersVector(b, strings(b, conf.voters));
+  const learners = WireConfiguration.createLearnersVector(b, strings(b, conf.learners));
+  const outgoing = WireConfiguration.createOutgoingVector(b, strings(b, conf.outgoing ?? []));
+  WireConfiguration.startConfiguration(b);
+  WireConfiguration.addVoters(b, voters);
+  WireConfiguration.addLearners(b, learners);
+  WireConfiguration.addOutgoing(b, outgoing);
+  WireConfiguration.addJoint(b, conf.outgoing !== undefined);
+  return WireConfiguration.endConfiguration(b);
+}
+
+/** One binary frame carrying `message` for Raft group `group`. */
+export function encodeEnvelope(group: string, m: Message): Uint8Array {
+  const b = new flatbuffers.Builder(256);
+  const groupOffset = b.createString(group);
+  const from = b.createString(m.from);
+  const to = b.createString(m.to);
+  let entries = 0;
+  if (m.type === 'append' && m.entries.length > 0) entries = Envelope.createEntriesVector(b, frameEntries(m.entries));
+  let snapshot = 0;
+  if (m.type === 'snapshot') {
+    const conf = encodeConfiguration(b, m.snapshot.configuration);
+    WireSnapshotMeta.startSnapshotMeta(b);
+    WireSnapshotMeta.addIndex(b, BigInt(m.snapshot.index));
+    WireSnapshotMeta.addTerm(b, BigInt(m.snapshot.term));
+    WireSnapshotMeta.addConfiguration(b, conf);
+    snapshot = WireSnapshotMeta.endSnapshotMeta(b);
+  }
+  Envelope.startEnvelope(b);
+  Envelope.addGroup(b, groupOffset);
+  Envelope.addFrom(b, from);
+  Envelope.addTo(b, to);
+  Envelope.addType(b, TYPE_TO_WIRE[m.type]);
+  Envelope.addTerm(b, BigInt(m.term));
+  switch (m.type) {
+    case 'preVote':
+    case 'vote':
+      Envelope.addLastLogIndex(b, BigInt(m.lastLogIndex));
+      Envelope.addLastLogTerm(b, BigInt(m.lastLogTerm));
+      Envelope.addTransfer(b, m.transfer);
+      break;
+    case 'preVoteResp':
+    case 'voteResp':
+      Envelope.addReject(b, m.reject);
+      break;
+    case 'append':
+      Envelope.addPrevIndex(b, BigInt(m.prevIndex));
+      Envelope.addPrevTerm(b, BigInt(m.prevTerm));
+      Envelope.addCommit(b, BigInt(m.commit));
+      if (entries) Envelope.addEntries(b, entries);
+      break;
+    case 'appendResp':
+      Envelope.addIndex(b, BigInt(m.index));
+      Envelope.addReject(b, m.reject);
+      Envelope.addHintIndex(b, BigInt(m.hintIndex));
+      Envelope.addHintTerm(b, BigInt(m.hintTerm));
+      break;
+    case 'heartbeat':
+      Envelope.addCommit(b, BigInt(m.commit));
+      Envelope.addRound(b, BigInt(m.round));
+      break;
+    case 'heartbeatResp':
+      Envelope.addRound(b, BigInt(m.round));
+      break;
+    case 'timeoutNow':
+      break;
+    case 'snapshot':
+      Envelope.addSnapshot(b, snapshot);
+      break;
+    case 'readIndex':
+      Envelope.addRequestId(b, BigInt(m.requestId));
+      break;
+    case 'readIndexResp':
+      Envelope.addRequestId(b, BigInt(m.requestId));
+      Envelope.addIndex(b, BigInt(m.index));
+      Envelope.addReject(b, m.reject);
+      break;
+  }
+  b.finish(Envelope.endEnvelope(b));
+  return b.asUint8Array();
+}
+
+function num(value: bigint, field: string): number {
+  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new FrameError(`${field} ${value} is out of range`);
+  return Number(value);
+}
+
+function id(value: string | null, field: string): NodeId {
+  if (!value || value.length > MAX_ID_CHARS) throw new FrameError(`${field} is missing or longer than ${MAX_ID_CHARS} characters`);
+  return value;
+}
+
+function idList(length: number, get: (i: number) => string | null, field: string): NodeId[] {
+  const out: NodeId[] = [];
+  for (let i = 0; i < length; i++) out.push(id(get(i), field));
+  return out;
+}
+
+function decodeConfiguration(c: WireConfiguration | null): Configuration {
+  if (!c) throw new FrameError('snapshot without a configuration');
+  const conf: Configuration = {
+    voters: idList(c.votersLength(), (i) => c.voters(i), 'voter'),
+    learners: idList(c.learnersLength(), (i) => c.learners(i), 'learner'),
+  };
+  if (c.joint()) conf.outgoing = idList(c.outgoingLength(), (i) => c.outgoing(i), 'outgoing voter');
+  return conf;
+}
+
+function decodeEntries(env: Envelope): Entry[] {
+  const bytes = env.entriesArray();
+  if (!bytes || bytes.length === 0) return [];
+  try {
+    verifyRecords(bytes);
+  } catch (err) {
+    throw new FrameError(`entries: ${(err as Error).message}`);
+  }
+  return decodeRecords(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+}
+
+/**
+ * Decodes one frame. Entries are checked (framing and CRC32C) before they are
+ * returned; their data are views into `bytes`, which the caller must not reuse
+ * while they are in use.
+ */
+export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): PeerEnvelope {
+  if (bytes.byteLength < 8) throw new FrameError(`${bytes.byteLength} bytes is too short for an envelope`);
+  if (bytes.byteLength > maxBytes) throw new FrameError(`${bytes.byteLength} bytes exceeds the ${maxBytes}-byte limit`);
+  try {
+    const env = Envelope.getRootAsEnvelope(new flatbuffers.ByteBuffer(bytes));
+    const type = WIRE_TO_TYPE.get(env.type());
+    if (type === undefined) throw new FrameError(`unknown message type ${env.type()}`);
+    const group = id(env.group(), 'group');
+    const base = { from: id(env.from(), 'from'), to: id(env.to(), 'to'), term: num(env.term(), 'term') };
+    let message: Message;
+    switch (type) {
+      case 'preVote':
+      case 'vote':
+        message = {
+          ...base,
+          type,
+          lastLogIndex: num(env.lastLogIndex(), 'lastLogIndex'),
+          lastLogTerm: num(env.lastLogTerm(), 'lastLogTerm'),
+          transfer: env.transfer(),
+        };
+        break;
+      case 'preVoteResp':
+      case 'voteResp':
+        message = { ...base, type, reject: env.reject() };
+        break;
+      case 'append':
+        message = {
+          ...base,
+          type,
+          prevIndex: num(env.prevIndex(), 'prevIndex'),
+          prevTerm: num(env.prevTerm(), 'prevTerm'),
+          commit: num(env.commit(), 'commit'),
+          entries: decodeEntries(env),
+        };
+        break;
+      case 'appendResp':
+        message = {
+          ...base,
+          type,
+          index: num(env.index(), 'index'),
+          reject: env.reject(),
+          hintIndex: num(env.hintIndex(), 'hintIndex'),
+          hintTerm: num(env.hintTerm(), 'hintTerm'),
+        };
+        break;
+      case 'heartbeat':
+        message = { ...base, type, commit: num(env.commit(), 'commit'), round: num(env.round(), 'round') };
+        break;
+      case 'heartbeatResp':
+        message = { ...base, type, round: num(env.round(), 'round') };
+        break;
+      case 'timeoutNow':
+        message = { ...base, type };
+        break;
+      case 'snapshot': {
+        const s = env.snapshot();
+        if (!s) throw new FrameError('InstallSnapshot without snapshot metadata');
+        message = {
+          ...base,
+          type,
+          snapshot: { index: num(s.index(), 'snapshot index'), term: num(s.term(), 'snapshot term'), configuration: decodeConfiguration(s.configuration()) },
+        };
+        break;
+      }
+      case 'readIndex':
+        message = { ...base, type, requestId: num(env.requestId(), 'requestId') };
+        break;
+      case 'readIndexResp':
+        message = { ...base, type, requestId: num(env.requestId(), 'requestId'), index: num(env.index(), 'index'), reject: env.reject() };
+        break;
+    }
+    return { group, message };
+  } catch (err) {
+    if (err instanceof FrameError) throw err;
+    // The FlatBuffers runtime reads offsets without a verifier: a damaged
+    // frame shows up as an out-of-range read or a bad string.
+    throw new FrameError(`undecodable envelope (${(err as Error).message})`);
+  }
+}

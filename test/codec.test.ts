@@ -1,0 +1,81 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Message } from '../src/core/index.js';
+import { decodeEnvelope, encodeEnvelope, FrameError } from '../src/transport/codec.js';
+import { Prng } from './support/prng.js';
+
+const base = { from: 'n1', to: 'n2', term: 7 };
+const entries = [
+  { index: 10, term: 6, type: 2, data: new Uint8Array([1, 2, 3]) },
+  { index: 11, term: 7, type: 0, data: new Uint8Array(0) },
+];
+const samples: Message[] = [
+  { ...base, type: 'preVote', lastLogIndex: 9, lastLogTerm: 5, transfer: false },
+  { ...base, type: 'vote', lastLogIndex: 2 ** 40, lastLogTerm: 5, transfer: true },
+  { ...base, type: 'preVoteResp', reject: true },
+  { ...base, type: 'voteResp', reject: false },
+  { ...base, type: 'append', prevIndex: 9, prevTerm: 6, commit: 8, entries },
+  { ...base, type: 'append', prevIndex: 9, prevTerm: 6, commit: 8, entries: [] },
+  { ...base, type: 'appendResp', index: 11, reject: true, hintIndex: 4, hintTerm: 3 },
+  { ...base, type: 'heartbeat', commit: 11, round: 99 },
+  { ...base, type: 'heartbeatResp', round: 99 },
+  { ...base, type: 'timeoutNow' },
+  { ...base, type: 'snapshot', snapshot: { index: 500, term: 6, configuration: { voters: ['n1', 'n2'], learners: ['n3'] } } },
+  { ...base, type: 'snapshot', snapshot: { index: 500, term: 6, configuration: { voters: ['n1'], learners: [], outgoing: ['n1', 'n2', 'n3'] } } },
+  { ...base, type: 'readIndex', requestId: 12345 },
+  { ...base, type: 'readIndexResp', requestId: 12345, index: 11, reject: false },
+];
+
+/** Deep copy with byte arrays as plain arrays, so Buffer views and Uint8Arrays compare equal. */
+function plain(v: unknown): unknown {
+  if (v instanceof Uint8Array) return Array.from(v);
+  if (Array.isArray(v)) return v.map(plain);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+  return v;
+}
+
+test('every message type survives encoding and decoding unchanged', () => {
+  for (const m of samples) {
+    const decoded = decodeEnvelope(encodeEnvelope('group-a', m));
+    assert.equal(decoded.group, 'group-a');
+    assert.deepEqual(plain(decoded.message), plain(m), m.type);
+  }
+});
+
+test('entries whose checksum does not match are refused', () => {
+  const frame = encodeEnvelope('g', samples[4]);
+  // The payload bytes 1, 2, 3 of the first entry: their last occurrence in the frame.
+  const at = Buffer.from(frame).lastIndexOf(Buffer.from([1, 2, 3]));
+  assert.ok(at > 0);
+  frame[at] ^= 0x40;
+  assert.throws(() => decodeEnvelope(frame), (err: Error) => err instanceof FrameError && /payload checksum mismatch/.test(err.message));
+});
+
+test('frames that are too short, too long, or of an unknown type are refused with a reason', () => {
+  assert.throws(() => decodeEnvelope(new Uint8Array(3)), /too short/);
+  assert.throws(() => decodeEnvelope(encodeEnvelope('g', samples[0]), 16), /exceeds the 16-byte limit/);
+  assert.throws(() => decodeEnvelope(encodeEnvelope('', samples[0])), /group is missing/);
+});
+
+test('random and mutated frames never escape as anything but FrameError', () => {
+  const rng = new Prng(2026);
+  let refused = 0;
+  for (let i = 0; i < 3000; i++) {
+    let frame: Uint8Array;
+    if (i % 3 === 0) {
+      frame = rng.bytes(rng.int(0, 300));
+    } else {
+      frame = encodeEnvelope('g', samples[rng.int(0, samples.length - 1)]);
+      const flips = rng.int(1, 4);
+      for (let k = 0; k < flips; k++) frame[rng.int(0, frame.length - 1)] ^= 1 << rng.int(0, 7);
+      if (i % 3 === 2) frame = frame.subarray(0, rng.int(0, frame.length));
+    }
+    try {
+      decodeEnvelope(frame);
+    } catch (err) {
+      assert.ok(err instanceof FrameError, `frame ${i}: ${String(err)}`);
+      refused++;
+    }
+  }
+  assert.ok(refused > 1000, `${refused} of 3000 damaged frames were refused`);
+});
