@@ -1,0 +1,50 @@
+import type { NodeId } from '../core/index.js';
+
+/** Base class of the errors `RaftNode` operations reject with; `code` is stable for programs. */
+export class RaftError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** This node is not the leader; retry on `leaderHint` when it is known. */
+export class NotLeaderError extends RaftError {
+  constructor(readonly leaderHint: NodeId | null) {
+    super(leaderHint ? `not the leader; try ${leaderHint}` : 'not the leader, and no leader is known', 'ERR_RAFTLINE_NOT_LEADER');
+  }
+}
+
+/** The leader's term is not the one the caller expected (`expectedTerm`). */
+export class TermMismatchError extends RaftError {
+  constructor(
+    readonly expectedTerm: number,
+    readonly currentTerm: number,
+  ) {
+    super(`expected term ${expectedTerm}, but the term is ${currentTerm}`, 'ERR_RAFTLINE_TERM_MISMATCH');
+  }
+}
+
+/** The node is shutting down or has shut down. */
+export class ShutdownError extends RaftError {
+  constructor() {
+    super('the raft node is shutting down', 'ERR_RAFTLINE_SHUTDOWN');
+  }
+}
+
+/** No outcome within the time allowed; the command may still be applied later. */
+export class TimeoutError extends RaftError {
+  constructor(what: string, ms: number) {
+    super(`${what} did not complete within ${ms} ms`, 'ERR_RAFTLINE_TIMEOUT');
+  }
+}
+
+/** The leader refused the request for now (transferring leadership, overloaded, a membership change pending). */
+export class BusyError extends RaftError {
+  constructor(reason: string) {
+    super(reason, 'ERR_RAFTLINE_BUSY');
+  }
+}

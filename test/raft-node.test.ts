@@ -1,0 +1,178 @@
+// RaftNode end to end in one process: real segment logs and meta stores on
+// disk, an in-memory network that encodes every message to its wire frame.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { MemoryNetwork, NotLeaderError, RaftNode, TermMismatchError, type ApplyIterator, type StateMachine } from '../src/node/index.js';
+import { Prng } from './support/prng.js';
+import { tempDir } from './support/tmp.js';
+
+class KvMachine implements StateMachine {
+  readonly data = new Map<string, string>();
+  applied = 0;
+  onApply(batch: ApplyIterator): void {
+    for (const cmd of batch) {
+      const [key, value] = Buffer.from(cmd.data).toString().split('=');
+      this.data.set(key, value);
+      this.applied = cmd.index;
+      cmd.respond(`${key} is ${value}`);
+    }
+  }
+}
+
+/** Polls until `check` holds; a liveness wait with a generous bound, not a timing assertion. */
+async function eventually(what: string, check: () => boolean, boundMs = 15_000): Promise<void> {
+  const deadline = Date.now() + boundMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`not within ${boundMs} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+interface Member {
+  node: RaftNode;
+  fsm: KvMachine;
+  dir: string;
+}
+
+class TestCluster {
+  readonly net = new MemoryNetwork(() => this.rng.next());
+  readonly members = new Map<string, Member>();
+  private readonly rng = new Prng(7);
+
+  constructor(
+    readonly root: string,
+    readonly peers: string[],
+  ) {}
+
+  async start(id: string, peers = this.peers): Promise<Member> {
+    const fsm = new KvMachine();
+    const dir = path.join(this.root, id);
+    const node = await RaftNode.start({
+      groupId: 'g1',
+      id,
+      peers,
+      dataDir: dir,
+      fsm,
+      transport: this.net.transport(),
+      electionTimeoutMs: 300,
+      heartbeatIntervalMs: 30,
+    });
+    const m = { node, fsm, dir };
+    this.members.set(id, m);
+    return m;
+  }
+
+  async stop(id: string): Promise<void> {
+    await this.members.get(id)!.node.shutdown();
+    this.members.delete(id);
+  }
+
+  leader(): Member | undefined {
+    return [...this.members.values()].find((m) => m.node.status().role === 'leader');
+  }
+
+  async awaitLeader(): Promise<Member> {
+    await eventually('a leader is elected', () => this.leader() !== undefined);
+    return this.leader()!;
+  }
+
+  async shutdown(): Promise<void> {
+    for (const id of [...this.members.keys()]) await this.stop(id);
+  }
+}
+
+describe('RaftNode', () => {
+  const { dir: root, cleanup } = tempDir('raft-node');
+  after(cleanup);
+
+  test('three nodes elect a leader, replicate, and answer with the state machine result', async () => {
+    const c = new TestCluster(path.join(root, 'basic'), ['n1', 'n2', 'n3']);
+    for (const id of c.peers) await c.start(id);
+    try {
+      const leader = await c.awaitLeader();
+      assert.equal(await leader.node.apply(Buffer.from('x=1')), 'x is 1');
+      await eventually('every node applied x=1', () => [...c.members.values()].every((m) => m.fsm.data.get('x') === '1'));
+      const follower = [...c.members.values()].find((m) => m !== leader)!;
+      await assert.rejects(follower.node.apply(Buffer.from('y=2')), (err: Error) => {
+        assert.ok(err instanceof NotLeaderError);
+        assert.equal(err.leaderHint, leader.node.id);
+        return true;
+      });
+      const term = leader.node.status().term;
+      await assert.rejects(leader.node.apply(Buffer.from('z=3'), { expectedTerm: term + 1 }), TermMismatchError);
+    } finally {
+      await c.shutdown();
+    }
+  });
+
+  test('a follower read barrier sees every write acknowledged before it', async () => {
+    const c = new TestCluster(path.join(root, 'read'), ['n1', 'n2', 'n3']);
+    for (const id of c.peers) await c.start(id);
+    try {
+      const leader = await c.awaitLeader();
+      const follower = [...c.members.values()].find((m) => m !== leader)!;
+      for (let i = 0; i < 20; i++) await leader.node.apply(Buffer.from(`k=${i}`));
+      await follower.node.readBarrier();
+      assert.equal(follower.fsm.data.get('k'), '19');
+    } finally {
+      await c.shutdown();
+    }
+  });
+
+  test('a restarted follower recovers from its log and catches up', async () => {
+    const c = new TestCluster(path.join(root, 'restart'), ['n1', 'n2', 'n3']);
+    for (const id of c.peers) await c.start(id);
+    try {
+      const leader = await c.awaitLeader();
+      await leader.node.apply(Buffer.from('a=1'));
+      const followerId = c.peers.find((id) => id !== leader.node.id)!;
+      await c.stop(followerId);
+      await leader.node.apply(Buffer.from('b=2'));
+      const back = await c.start(followerId);
+      await eventually('the restarted follower applied both writes', () => back.fsm.data.get('a') === '1' && back.fsm.data.get('b') === '2');
+    } finally {
+      await c.shutdown();
+    }
+  });
+
+  test('when the leader stops, a new one is elected and no acknowledged write is lost', async () => {
+    const c = new TestCluster(path.join(root, 'failover'), ['n1', 'n2', 'n3']);
+    for (const id of c.peers) await c.start(id);
+    try {
+      const first = await c.awaitLeader();
+      const acked: string[] = [];
+      for (let i = 0; i < 30; i++) {
+        await first.node.apply(Buffer.from(`key${i}=v${i}`));
+        acked.push(`key${i}`);
+      }
+      await c.stop(first.node.id);
+      const second = await c.awaitLeader();
+      assert.notEqual(second.node.id, first.node.id);
+      await second.node.apply(Buffer.from('after=1'));
+      for (const key of acked) assert.ok(second.fsm.data.has(key), `${key} survived the failover`);
+    } finally {
+      await c.shutdown();
+    }
+  });
+
+  test('a new voter added to a running group catches up and counts', async () => {
+    const c = new TestCluster(path.join(root, 'add'), ['n1', 'n2', 'n3']);
+    for (const id of c.peers) await c.start(id);
+    try {
+      const leader = await c.awaitLeader();
+      await leader.node.apply(Buffer.from('before=1'));
+      const joiner = await c.start('n4', ['n4', ...c.peers]);
+      await leader.node.addPeer('n4');
+      await leader.node.apply(Buffer.from('after=1'));
+      await eventually('n4 applied everything', () => joiner.fsm.data.get('before') === '1' && joiner.fsm.data.get('after') === '1');
+      assert.deepEqual(
+        Object.keys(leader.node.status().peers).sort(),
+        ['n1', 'n2', 'n3', 'n4'].filter((id) => id !== leader.node.id),
+        'the leader replicates to the new voter',
+      );
+    } finally {
+      await c.shutdown();
+    }
+  });
+});
