@@ -86,10 +86,19 @@ describe('RaftNode', () => {
   const { dir: root, cleanup } = tempDir('raft-node');
   after(cleanup);
 
-  test('three nodes elect a leader, replicate, and answer with the state machine result', async () => {
-    const c = new TestCluster(path.join(root, 'basic'), ['n1', 'n2', 'n3']);
+  /** Runs `body` against a started three-node group, shutting it down afterwards. */
+  async function withCluster(name: string, body: (c: TestCluster) => Promise<void>): Promise<void> {
+    const c = new TestCluster(path.join(root, name), ['n1', 'n2', 'n3']);
     for (const id of c.peers) await c.start(id);
     try {
+      await body(c);
+    } finally {
+      await c.shutdown();
+    }
+  }
+
+  test('three nodes elect a leader, replicate, and answer with the state machine result', async () => {
+    await withCluster('basic', async (c) => {
       const leader = await c.awaitLeader();
       assert.equal(await leader.node.apply(Buffer.from('x=1')), 'x is 1');
       await eventually('every node applied x=1', () => [...c.members.values()].every((m) => m.fsm.data.get('x') === '1'));
@@ -101,29 +110,21 @@ describe('RaftNode', () => {
       });
       const term = leader.node.status().term;
       await assert.rejects(leader.node.apply(Buffer.from('z=3'), { expectedTerm: term + 1 }), TermMismatchError);
-    } finally {
-      await c.shutdown();
-    }
+    });
   });
 
   test('a follower read barrier sees every write acknowledged before it', async () => {
-    const c = new TestCluster(path.join(root, 'read'), ['n1', 'n2', 'n3']);
-    for (const id of c.peers) await c.start(id);
-    try {
+    await withCluster('read', async (c) => {
       const leader = await c.awaitLeader();
       const follower = [...c.members.values()].find((m) => m !== leader)!;
       for (let i = 0; i < 20; i++) await leader.node.apply(Buffer.from(`k=${i}`));
       await follower.node.readBarrier();
       assert.equal(follower.fsm.data.get('k'), '19');
-    } finally {
-      await c.shutdown();
-    }
+    });
   });
 
   test('a restarted follower recovers from its log and catches up', async () => {
-    const c = new TestCluster(path.join(root, 'restart'), ['n1', 'n2', 'n3']);
-    for (const id of c.peers) await c.start(id);
-    try {
+    await withCluster('restart', async (c) => {
       const leader = await c.awaitLeader();
       await leader.node.apply(Buffer.from('a=1'));
       const followerId = c.peers.find((id) => id !== leader.node.id)!;
@@ -131,15 +132,11 @@ describe('RaftNode', () => {
       await leader.node.apply(Buffer.from('b=2'));
       const back = await c.start(followerId);
       await eventually('the restarted follower applied both writes', () => back.fsm.data.get('a') === '1' && back.fsm.data.get('b') === '2');
-    } finally {
-      await c.shutdown();
-    }
+    });
   });
 
   test('when the leader stops, a new one is elected and no acknowledged write is lost', async () => {
-    const c = new TestCluster(path.join(root, 'failover'), ['n1', 'n2', 'n3']);
-    for (const id of c.peers) await c.start(id);
-    try {
+    await withCluster('failover', async (c) => {
       const first = await c.awaitLeader();
       const acked: string[] = [];
       for (let i = 0; i < 30; i++) {
@@ -151,15 +148,11 @@ describe('RaftNode', () => {
       assert.notEqual(second.node.id, first.node.id);
       await second.node.apply(Buffer.from('after=1'));
       for (const key of acked) assert.ok(second.fsm.data.has(key), `${key} survived the failover`);
-    } finally {
-      await c.shutdown();
-    }
+    });
   });
 
   test('a new voter added to a running group catches up and counts', async () => {
-    const c = new TestCluster(path.join(root, 'add'), ['n1', 'n2', 'n3']);
-    for (const id of c.peers) await c.start(id);
-    try {
+    await withCluster('add', async (c) => {
       const leader = await c.awaitLeader();
       await leader.node.apply(Buffer.from('before=1'));
       const joiner = await c.start('n4', ['n4', ...c.peers]);
@@ -171,8 +164,6 @@ describe('RaftNode', () => {
         ['n1', 'n2', 'n3', 'n4'].filter((id) => id !== leader.node.id),
         'the leader replicates to the new voter',
       );
-    } finally {
-      await c.shutdown();
-    }
+    });
   });
 });
