@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Message } from '../src/core/index.js';
+import type { PeerMessage } from '../src/transport/index.js';
 import { decodeEnvelope, encodeEnvelope, FrameError } from '../src/transport/codec.js';
 import { Prng } from './support/prng.js';
 
@@ -9,7 +9,7 @@ const entries = [
   { index: 10, term: 6, type: 2, data: new Uint8Array([1, 2, 3]) },
   { index: 11, term: 7, type: 0, data: new Uint8Array(0) },
 ];
-const samples: Message[] = [
+const samples: PeerMessage[] = [
   { ...base, type: 'preVote', lastLogIndex: 9, lastLogTerm: 5, transfer: false },
   { ...base, type: 'vote', lastLogIndex: 2 ** 40, lastLogTerm: 5, transfer: true },
   { ...base, type: 'preVoteResp', reject: true },
@@ -24,6 +24,21 @@ const samples: Message[] = [
   { ...base, type: 'snapshot', snapshot: { index: 500, term: 6, configuration: { voters: ['n1'], learners: [], outgoing: ['n1', 'n2', 'n3'] } } },
   { ...base, type: 'readIndex', requestId: 12345 },
   { ...base, type: 'readIndexResp', requestId: 12345, index: 11, reject: false },
+  {
+    ...base,
+    type: 'snapshotChunk',
+    file: { meta: { index: 500, term: 6, configuration: { voters: ['n1', 'n2', 'n3'], learners: [] } }, bytes: 2 ** 33, crc: 0xdeadbeef },
+    offset: 2 ** 32,
+    data: new Uint8Array([9, 8, 7]),
+  },
+  {
+    ...base,
+    type: 'snapshotChunk',
+    file: { meta: { index: 1, term: 1, configuration: { voters: ['n1'], learners: [] } }, bytes: 10, crc: 1 },
+    offset: 0,
+    data: new Uint8Array(0),
+  },
+  { ...base, type: 'snapshotChunkResp', index: 500, crc: 0xdeadbeef, held: 4096, reject: true },
 ];
 
 /** Deep copy with byte arrays as plain arrays, so Buffer views and Uint8Arrays compare equal. */

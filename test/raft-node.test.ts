@@ -3,7 +3,8 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { MemoryNetwork, NotLeaderError, RaftNode, TermMismatchError, type ApplyIterator, type StateMachine } from '../src/node/index.js';
+import { MemoryNetwork } from '../src/transport/index.js';
+import { NotLeaderError, RaftNode, TermMismatchError, type ApplyIterator, type StateMachine } from '../src/node/index.js';
 import { Prng } from './support/prng.js';
 import { tempDir } from './support/tmp.js';
 

@@ -1,6 +1,4 @@
 export { RaftNode } from './raft-node.js';
 export type { RaftNodeOptions, NodeStatus } from './raft-node.js';
 export type { StateMachine, Command, ApplyIterator, LeaderChange } from './state-machine.js';
-export type { Transport } from './transport.js';
-export { MemoryNetwork } from './memory-transport.js';
 export { RaftError, NotLeaderError, TermMismatchError, ShutdownError, TimeoutError, BusyError } from './errors.js';

@@ -11,7 +11,6 @@ import {
   type CoreStatus,
   type Entry,
   type LogReader,
-  type Message,
   type NodeId,
   type ProposeResult,
   type Ready,
@@ -20,7 +19,7 @@ import type { Configuration } from '../core/quorum.js';
 import { MetaStore, SegmentLog } from '../log/index.js';
 import { BusyError, NotLeaderError, RaftError, ShutdownError, TermMismatchError, TimeoutError } from './errors.js';
 import type { ApplyIterator, Command, StateMachine } from './state-machine.js';
-import type { Transport } from './transport.js';
+import type { PeerMessage, Transport } from '../transport/transport.js';
 
 export interface RaftNodeOptions {
   groupId: string;
@@ -242,8 +241,8 @@ export class RaftNode {
     });
   }
 
-  private receive(m: Message): void {
-    if (this.stopped) return;
+  private receive(m: PeerMessage): void {
+    if (this.stopped || m.type === 'snapshotChunk' || m.type === 'snapshotChunkResp') return;
     this.core.step(m);
     this.schedule();
   }

@@ -1,13 +1,14 @@
 // Encodes the core's messages into FlatBuffers envelopes (schema/raft.fbs) and
 // back, refusing anything malformed with a FrameError that says why.
 import * as flatbuffers from 'flatbuffers';
-import type { Entry, Message, NodeId } from '../core/index.js';
+import type { Entry, NodeId, SnapshotMeta } from '../core/index.js';
 import type { Configuration } from '../core/quorum.js';
 import { decodeRecords, frameEntries, verifyRecords } from '../log/index.js';
 import { Configuration as WireConfiguration } from './generated/raftline/wire/configuration.js';
 import { Envelope } from './generated/raftline/wire/envelope.js';
 import { MessageType } from './generated/raftline/wire/message-type.js';
 import { SnapshotMeta as WireSnapshotMeta } from './generated/raftline/wire/snapshot-meta.js';
+import type { PeerMessage } from './transport.js';
 
 /** A peer frame that cannot be decoded; `reason` is safe to log. */
 export class FrameError extends Error {
@@ -21,13 +22,13 @@ export class FrameError extends Error {
 export interface PeerEnvelope {
   /** The Raft group the message belongs to (many groups share one connection). */
   group: string;
-  message: Message;
+  message: PeerMessage;
 }
 
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
 const MAX_ID_CHARS = 256;
 
-const TYPE_TO_WIRE: Record<Message['type'], MessageType> = {
+const TYPE_TO_WIRE: Record<PeerMessage['type'], MessageType> = {
   preVote: MessageType.PreVote,
   vote: MessageType.Vote,
   preVoteResp: MessageType.PreVoteResp,
@@ -40,9 +41,11 @@ const TYPE_TO_WIRE: Record<Message['type'], MessageType> = {
   snapshot: MessageType.InstallSnapshot,
   readIndex: MessageType.ReadIndex,
   readIndexResp: MessageType.ReadIndexResp,
+  snapshotChunk: MessageType.SnapshotChunk,
+  snapshotChunkResp: MessageType.SnapshotChunkResp,
 };
-const WIRE_TO_TYPE = new Map<MessageType, Message['type']>(
-  Object.entries(TYPE_TO_WIRE).map(([k, v]) => [v, k as Message['type']]),
+const WIRE_TO_TYPE = new Map<MessageType, PeerMessage['type']>(
+  Object.entries(TYPE_TO_WIRE).map(([k, v]) => [v, k as PeerMessage['type']]),
 );
 
 function strings(b: flatbuffers.Builder, ids: readonly string[]): flatbuffers.Offset[] {
@@ -61,8 +64,17 @@ function encodeConfiguration(b: flatbuffers.Builder, conf: Configuration): flatb
   return WireConfiguration.endConfiguration(b);
 }
 
-/** One binary frame carrying `message` for Raft group `group`. */
-export function encodeEnvelope(group: string, m: Message): Uint8Array {
+function encodeSnapshotMeta(b: flatbuffers.Builder, meta: SnapshotMeta): flatbuffers.Offset {
+  const conf = encodeConfiguration(b, meta.configuration);
+  WireSnapshotMeta.startSnapshotMeta(b);
+  WireSnapshotMeta.addIndex(b, BigInt(meta.index));
+  WireSnapshotMeta.addTerm(b, BigInt(meta.term));
+  WireSnapshotMeta.addConfiguration(b, conf);
+  return WireSnapshotMeta.endSnapshotMeta(b);
+}
+
+/** One envelope carrying `message` for Raft group `group`. */
+export function encodeEnvelope(group: string, m: PeerMessage): Uint8Array {
   const b = new flatbuffers.Builder(256);
   const groupOffset = b.createString(group);
   const from = b.createString(m.from);
@@ -70,13 +82,11 @@ export function encodeEnvelope(group: string, m: Message): Uint8Array {
   let entries = 0;
   if (m.type === 'append' && m.entries.length > 0) entries = Envelope.createEntriesVector(b, frameEntries(m.entries));
   let snapshot = 0;
-  if (m.type === 'snapshot') {
-    const conf = encodeConfiguration(b, m.snapshot.configuration);
-    WireSnapshotMeta.startSnapshotMeta(b);
-    WireSnapshotMeta.addIndex(b, BigInt(m.snapshot.index));
-    WireSnapshotMeta.addTerm(b, BigInt(m.snapshot.term));
-    WireSnapshotMeta.addConfiguration(b, conf);
-    snapshot = WireSnapshotMeta.endSnapshotMeta(b);
+  let chunk = 0;
+  if (m.type === 'snapshot') snapshot = encodeSnapshotMeta(b, m.snapshot);
+  if (m.type === 'snapshotChunk') {
+    snapshot = encodeSnapshotMeta(b, m.file.meta);
+    if (m.data.length > 0) chunk = Envelope.createChunkVector(b, m.data);
   }
   Envelope.startEnvelope(b);
   Envelope.addGroup(b, groupOffset);
@@ -127,6 +137,19 @@ export function encodeEnvelope(group: string, m: Message): Uint8Array {
       Envelope.addIndex(b, BigInt(m.index));
       Envelope.addReject(b, m.reject);
       break;
+    case 'snapshotChunk':
+      Envelope.addSnapshot(b, snapshot);
+      Envelope.addSnapshotBytes(b, BigInt(m.file.bytes));
+      Envelope.addSnapshotCrc(b, m.file.crc);
+      Envelope.addChunkOffset(b, BigInt(m.offset));
+      if (chunk) Envelope.addChunk(b, chunk);
+      break;
+    case 'snapshotChunkResp':
+      Envelope.addIndex(b, BigInt(m.index));
+      Envelope.addSnapshotCrc(b, m.crc);
+      Envelope.addChunkOffset(b, BigInt(m.held));
+      Envelope.addReject(b, m.reject);
+      break;
   }
   b.finish(Envelope.endEnvelope(b));
   return b.asUint8Array();
@@ -158,6 +181,12 @@ function decodeConfiguration(c: WireConfiguration | null): Configuration {
   return conf;
 }
 
+function decodeSnapshotMeta(env: Envelope): SnapshotMeta {
+  const s = env.snapshot();
+  if (!s) throw new FrameError(`${env.type() === MessageType.InstallSnapshot ? 'InstallSnapshot' : 'SnapshotChunk'} without snapshot metadata`);
+  return { index: num(s.index(), 'snapshot index'), term: num(s.term(), 'snapshot term'), configuration: decodeConfiguration(s.configuration()) };
+}
+
 function decodeEntries(env: Envelope): Entry[] {
   const bytes = env.entriesArray();
   if (!bytes || bytes.length === 0) return [];
@@ -183,7 +212,7 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
     if (type === undefined) throw new FrameError(`unknown message type ${env.type()}`);
     const group = id(env.group(), 'group');
     const base = { from: id(env.from(), 'from'), to: id(env.to(), 'to'), term: num(env.term(), 'term') };
-    let message: Message;
+    let message: PeerMessage;
     switch (type) {
       case 'preVote':
       case 'vote':
@@ -228,21 +257,33 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
       case 'timeoutNow':
         message = { ...base, type };
         break;
-      case 'snapshot': {
-        const s = env.snapshot();
-        if (!s) throw new FrameError('InstallSnapshot without snapshot metadata');
-        message = {
-          ...base,
-          type,
-          snapshot: { index: num(s.index(), 'snapshot index'), term: num(s.term(), 'snapshot term'), configuration: decodeConfiguration(s.configuration()) },
-        };
+      case 'snapshot':
+        message = { ...base, type, snapshot: decodeSnapshotMeta(env) };
         break;
-      }
       case 'readIndex':
         message = { ...base, type, requestId: num(env.requestId(), 'requestId') };
         break;
       case 'readIndexResp':
         message = { ...base, type, requestId: num(env.requestId(), 'requestId'), index: num(env.index(), 'index'), reject: env.reject() };
+        break;
+      case 'snapshotChunk':
+        message = {
+          ...base,
+          type,
+          file: { meta: decodeSnapshotMeta(env), bytes: num(env.snapshotBytes(), 'snapshotBytes'), crc: env.snapshotCrc() },
+          offset: num(env.chunkOffset(), 'chunkOffset'),
+          data: env.chunkArray() ?? new Uint8Array(0),
+        };
+        break;
+      case 'snapshotChunkResp':
+        message = {
+          ...base,
+          type,
+          index: num(env.index(), 'index'),
+          crc: env.snapshotCrc(),
+          held: num(env.chunkOffset(), 'chunkOffset'),
+          reject: env.reject(),
+        };
         break;
     }
     return { group, message };

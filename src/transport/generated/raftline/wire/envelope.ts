@@ -135,8 +135,38 @@ snapshot(obj?:SnapshotMeta):SnapshotMeta|null {
   return offset ? (obj || new SnapshotMeta()).__init(this.bb!.__indirect(this.bb_pos + offset), this.bb!) : null;
 }
 
+snapshotBytes():bigint {
+  const offset = this.bb!.__offset(this.bb_pos, 42);
+  return offset ? this.bb!.readUint64(this.bb_pos + offset) : BigInt('0');
+}
+
+snapshotCrc():number {
+  const offset = this.bb!.__offset(this.bb_pos, 44);
+  return offset ? this.bb!.readUint32(this.bb_pos + offset) : 0;
+}
+
+chunkOffset():bigint {
+  const offset = this.bb!.__offset(this.bb_pos, 46);
+  return offset ? this.bb!.readUint64(this.bb_pos + offset) : BigInt('0');
+}
+
+chunk(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 48);
+  return offset ? this.bb!.readUint8(this.bb!.__vector(this.bb_pos + offset) + index) : 0;
+}
+
+chunkLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 48);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+chunkArray():Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 48);
+  return offset ? new Uint8Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
 static startEnvelope(builder:flatbuffers.Builder) {
-  builder.startObject(19);
+  builder.startObject(23);
 }
 
 static addGroup(builder:flatbuffers.Builder, groupOffset:flatbuffers.Offset) {
@@ -225,6 +255,34 @@ static addRequestId(builder:flatbuffers.Builder, requestId:bigint) {
 
 static addSnapshot(builder:flatbuffers.Builder, snapshotOffset:flatbuffers.Offset) {
   builder.addFieldOffset(18, snapshotOffset, 0);
+}
+
+static addSnapshotBytes(builder:flatbuffers.Builder, snapshotBytes:bigint) {
+  builder.addFieldInt64(19, snapshotBytes, BigInt('0'));
+}
+
+static addSnapshotCrc(builder:flatbuffers.Builder, snapshotCrc:number) {
+  builder.addFieldInt32(20, snapshotCrc, 0);
+}
+
+static addChunkOffset(builder:flatbuffers.Builder, chunkOffset:bigint) {
+  builder.addFieldInt64(21, chunkOffset, BigInt('0'));
+}
+
+static addChunk(builder:flatbuffers.Builder, chunkOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(22, chunkOffset, 0);
+}
+
+static createChunkVector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset {
+  builder.startVector(1, data.length, 1);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addInt8(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startChunkVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(1, numElems, 1);
 }
 
 static endEnvelope(builder:flatbuffers.Builder):flatbuffers.Offset {

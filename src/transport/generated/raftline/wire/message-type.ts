@@ -12,5 +12,7 @@ export enum MessageType {
   TimeoutNow = 8,
   InstallSnapshot = 9,
   ReadIndex = 10,
-  ReadIndexResp = 11
+  ReadIndexResp = 11,
+  SnapshotChunk = 12,
+  SnapshotChunkResp = 13
 }

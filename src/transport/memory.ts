@@ -1,12 +1,12 @@
 // An in-process network for tests: every message is encoded to its wire
 // frame and decoded on arrival (so nothing is shared between nodes), delivered
 // asynchronously, and may be dropped or cut off by a partition.
-import type { Message, NodeId } from '../core/index.js';
-import { decodeEnvelope, encodeEnvelope } from '../transport/codec.js';
-import type { Transport } from './transport.js';
+import type { NodeId } from '../core/index.js';
+import { decodeEnvelope, encodeEnvelope } from './codec.js';
+import type { PeerMessage, Transport } from './transport.js';
 
 export class MemoryNetwork {
-  private readonly receivers = new Map<string, (message: Message) => void>();
+  private readonly receivers = new Map<string, (message: PeerMessage) => void>();
   private readonly cut = new Set<string>();
   /** Probability of dropping any one message. */
   dropRate = 0;
@@ -42,7 +42,7 @@ export class MemoryNetwork {
     this.cut.clear();
   }
 
-  private deliver(group: string, message: Message): void {
+  private deliver(group: string, message: PeerMessage): void {
     if (this.cut.has(`${message.from}>${message.to}`) || this.random() < this.dropRate) return;
     const frame = encodeEnvelope(group, message);
     setImmediate(() => {

@@ -1,0 +1,5 @@
+export type { Transport, PeerMessage, SnapshotChunk, SnapshotChunkResponse, SnapshotFileId } from './transport.js';
+export { MemoryNetwork } from './memory.js';
+export { encodeEnvelope, decodeEnvelope, FrameError, DEFAULT_MAX_FRAME_BYTES } from './codec.js';
+export type { PeerEnvelope } from './codec.js';
+export { loadUws } from './uws.js';

@@ -1,0 +1,50 @@
+import type { Message, NodeId, SnapshotMeta } from '../core/index.js';
+
+/**
+ * Identifies one snapshot file: a transfer of it can resume after a break
+ * because the same identity always means the same bytes.
+ */
+export interface SnapshotFileId {
+  meta: SnapshotMeta;
+  /** Length of the snapshot file in bytes. */
+  bytes: number;
+  /** CRC32C of the whole file, as its trailer records it. */
+  crc: number;
+}
+
+/** A piece of a snapshot file streamed by the leader; `data` empty with offset 0 offers the snapshot. */
+export interface SnapshotChunk {
+  type: 'snapshotChunk';
+  from: NodeId;
+  to: NodeId;
+  term: number;
+  file: SnapshotFileId;
+  offset: number;
+  data: Uint8Array;
+}
+
+/** How many bytes of the offered file the receiver now holds (`reject`: the chunk did not start there). */
+export interface SnapshotChunkResponse {
+  type: 'snapshotChunkResp';
+  from: NodeId;
+  to: NodeId;
+  term: number;
+  index: number;
+  crc: number;
+  held: number;
+  reject: boolean;
+}
+
+/** Everything peers send each other: the core's messages and the runtime's snapshot stream. */
+export type PeerMessage = Message | SnapshotChunk | SnapshotChunkResponse;
+
+/**
+ * How RaftNodes reach each other. One transport serves every Raft group of a
+ * process; messages are routed by group id. Delivery is best effort: Raft
+ * tolerates loss, duplication and reordering.
+ */
+export interface Transport {
+  send(group: string, message: PeerMessage): void;
+  /** Delivers messages for `group` addressed to `id` to `receive`; returns the unregister function. */
+  register(group: string, id: NodeId, receive: (message: PeerMessage) => void): () => void;
+}
