@@ -4,7 +4,16 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { MemoryNetwork } from '../src/transport/index.js';
-import { NotLeaderError, RaftNode, TermMismatchError, type ApplyIterator, type StateMachine } from '../src/node/index.js';
+import {
+  NotLeaderError,
+  RaftNode,
+  TermMismatchError,
+  type ApplyIterator,
+  type RaftNodeOptions,
+  type SnapshotReader,
+  type SnapshotWriter,
+  type StateMachine,
+} from '../src/node/index.js';
 import { Prng } from './support/prng.js';
 import { tempDir } from './support/tmp.js';
 
@@ -18,6 +27,21 @@ class KvMachine implements StateMachine {
       this.applied = cmd.index;
       cmd.respond(`${key} is ${value}`);
     }
+  }
+
+  async onSnapshotSave(writer: SnapshotWriter): Promise<void> {
+    // Several writes, so the file spans many transfer chunks.
+    for (const [key, value] of this.data) await writer.write(Buffer.from(`${key}=${value}\n`));
+  }
+
+  async onSnapshotLoad(reader: SnapshotReader): Promise<void> {
+    this.data.clear();
+    for (const line of (await reader.readAll()).toString().split('\n')) {
+      if (!line) continue;
+      const [key, value] = line.split('=');
+      this.data.set(key, value);
+    }
+    this.applied = reader.index;
   }
 }
 
@@ -44,9 +68,10 @@ class TestCluster {
   constructor(
     readonly root: string,
     readonly peers: string[],
+    readonly options: Partial<RaftNodeOptions> = {},
   ) {}
 
-  async start(id: string, peers = this.peers): Promise<Member> {
+  async start(id: string, peers: string[] = this.peers, extra: Partial<RaftNodeOptions> = {}): Promise<Member> {
     const fsm = new KvMachine();
     const dir = path.join(this.root, id);
     const node = await RaftNode.start({
@@ -58,6 +83,8 @@ class TestCluster {
       transport: this.net.transport(),
       electionTimeoutMs: 300,
       heartbeatIntervalMs: 30,
+      ...this.options,
+      ...extra,
     });
     const m = { node, fsm, dir };
     this.members.set(id, m);
@@ -88,8 +115,8 @@ describe('RaftNode', () => {
   after(cleanup);
 
   /** Runs `body` against a started three-node group, shutting it down afterwards. */
-  async function withCluster(name: string, body: (c: TestCluster) => Promise<void>): Promise<void> {
-    const c = new TestCluster(path.join(root, name), ['n1', 'n2', 'n3']);
+  async function withCluster(name: string, body: (c: TestCluster) => Promise<void>, options: Partial<RaftNodeOptions> = {}): Promise<void> {
+    const c = new TestCluster(path.join(root, name), ['n1', 'n2', 'n3'], options);
     for (const id of c.peers) await c.start(id);
     try {
       await body(c);
@@ -152,12 +179,15 @@ describe('RaftNode', () => {
     });
   });
 
-  test('a new voter added to a running group catches up and counts', async () => {
+  test('a node started without peers joins when the leader adds it, and then counts as a voter', async () => {
     await withCluster('add', async (c) => {
       const leader = await c.awaitLeader();
       await leader.node.apply(Buffer.from('before=1'));
-      const joiner = await c.start('n4', ['n4', ...c.peers]);
-      await leader.node.addPeer('n4');
+      const joiner = await c.start('n4', []);
+      assert.deepEqual(joiner.node.status().configuration.voters, [], 'a joining node has no configuration of its own');
+      await leader.node.addLearner('n4');
+      await eventually('the learner caught up', () => joiner.fsm.data.get('before') === '1');
+      await leader.node.promoteLearner('n4');
       await leader.node.apply(Buffer.from('after=1'));
       await eventually('n4 applied everything', () => joiner.fsm.data.get('before') === '1' && joiner.fsm.data.get('after') === '1');
       assert.deepEqual(
@@ -165,6 +195,71 @@ describe('RaftNode', () => {
         ['n1', 'n2', 'n3', 'n4'].filter((id) => id !== leader.node.id),
         'the leader replicates to the new voter',
       );
+    });
+  });
+
+  test('a snapshot compacts the log, and a restart recovers from the snapshot plus the log after it', async () => {
+    await withCluster(
+      'snapshot-restart',
+      async (c) => {
+        const leader = await c.awaitLeader();
+        for (let i = 0; i < 300; i++) await leader.node.apply(Buffer.from(`k${i % 50}=${i}`));
+        const meta = await leader.node.snapshot();
+        assert.ok(meta.index >= 300, `snapshot through ${meta.index}`);
+        assert.deepEqual([...meta.configuration.voters].sort(), ['n1', 'n2', 'n3']);
+        const status = leader.node.status();
+        assert.equal(status.firstIndex, meta.index - 20 + 1, 'the log keeps snapshotKeepEntries below the snapshot');
+        assert.equal(status.snapshot?.index, meta.index);
+        await leader.node.apply(Buffer.from('after=1'));
+        const id = leader.node.id;
+        const expected = new Map(leader.fsm.data);
+        await c.stop(id);
+        const back = await c.start(id);
+        assert.equal(back.fsm.applied, meta.index, 'the state machine was loaded from the snapshot before replay');
+        await eventually('the restarted node replayed the log after the snapshot', () => back.fsm.data.get('after') === '1');
+        assert.deepEqual(back.fsm.data, expected);
+      },
+      { snapshotKeepEntries: 20, snapshotLogEntries: 0 },
+    );
+  });
+
+  test('a follower that missed compacted entries catches up through a snapshot streamed in chunks over a lossy network', async () => {
+    await withCluster(
+      'snapshot-install',
+      async (c) => {
+        const leader = await c.awaitLeader();
+        const lagging = c.peers.find((id) => id !== leader.node.id)!;
+        await c.stop(lagging);
+        for (let i = 0; i < 400; i++) await leader.node.apply(Buffer.from(`key${i}=${'v'.repeat(100)}${i}`));
+        const meta = await leader.node.snapshot();
+        assert.ok(leader.node.status().firstIndex > 2, 'the leader compacted the entries the follower lacks');
+        c.net.dropRate = 0.05;
+        const back = await c.start(lagging);
+        await eventually('the lagging follower holds the leader state', () => back.fsm.data.size === 400 && back.node.status().appliedIndex >= meta.index);
+        c.net.dropRate = 0;
+        assert.equal(back.node.status().snapshot?.index, meta.index, 'it installed the leader snapshot');
+        assert.ok(back.node.status().firstIndex > meta.index, 'its log restarts after the snapshot');
+        await leader.node.apply(Buffer.from('after=1'));
+        await eventually('replication continues after the snapshot', () => back.fsm.data.get('after') === '1');
+        assert.deepEqual(back.fsm.data, leader.fsm.data);
+      },
+      // Tiny chunks and window: the 40 KB snapshot takes dozens of round trips.
+      { snapshotKeepEntries: 10, snapshotLogEntries: 0, snapshotChunkBytes: 1024, snapshotWindowBytes: 4096 },
+    );
+  });
+
+  test('resetPeers lets the last survivor of a group continue alone (unsafe recovery)', async () => {
+    await withCluster('reset-peers', async (c) => {
+      const leader = await c.awaitLeader();
+      await leader.node.apply(Buffer.from('a=1'));
+      const survivor = c.peers.find((id) => id !== leader.node.id)!;
+      await eventually('the survivor applied a=1', () => c.members.get(survivor)!.fsm.data.get('a') === '1');
+      for (const id of c.peers) if (id !== survivor) await c.stop(id);
+      const node = c.members.get(survivor)!.node;
+      await node.resetPeers([survivor]);
+      await eventually('the survivor leads alone', () => node.status().role === 'leader');
+      assert.equal(await node.apply(Buffer.from('b=2')), 'b is 2');
+      assert.deepEqual(node.status().configuration.voters, [survivor]);
     });
   });
 });

@@ -48,3 +48,10 @@ export class BusyError extends RaftError {
     super(reason, 'ERR_RAFTLINE_BUSY');
   }
 }
+
+/** The command may or may not have been applied (a snapshot from the new leader replaced the entry); check before retrying. */
+export class OutcomeUnknownError extends RaftError {
+  constructor(readonly index: number) {
+    super(`the outcome of the command at index ${index} is unknown: a snapshot replaced it`, 'ERR_RAFTLINE_OUTCOME_UNKNOWN');
+  }
+}

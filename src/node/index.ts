@@ -1,4 +1,6 @@
 export { RaftNode } from './raft-node.js';
-export type { RaftNodeOptions, NodeStatus } from './raft-node.js';
+export type { RaftNodeOptions, NodeStatus, FollowerStatus } from './raft-node.js';
+export type { SnapshotReader, SnapshotWriter } from './snapshot-store.js';
+export { SnapshotCorruptError } from './snapshot-store.js';
 export type { StateMachine, Command, ApplyIterator, LeaderChange } from './state-machine.js';
-export { RaftError, NotLeaderError, TermMismatchError, ShutdownError, TimeoutError, BusyError } from './errors.js';
+export { RaftError, NotLeaderError, TermMismatchError, ShutdownError, TimeoutError, BusyError, OutcomeUnknownError } from './errors.js';

@@ -8,24 +8,34 @@ import {
   EntryType,
   RaftCore,
   type ConfChange,
+  type CoreOptions,
   type CoreStatus,
   type Entry,
   type LogReader,
   type NodeId,
+  type PeerStatus,
   type ProposeResult,
   type Ready,
+  type SnapshotMeta,
 } from '../core/index.js';
 import type { Configuration } from '../core/quorum.js';
 import { MetaStore, SegmentLog } from '../log/index.js';
-import { BusyError, NotLeaderError, RaftError, ShutdownError, TermMismatchError, TimeoutError } from './errors.js';
+import type { PeerMessage, SnapshotChunk, Transport } from '../transport/transport.js';
+import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TermMismatchError, TimeoutError } from './errors.js';
+import { SnapshotSender } from './snapshot-sender.js';
+import { SnapshotStore, type SnapshotFile } from './snapshot-store.js';
 import type { ApplyIterator, Command, StateMachine } from './state-machine.js';
-import type { PeerMessage, Transport } from '../transport/transport.js';
 
 export interface RaftNodeOptions {
   groupId: string;
   id: NodeId;
-  /** The initial voters (this node included). Recorded on first start; later starts use the log's configuration. */
-  peers: NodeId[];
+  /**
+   * The initial voters (this node included), recorded on first start; later
+   * starts use the snapshot's and the log's configuration. Omit (or pass [])
+   * for a node joining an existing group: it waits, without campaigning,
+   * until the leader adds it (`addLearner`/`addPeer`) and replicates to it.
+   */
+  peers?: NodeId[];
   dataDir: string;
   fsm: StateMachine;
   transport: Transport;
@@ -35,15 +45,40 @@ export interface RaftNodeOptions {
   heartbeatIntervalMs?: number;
   /** `apply()` rejects with TimeoutError after this long. Default 10000. */
   applyTimeoutMs?: number;
+  /** Take a snapshot this often (when anything was applied since the last one); 0: not on a timer. Default 3600000. */
+  snapshotIntervalMs?: number;
+  /** Take a snapshot once this many entries were applied since the last one; 0: not by log size. Default 100000. */
+  snapshotLogEntries?: number;
+  /** Entries kept in the log below a snapshot, so slightly lagging followers catch up without one. Default 10000. */
+  snapshotKeepEntries?: number;
+  /** Snapshot streaming: bytes per chunk (default 256 KiB) and unacknowledged bytes per follower (default 1 MiB). */
+  snapshotChunkBytes?: number;
+  snapshotWindowBytes?: number;
+  /** A snapshot transfer without progress for this long is abandoned (and retried later). Default 30000. */
+  snapshotTimeoutMs?: number;
   segmentBytes?: number;
   /** 'none' skips fdatasync: for tests only. */
   sync?: 'batch' | 'none';
 }
 
-export interface NodeStatus extends CoreStatus {
+export interface FollowerStatus extends PeerStatus {
+  /** Entries the follower is behind the leader's last index. */
+  lag: number;
+  /** Present while a snapshot is being streamed to it. */
+  snapshot?: { index: number; sentBytes: number; ackedBytes: number; totalBytes: number };
+}
+
+export interface NodeStatus extends Omit<CoreStatus, 'peers'> {
   groupId: string;
   /** Index the state machine has applied. */
   appliedIndex: number;
+  /** First index still in the log (entries below it live in the snapshot). */
+  firstIndex: number;
+  configuration: Configuration;
+  /** The latest snapshot on this node. */
+  snapshot: SnapshotMeta | null;
+  /** On the leader: each follower's replication state. */
+  peers: Record<NodeId, FollowerStatus>;
 }
 
 interface Waiter {
@@ -53,8 +88,15 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
-/** Reads the durable part of a SegmentLog for the core. */
+/**
+ * Reads the durable part of a SegmentLog for the core. `base` remembers the
+ * term of the entry just below the log's first index (the snapshot's last
+ * entry, or the last one compacted away), which the core needs to send the
+ * first entries that remain.
+ */
 class SegmentLogReader implements LogReader {
+  base = { index: 0, term: 0 };
+
   constructor(private readonly log: SegmentLog) {}
 
   firstIndex(): number {
@@ -66,7 +108,7 @@ class SegmentLogReader implements LogReader {
   }
 
   term(index: number): number | undefined {
-    return index === 0 ? 0 : this.log.termAt(index);
+    return index === this.base.index ? this.base.term : this.log.termAt(index);
   }
 
   entries(from: number, toExclusive: number, maxBytes: number): Entry[] {
@@ -84,6 +126,15 @@ class Batch implements ApplyIterator {
   }
 }
 
+/** What a node recovers from its data directory before the core starts. */
+interface Recovered {
+  log: SegmentLog;
+  meta: MetaStore;
+  store: SnapshotStore;
+  configuration: Configuration;
+  applied: { index: number; term: number };
+}
+
 /**
  * A Raft group member: the braft programming model in TypeScript.
  *
@@ -96,63 +147,86 @@ class Batch implements ApplyIterator {
 export class RaftNode {
   readonly groupId: string;
   readonly id: NodeId;
-  private readonly core: RaftCore;
+  private core: RaftCore;
+  private readonly log: SegmentLog;
+  private readonly meta: MetaStore;
+  private readonly store: SnapshotStore;
+  private readonly reader: SegmentLogReader;
   private readonly waiters = new Map<number, Waiter>();
   private readonly readWaiters = new Map<number, { resolve: () => void; reject: (e: Error) => void; index: number }>();
+  private readonly senders = new Map<NodeId, SnapshotSender>();
   private readonly unregister: () => void;
   private readonly ticker: NodeJS.Timeout;
+  private readonly tickMs: number;
   private readonly applyTimeoutMs: number;
   private persistTail: Promise<void> = Promise.resolve();
   private applyTail: Promise<void> = Promise.resolve();
+  private receiveTail: Promise<void> = Promise.resolve();
+  private snapshotting: Promise<SnapshotMeta> | null = null;
+  private lastSnapshotMs = Date.now();
   private scheduled = false;
   private stopped: Error | null = null;
-  private appliedIndex = 0;
+  private appliedIndex: number;
+  private appliedTerm: number;
+  private ticks = 0;
   private requestIds = 0;
   private leader: NodeId | null = null;
   private role = 'follower';
 
   private constructor(
     private readonly opts: RaftNodeOptions,
-    private readonly log: SegmentLog,
-    private readonly meta: MetaStore,
-    configuration: Configuration,
+    recovered: Recovered,
   ) {
     this.groupId = opts.groupId;
     this.id = opts.id;
+    this.log = recovered.log;
+    this.meta = recovered.meta;
+    this.store = recovered.store;
     this.applyTimeoutMs = opts.applyTimeoutMs ?? 10_000;
-    const tickMs = opts.heartbeatIntervalMs ?? 100;
-    this.core = new RaftCore(
-      {
-        ...DEFAULT_CORE_OPTIONS,
-        id: opts.id,
-        electionTicks: Math.max(2, Math.round((opts.electionTimeoutMs ?? 1000) / tickMs)),
-        heartbeatTicks: 1,
-        random: Math.random,
-      },
-      new SegmentLogReader(log),
-      { hardState: { term: meta.term, vote: meta.vote }, configuration, applied: 0 },
-    );
+    this.tickMs = opts.heartbeatIntervalMs ?? 100;
+    this.appliedIndex = recovered.applied.index;
+    this.appliedTerm = recovered.applied.term;
+    this.reader = new SegmentLogReader(this.log);
+    const snap = this.store.latest?.meta;
+    if (snap && this.log.firstIndex === snap.index + 1) this.reader.base = { index: snap.index, term: snap.term };
+    this.core = this.createCore(recovered.configuration);
     this.unregister = opts.transport.register(opts.groupId, opts.id, (m) => this.receive(m));
-    this.ticker = setInterval(() => {
-      this.core.tick();
-      this.schedule();
-    }, tickMs);
+    this.ticker = setInterval(() => this.tick(), this.tickMs);
   }
 
-  /** Opens (or recovers) the node's log and state and joins the group. */
+  /** Opens (or recovers) the node's log, state and latest snapshot, and joins the group. */
   static async start(opts: RaftNodeOptions): Promise<RaftNode> {
-    if (!opts.peers.includes(opts.id)) throw new RaftError(`peers must include this node (${opts.id})`, 'ERR_RAFTLINE_CONFIG');
+    const peers = opts.peers ?? [];
+    if (peers.length > 0 && !peers.includes(opts.id)) throw new RaftError(`peers must include this node (${opts.id})`, 'ERR_RAFTLINE_CONFIG');
     const log = await SegmentLog.open(path.join(opts.dataDir, 'log'), { segmentBytes: opts.segmentBytes, sync: opts.sync });
-    const meta = await MetaStore.open(opts.dataDir);
-    if (!Array.isArray(meta.state.bootstrap)) await meta.save({ bootstrap: opts.peers });
-    const voters = meta.state.bootstrap as string[];
-    return new RaftNode(opts, log, meta, { voters, learners: [] });
+    try {
+      const meta = await MetaStore.open(opts.dataDir);
+      if (!Array.isArray(meta.state.bootstrap)) await meta.save({ bootstrap: peers });
+      const store = await SnapshotStore.open(path.join(opts.dataDir, 'snapshots'));
+      let configuration: Configuration = { voters: meta.state.bootstrap as NodeId[], learners: [] };
+      let applied = { index: 0, term: 0 };
+      const snap = store.latest;
+      if (snap) {
+        if (!opts.fsm.onSnapshotLoad) {
+          throw new RaftError(`${store.dir} holds a snapshot but the state machine has no onSnapshotLoad`, 'ERR_RAFTLINE_CONFIG');
+        }
+        await opts.fsm.onSnapshotLoad(store.reader(snap));
+        configuration = snap.meta.configuration;
+        applied = { index: snap.meta.index, term: snap.meta.term };
+        await alignLog(log, snap.meta);
+      }
+      return new RaftNode(opts, { log, meta, store, configuration, applied });
+    } catch (err) {
+      await log.close();
+      throw err;
+    }
   }
 
   /**
    * Replicates `data` and resolves with what the state machine's `respond`
    * gave it once applied here. Rejects with NotLeaderError (with a leader
-   * hint), TermMismatchError, BusyError, ShutdownError or TimeoutError.
+   * hint), TermMismatchError, BusyError, ShutdownError, TimeoutError, or
+   * OutcomeUnknownError (the entry's fate is unknown: a snapshot replaced it).
    */
   apply(data: Uint8Array, options: { expectedTerm?: number } = {}): Promise<unknown> {
     return this.propose(() => this.core.propose([data], options), options.expectedTerm);
@@ -160,7 +234,7 @@ export class RaftNode {
 
   /** Resolves once local state reflects every write acknowledged before the call (linearizable read). */
   readBarrier(options: { mode?: 'readIndex' | 'lease' } = {}): Promise<void> {
-    if (this.stopped) return Promise.reject(new ShutdownError());
+    if (this.stopped) return Promise.reject(this.stopped);
     const requestId = ++this.requestIds;
     return new Promise<void>((resolve, reject) => {
       this.readWaiters.set(requestId, { resolve, reject, index: Number.MAX_SAFE_INTEGER });
@@ -181,6 +255,10 @@ export class RaftNode {
     return this.changeConfiguration({ type: 'addLearner', id });
   }
 
+  removeLearner(id: NodeId): Promise<unknown> {
+    return this.changeConfiguration({ type: 'removeLearner', id });
+  }
+
   promoteLearner(id: NodeId): Promise<unknown> {
     return this.changeConfiguration({ type: 'promoteLearner', id });
   }
@@ -190,14 +268,82 @@ export class RaftNode {
     return this.changeConfiguration({ type: 'changeVoters', voters });
   }
 
+  /** Hands leadership to `to` once it has caught up; throws NotLeaderError or BusyError when it cannot start. */
   transferLeadership(to: NodeId): void {
     const r = this.core.transferLeadership(to);
     this.schedule();
     if (!r.ok) throw r.reason === 'notLeader' ? new NotLeaderError(this.core.currentLeader) : new BusyError(r.reason);
   }
 
+  /**
+   * Snapshots the state machine at its applied index (through
+   * `onSnapshotSave`) and compacts the log below it. Applying pauses while
+   * the state machine writes. Concurrent calls share one snapshot; resolves
+   * with the latest snapshot's metadata.
+   */
+  snapshot(): Promise<SnapshotMeta> {
+    if (this.stopped) return Promise.reject(this.stopped);
+    if (!this.opts.fsm.onSnapshotSave) return Promise.reject(new RaftError('the state machine has no onSnapshotSave', 'ERR_RAFTLINE_CONFIG'));
+    if (this.snapshotting) return this.snapshotting;
+    const run = this.applyTail.then(() => this.saveSnapshot());
+    this.applyTail = run.then(
+      () => undefined,
+      (err: Error) => {
+        // A failed snapshot costs nothing but log space: report it, keep going.
+        this.opts.fsm.onError?.(new RaftError(`snapshot failed: ${err.message}`, 'ERR_RAFTLINE_SNAPSHOT'));
+      },
+    );
+    const shared = run.finally(() => {
+      this.snapshotting = null;
+    });
+    this.snapshotting = shared;
+    return shared;
+  }
+
+  /**
+   * UNSAFE recovery after a majority is lost for good (braft's reset_peers,
+   * etcd's --force-new-cluster): makes `voters` this node's configuration
+   * without consensus, by appending a configuration entry in a new term to the
+   * local log. Call it on every surviving member with the same voters; one of
+   * them is then elected by the survivors alone. Entries that were committed
+   * only on the lost members are lost, and uncommitted entries of the
+   * survivors may become committed. Never use it while a majority can still
+   * come back.
+   */
+  async resetPeers(voters: NodeId[]): Promise<void> {
+    if (this.stopped) throw this.stopped;
+    if (voters.length === 0) throw new RaftError('resetPeers needs at least one voter', 'ERR_RAFTLINE_CONFIG');
+    // Let every queued write land, so the new entry follows the durable log.
+    await this.persistTail;
+    if (this.stopped) throw this.stopped;
+    this.abandonRequests(new NotLeaderError(null));
+    const term = this.core.currentTerm + 1;
+    const configuration: Configuration = { voters: [...new Set(voters)], learners: [] };
+    const entry = { index: this.log.lastIndex + 1, term, type: EntryType.Config, data: new TextEncoder().encode(JSON.stringify(configuration)) };
+    await this.meta.save({ term, vote: null });
+    await this.log.append([entry]);
+    this.core = this.createCore(this.core.configurationAt(this.appliedIndex));
+    this.leaderChanged('follower', null, term);
+    this.schedule();
+  }
+
+  /** Role, term, leader, commit and applied index, configuration, snapshot, and on the leader each follower's progress. */
   status(): NodeStatus {
-    return { ...this.core.status(), groupId: this.groupId, appliedIndex: this.appliedIndex };
+    const core = this.core.status();
+    const peers: Record<NodeId, FollowerStatus> = {};
+    for (const [id, p] of Object.entries(core.peers)) {
+      const sender = this.senders.get(id);
+      peers[id] = { ...p, lag: Math.max(0, core.lastIndex - p.match), ...(sender ? { snapshot: { index: sender.index, ...sender.progress } } : {}) };
+    }
+    return {
+      ...core,
+      peers,
+      groupId: this.groupId,
+      appliedIndex: this.appliedIndex,
+      firstIndex: this.log.firstIndex,
+      configuration: this.core.configuration,
+      snapshot: this.store.latest?.meta ?? null,
+    };
   }
 
   /** Stops the node: pending requests reject with ShutdownError, queued writes finish, the log closes. */
@@ -206,18 +352,43 @@ export class RaftNode {
     this.stop(new ShutdownError());
     await this.persistTail.catch(() => undefined);
     await this.applyTail.catch(() => undefined);
+    await this.receiveTail.catch(() => undefined);
+    await this.store.close();
     await this.log.close();
     this.opts.fsm.onShutdown?.();
   }
 
   // --------------------------------------------------------------- internals
 
+  private createCore(configuration: Configuration): RaftCore {
+    const options: CoreOptions = {
+      ...DEFAULT_CORE_OPTIONS,
+      id: this.id,
+      electionTicks: Math.max(2, Math.round((this.opts.electionTimeoutMs ?? 1000) / this.tickMs)),
+      heartbeatTicks: 1,
+      random: Math.random,
+    };
+    return new RaftCore(options, this.reader, {
+      hardState: { term: this.meta.term, vote: this.meta.vote },
+      configuration,
+      applied: this.appliedIndex,
+    });
+  }
+
+  private tick(): void {
+    this.ticks++;
+    this.core.tick();
+    this.checkSenders();
+    this.maybeSnapshot();
+    this.schedule();
+  }
+
   private changeConfiguration(change: ConfChange): Promise<unknown> {
     return this.propose(() => this.core.proposeConfChange(change));
   }
 
   private propose(run: () => ProposeResult, expectedTerm?: number): Promise<unknown> {
-    if (this.stopped) return Promise.reject(new ShutdownError());
+    if (this.stopped) return Promise.reject(this.stopped);
     const r = run();
     if (!r.ok) {
       switch (r.reason) {
@@ -242,9 +413,18 @@ export class RaftNode {
   }
 
   private receive(m: PeerMessage): void {
-    if (this.stopped || m.type === 'snapshotChunk' || m.type === 'snapshotChunkResp') return;
-    this.core.step(m);
-    this.schedule();
+    if (this.stopped) return;
+    switch (m.type) {
+      case 'snapshotChunk':
+        this.receiveTail = this.receiveTail.then(() => this.receiveChunk(m)).catch((err: Error) => this.fail(err));
+        return;
+      case 'snapshotChunkResp':
+        this.senders.get(m.from)?.onResponse(m, this.ticks);
+        return;
+      default:
+        this.core.step(m);
+        this.schedule();
+    }
   }
 
   private schedule(): void {
@@ -265,6 +445,7 @@ export class RaftNode {
   private handle(r: Ready): void {
     for (const m of r.messages) this.opts.transport.send(this.groupId, m);
     const writes: Promise<unknown>[] = [];
+    if (r.snapshot) writes.push(this.installSnapshot(r.snapshot));
     if (r.hardState) writes.push(this.meta.save({ term: r.hardState.term, vote: r.hardState.vote }));
     const last = r.entries[r.entries.length - 1];
     if (last) {
@@ -285,6 +466,7 @@ export class RaftNode {
       (err: Error) => this.fail(err),
     );
     if (r.softState) this.leaderChanged(r.softState.role, r.softState.leader, r.softState.term);
+    for (const to of r.sendSnapshots) this.sendSnapshot(to);
     if (r.committed.length > 0) {
       const entries = r.committed;
       this.applyTail = this.applyTail.then(() => this.applyEntries(entries)).catch((err: Error) => this.fail(err));
@@ -304,15 +486,18 @@ export class RaftNode {
 
   private async applyEntries(entries: Entry[]): Promise<void> {
     if (this.stopped) return;
+    // Entries a snapshot installed in the meantime already covers.
+    const fresh = entries.filter((e) => e.index > this.appliedIndex);
+    if (fresh.length === 0) return;
     const commands: Command[] = [];
     const responded = new Map<number, unknown>();
-    for (const e of entries) {
+    for (const e of fresh) {
       if (e.type === EntryType.Command) {
         commands.push({ index: e.index, term: e.term, data: e.data, respond: (value) => responded.set(e.index, value) });
       }
     }
     if (commands.length > 0) await this.opts.fsm.onApply(new Batch(commands));
-    for (const e of entries) {
+    for (const e of fresh) {
       if (e.type === EntryType.Config) this.opts.fsm.onConfigurationCommitted?.(this.core.configurationAt(e.index));
       const w = this.waiters.get(e.index);
       if (!w) continue;
@@ -322,10 +507,11 @@ export class RaftNode {
       if (w.term === e.term) w.resolve(responded.get(e.index));
       else w.reject(new NotLeaderError(this.core.currentLeader));
     }
-    const lastIndex = entries[entries.length - 1].index;
-    this.appliedIndex = lastIndex;
+    const lastEntry = fresh[fresh.length - 1];
+    this.appliedIndex = lastEntry.index;
+    this.appliedTerm = lastEntry.term;
     if (!this.stopped) {
-      this.core.applied(lastIndex);
+      this.core.applied(lastEntry.index);
       this.releaseReads();
       this.schedule();
     }
@@ -342,12 +528,172 @@ export class RaftNode {
 
   private leaderChanged(role: string, leader: NodeId | null, term: number): void {
     const fsm = this.opts.fsm;
-    if (this.role === 'leader' && role !== 'leader') fsm.onLeaderStop?.(new NotLeaderError(leader));
-    else if (this.leader !== null && this.leader !== this.id && leader !== this.leader) fsm.onStopFollowing?.({ leader: this.leader, term });
+    if (this.role === 'leader' && role !== 'leader') {
+      for (const sender of this.senders.values()) sender.cancel();
+      this.senders.clear();
+      fsm.onLeaderStop?.(new NotLeaderError(leader));
+    } else if (this.leader !== null && this.leader !== this.id && leader !== this.leader) {
+      fsm.onStopFollowing?.({ leader: this.leader, term });
+    }
     if (role === 'leader' && this.role !== 'leader') fsm.onLeaderStart?.(term);
     else if (leader !== null && leader !== this.id && leader !== this.leader) fsm.onStartFollowing?.({ leader, term });
     this.role = role;
     this.leader = leader;
+  }
+
+  // -------------------------------------------------------------- snapshots
+
+  private maybeSnapshot(): void {
+    if (this.snapshotting || !this.opts.fsm.onSnapshotSave) return;
+    const since = this.store.latest?.meta.index ?? 0;
+    if (this.appliedIndex <= since) return;
+    const byEntries = this.opts.snapshotLogEntries ?? 100_000;
+    const intervalMs = this.opts.snapshotIntervalMs ?? 3_600_000;
+    if ((byEntries > 0 && this.appliedIndex - since >= byEntries) || (intervalMs > 0 && Date.now() - this.lastSnapshotMs >= intervalMs)) {
+      this.snapshot().catch(() => undefined);
+    }
+  }
+
+  private async saveSnapshot(): Promise<SnapshotMeta> {
+    if (this.stopped) throw this.stopped;
+    const latest = this.store.latest;
+    if (latest && latest.meta.index >= this.appliedIndex) return latest.meta;
+    if (this.appliedIndex === 0) throw new BusyError('nothing to snapshot: no entry has been applied yet');
+    const meta: SnapshotMeta = { index: this.appliedIndex, term: this.appliedTerm, configuration: this.core.configurationAt(this.appliedIndex) };
+    const save = this.opts.fsm.onSnapshotSave!.bind(this.opts.fsm);
+    const file = await this.store.save(meta, save);
+    this.lastSnapshotMs = Date.now();
+    await this.compact(file.meta);
+    return meta;
+  }
+
+  /** Drops log entries the snapshot covers, but keeps `snapshotKeepEntries` of them, and never anything not yet durable. */
+  private async compact(meta: SnapshotMeta): Promise<void> {
+    const keep = this.opts.snapshotKeepEntries ?? 10_000;
+    const firstKept = Math.min(meta.index, this.log.durableIndex) - keep + 1;
+    if (this.stopped || firstKept <= this.log.firstIndex) return;
+    const baseTerm = this.log.termAt(firstKept - 1);
+    if (baseTerm === undefined) return;
+    // Valid before and after the truncation, so the core never sees a gap.
+    this.reader.base = { index: firstKept - 1, term: baseTerm };
+    await this.log.truncatePrefix(firstKept);
+  }
+
+  /** The core accepted a snapshot received from the leader: reset the log (persisted with this Ready) and load it. */
+  private installSnapshot(meta: SnapshotMeta): Promise<void> {
+    const file = this.store.latest;
+    if (!file || file.meta.index !== meta.index || file.meta.term !== meta.term) {
+      return Promise.reject(new RaftError(`snapshot ${meta.index}@${meta.term} to install is not on disk`, 'ERR_RAFTLINE_SNAPSHOT'));
+    }
+    this.reader.base = { index: meta.index, term: meta.term };
+    const reset = this.log.reset(meta.index + 1);
+    this.applyTail = this.applyTail.then(() => this.loadSnapshot(file)).catch((err: Error) => this.fail(err));
+    return reset;
+  }
+
+  private async loadSnapshot(file: SnapshotFile): Promise<void> {
+    if (this.stopped) return;
+    const load = this.opts.fsm.onSnapshotLoad;
+    if (!load) throw new RaftError('received a snapshot but the state machine has no onSnapshotLoad', 'ERR_RAFTLINE_CONFIG');
+    await load.call(this.opts.fsm, this.store.reader(file));
+    this.appliedIndex = file.meta.index;
+    this.appliedTerm = file.meta.term;
+    // Commands proposed here that the snapshot replaced: whether they made it is unknown.
+    for (const [index, w] of this.waiters) {
+      if (index > file.meta.index) continue;
+      this.waiters.delete(index);
+      clearTimeout(w.timer);
+      w.reject(new OutcomeUnknownError(index));
+    }
+    this.opts.fsm.onConfigurationCommitted?.(file.meta.configuration);
+    this.releaseReads();
+  }
+
+  private sendSnapshot(to: NodeId): void {
+    if (this.senders.has(to)) return;
+    const file = this.store.latest;
+    if (!file) {
+      this.fail(new RaftError(`follower ${to} needs a snapshot but this node has none`, 'ERR_RAFTLINE_SNAPSHOT'));
+      return;
+    }
+    const sender = new SnapshotSender(
+      {
+        from: this.id,
+        to,
+        term: this.core.currentTerm,
+        file,
+        chunkBytes: this.opts.snapshotChunkBytes ?? 256 * 1024,
+        windowBytes: this.opts.snapshotWindowBytes ?? 1024 * 1024,
+        send: (chunk) => this.opts.transport.send(this.groupId, chunk),
+        done: (ok) => {
+          if (this.senders.get(to) === sender) this.senders.delete(to);
+          if (this.stopped) return;
+          this.core.snapshotSent(to, file.meta.index, ok);
+          this.schedule();
+        },
+      },
+      this.ticks,
+    );
+    this.senders.set(to, sender);
+    void sender.start();
+  }
+
+  /** Resends the offer of a transfer that went quiet (lost chunks); abandons one stalled for snapshotTimeoutMs. */
+  private checkSenders(): void {
+    const retransmitTicks = Math.max(2, Math.round((this.opts.electionTimeoutMs ?? 1000) / this.tickMs));
+    const abandonTicks = Math.max(retransmitTicks, Math.round((this.opts.snapshotTimeoutMs ?? 30_000) / this.tickMs));
+    for (const sender of this.senders.values()) {
+      if (this.ticks - sender.lastProgressTick >= abandonTicks) sender.abandon();
+      else if (this.ticks - Math.max(sender.lastProgressTick, sender.lastOfferTick) >= retransmitTicks) sender.retransmit(this.ticks);
+    }
+  }
+
+  /** Follower side of a snapshot transfer; chunks are handled one at a time, in arrival order. */
+  private async receiveChunk(m: SnapshotChunk): Promise<void> {
+    if (this.stopped || m.term < this.core.currentTerm) return;
+    const id = m.file;
+    let held: number;
+    let complete = false;
+    try {
+      held = m.data.length === 0 ? await this.store.offer(id) : await this.store.receive(id, m.offset, m.data);
+      if (held === id.bytes) {
+        await this.store.completeIncoming(id);
+        complete = true;
+      }
+    } catch (err) {
+      this.opts.fsm.onError?.(new RaftError(`receiving snapshot ${id.meta.index}@${id.meta.term} from ${m.from}: ${(err as Error).message}`, 'ERR_RAFTLINE_SNAPSHOT'));
+      held = 0;
+    }
+    if (this.stopped) return;
+    if (complete) {
+      this.core.step({ type: 'snapshot', from: m.from, to: this.id, term: m.term, snapshot: id.meta });
+      this.schedule();
+    }
+    const reject = m.data.length > 0 && held !== m.offset + m.data.length;
+    this.opts.transport.send(this.groupId, {
+      type: 'snapshotChunkResp',
+      from: this.id,
+      to: m.from,
+      term: this.core.currentTerm,
+      index: id.meta.index,
+      crc: id.crc,
+      held,
+      reject,
+    });
+  }
+
+  // ------------------------------------------------------------- stopping
+
+  private abandonRequests(reason: Error): void {
+    for (const w of this.waiters.values()) {
+      clearTimeout(w.timer);
+      w.reject(reason);
+    }
+    this.waiters.clear();
+    for (const w of this.readWaiters.values()) w.reject(reason);
+    this.readWaiters.clear();
+    for (const sender of this.senders.values()) sender.cancel();
+    this.senders.clear();
   }
 
   private fail(err: Error): void {
@@ -361,12 +707,21 @@ export class RaftNode {
     this.stopped = reason;
     clearInterval(this.ticker);
     this.unregister();
-    for (const w of this.waiters.values()) {
-      clearTimeout(w.timer);
-      w.reject(reason);
-    }
-    this.waiters.clear();
-    for (const w of this.readWaiters.values()) w.reject(reason);
-    this.readWaiters.clear();
+    this.abandonRequests(reason);
   }
+}
+
+/**
+ * Makes the log continue the snapshot: keep it when it holds the snapshot's
+ * last entry (Log Matching makes the rest agree), otherwise start it afresh
+ * after the snapshot (a crash between receiving a snapshot and resetting the
+ * log, or a log that conflicts with what the snapshot says is committed).
+ */
+async function alignLog(log: SegmentLog, snap: SnapshotMeta): Promise<void> {
+  if (log.firstIndex > snap.index + 1) {
+    throw new RaftError(`the log starts at ${log.firstIndex} but the snapshot ends at ${snap.index}: entries are missing`, 'ERR_RAFTLINE_STATE');
+  }
+  if (log.firstIndex === snap.index + 1) return;
+  if (snap.index <= log.lastIndex && log.termAt(snap.index) === snap.term) return;
+  await log.reset(snap.index + 1);
 }

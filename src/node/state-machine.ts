@@ -1,6 +1,7 @@
 import type { NodeId } from '../core/index.js';
 import type { Configuration } from '../core/quorum.js';
 import type { RaftError } from './errors.js';
+import type { SnapshotReader, SnapshotWriter } from './snapshot-store.js';
 
 /** One committed command, handed to the state machine in log order. */
 export interface Command {
@@ -27,6 +28,14 @@ export interface LeaderChange {
  */
 export interface StateMachine {
   onApply(batch: ApplyIterator): Promise<void> | void;
+  /**
+   * Writes the state as of the last applied command into `writer`. Applying
+   * waits meanwhile, so the state cannot move under it. Without it the node
+   * never snapshots and its log grows without bound.
+   */
+  onSnapshotSave?(writer: SnapshotWriter): Promise<void>;
+  /** Replaces the whole state with a snapshot's (on restart, and when the leader sends one). */
+  onSnapshotLoad?(reader: SnapshotReader): Promise<void>;
   onLeaderStart?(term: number): void;
   onLeaderStop?(reason: Error): void;
   onStartFollowing?(change: LeaderChange): void;

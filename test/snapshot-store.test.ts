@@ -1,0 +1,78 @@
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { SnapshotCorruptError, SnapshotStore } from '../src/node/snapshot-store.js';
+import { Prng } from './support/prng.js';
+import { tempDir } from './support/tmp.js';
+
+const { dir: root, cleanup } = tempDir('snapshot-store');
+after(cleanup);
+
+const meta = { index: 1000, term: 3, configuration: { voters: ['n1', 'n2', 'n3'], learners: [] } };
+
+async function saved(dir: string, data: Buffer) {
+  const store = await SnapshotStore.open(dir);
+  const file = await store.save(meta, async (w) => {
+    for (let at = 0; at < data.length; at += 7000) await w.write(data.subarray(at, at + 7000));
+  });
+  return { store, file };
+}
+
+function payload(bytes: number, seed: number): Buffer {
+  const rng = new Prng(seed);
+  return Buffer.from(Array.from({ length: bytes }, () => rng.int(0, 255)));
+}
+
+test('a saved snapshot reads back identically after reopening, and replaces the older one', async () => {
+  const dir = path.join(root, 'roundtrip');
+  const data = payload(50_000, 1);
+  const { store } = await saved(dir, data);
+  const newer = await store.save({ ...meta, index: 2000 }, (w) => w.write(Buffer.from('newer')));
+  const reopened = await SnapshotStore.open(dir);
+  assert.equal(reopened.latest?.meta.index, 2000);
+  assert.equal((await reopened.reader(reopened.latest!).readAll()).toString(), 'newer');
+  assert.deepEqual((await fs.readdir(dir)).filter((n) => n.endsWith('.snap')), [path.basename(newer.path)]);
+  const older = await store.save(meta, (w) => w.write(data));
+  assert.equal(older.meta.index, 2000, 'an older snapshot finishing late does not replace a newer one');
+});
+
+test('a transfer interrupted by a restart resumes from the bytes already held', async () => {
+  const data = payload(30_000, 2);
+  const { file } = await saved(path.join(root, 'source'), data);
+  const bytes = await fs.readFile(file.path);
+  const id = { meta: file.meta, bytes: file.bytes, crc: file.crc };
+  const dir = path.join(root, 'receiver');
+  const first = await SnapshotStore.open(dir);
+  assert.equal(await first.offer(id), 0);
+  assert.equal(await first.receive(id, 0, bytes.subarray(0, 10_000)), 10_000);
+  assert.equal(await first.receive(id, 20_000, bytes.subarray(20_000, 21_000)), 10_000, 'a chunk that does not start at the held offset is refused');
+  await first.close();
+  const second = await SnapshotStore.open(dir);
+  assert.equal(await second.offer(id), 10_000, 'the partial file survives the restart');
+  assert.equal(await second.receive(id, 10_000, bytes.subarray(10_000)), bytes.length);
+  const done = await second.completeIncoming(id);
+  assert.equal(done.meta.index, meta.index);
+  assert.deepEqual(await second.reader(done).readAll(), data);
+});
+
+test('a received file whose bytes differ from the announced checksum is refused and discarded', async () => {
+  const { file } = await saved(path.join(root, 'source2'), payload(5000, 3));
+  const bytes = Buffer.from(await fs.readFile(file.path));
+  bytes[100] ^= 1;
+  const id = { meta: file.meta, bytes: file.bytes, crc: file.crc };
+  const store = await SnapshotStore.open(path.join(root, 'receiver2'));
+  await store.receive(id, 0, bytes);
+  await assert.rejects(store.completeIncoming(id), SnapshotCorruptError);
+  assert.equal(await store.offer(id), 0, 'the transfer starts over');
+  assert.equal(store.latest, null);
+});
+
+test('a damaged snapshot on disk stops the open with the file named', async () => {
+  const dir = path.join(root, 'damaged');
+  const { file } = await saved(dir, payload(5000, 4));
+  const handle = await fs.open(file.path, 'r+');
+  await handle.write(Buffer.from([0xff]), 0, 1, 2000);
+  await handle.close();
+  await assert.rejects(SnapshotStore.open(dir), (err: Error) => err instanceof SnapshotCorruptError && err.message.includes(file.path) && /checksum/.test(err.message));
+});
