@@ -1,0 +1,62 @@
+// Data frames: one WebSocket binary message carries one or more envelopes,
+// each prefixed by its length as a little-endian u32.
+
+/** Bytes of envelopes packed into one frame before a new frame is started. */
+export const FRAME_TARGET_BYTES = 1024 * 1024;
+export const LENGTH_PREFIX_BYTES = 4;
+
+/**
+ * Where the frame starting at `envelopes[start]` ends (exclusive): as many
+ * envelopes as fit in `targetBytes`, and always at least one, so an envelope
+ * larger than the target travels alone.
+ */
+export function frameEnd(envelopes: readonly Uint8Array[], start: number, targetBytes = FRAME_TARGET_BYTES): number {
+  let end = start + 1;
+  let bytes = LENGTH_PREFIX_BYTES + envelopes[start]!.byteLength;
+  while (end < envelopes.length) {
+    bytes += LENGTH_PREFIX_BYTES + envelopes[end]!.byteLength;
+    if (bytes > targetBytes) break;
+    end++;
+  }
+  return end;
+}
+
+/** One frame holding `envelopes[start..end)`. */
+export function packFrame(envelopes: readonly Uint8Array[], start: number, end: number): Buffer {
+  let bytes = 0;
+  for (let i = start; i < end; i++) bytes += LENGTH_PREFIX_BYTES + envelopes[i]!.byteLength;
+  const frame = Buffer.allocUnsafe(bytes);
+  let at = 0;
+  for (let i = start; i < end; i++) {
+    const e = envelopes[i]!;
+    at = frame.writeUInt32LE(e.byteLength, at);
+    frame.set(e, at);
+    at += e.byteLength;
+  }
+  return frame;
+}
+
+/**
+ * Splits a frame into its envelopes (views into `frame`). A length prefix that
+ * runs past the end of the frame ends the walk: nothing after it can be
+ * trusted, so `error` says why and the envelopes before it are still returned.
+ */
+export function unpackFrame(frame: Uint8Array): { envelopes: Uint8Array[]; error?: string } {
+  const envelopes: Uint8Array[] = [];
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  let at = 0;
+  if (frame.byteLength === 0) return { envelopes, error: 'empty frame' };
+  while (at < frame.byteLength) {
+    if (frame.byteLength - at < LENGTH_PREFIX_BYTES) {
+      return { envelopes, error: `${frame.byteLength - at} trailing bytes at offset ${at} are too short for a length prefix` };
+    }
+    const length = view.getUint32(at, true);
+    at += LENGTH_PREFIX_BYTES;
+    if (length > frame.byteLength - at) {
+      return { envelopes, error: `length prefix ${length} at offset ${at - LENGTH_PREFIX_BYTES} runs past the ${frame.byteLength}-byte frame` };
+    }
+    envelopes.push(frame.subarray(at, at + length));
+    at += length;
+  }
+  return { envelopes };
+}

@@ -1,0 +1,136 @@
+// The challenge-response that authenticates a peer connection in both
+// directions before any Raft message crosses it. Both sides prove they hold
+// the cluster secret by an HMAC over fresh nonces; the secret itself never
+// travels. Byte layouts are documented in docs/transport.md.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+export const HANDSHAKE_MAGIC = Buffer.from('RLH1', 'latin1');
+export const NONCE_BYTES = 32;
+export const MAC_BYTES = 32;
+export const MAX_PEER_ID_BYTES = 256;
+export const MIN_SECRET_BYTES = 16;
+/** A handshake not finished within this is abandoned, on both sides. */
+export const HANDSHAKE_TIMEOUT_MS = 5000;
+
+export const enum HandshakeKind {
+  Hello = 1,
+  Proof = 2,
+  Welcome = 3,
+}
+
+const HEADER_BYTES = HANDSHAKE_MAGIC.length + 1;
+const HELLO_BYTES = HEADER_BYTES + NONCE_BYTES;
+const WELCOME_BYTES = HEADER_BYTES + MAC_BYTES;
+const CLIENT_LABEL = Buffer.from('raftline-peer-client', 'latin1');
+const SERVER_LABEL = Buffer.from('raftline-peer-server', 'latin1');
+
+/** A handshake message that is not what the protocol expects at this point; `reason` is safe to log. */
+export class HandshakeError extends Error {
+  constructor(readonly reason: string) {
+    super(`peer handshake failed: ${reason}`);
+    this.name = 'HandshakeError';
+  }
+}
+
+/** The cluster secret as bytes; throws if it is too short to be a secret. */
+export function secretBytes(secret: string | Uint8Array): Buffer {
+  if (typeof secret !== 'string' && !(secret instanceof Uint8Array)) {
+    throw new TypeError('UwsTransport: `secret` is required (a string or Uint8Array shared by every peer of the cluster)');
+  }
+  const bytes = typeof secret === 'string' ? Buffer.from(secret, 'utf8') : Buffer.from(secret);
+  if (bytes.length < MIN_SECRET_BYTES) {
+    throw new RangeError(
+      `UwsTransport: the cluster secret is ${bytes.length} bytes; use at least ${MIN_SECRET_BYTES} random bytes ` +
+        '(for example `openssl rand -hex 32`)',
+    );
+  }
+  return bytes;
+}
+
+export function newNonce(): Buffer {
+  return randomBytes(NONCE_BYTES);
+}
+
+function header(kind: HandshakeKind, bodyBytes: number): Buffer {
+  const out = Buffer.allocUnsafe(HEADER_BYTES + bodyBytes);
+  HANDSHAKE_MAGIC.copy(out, 0);
+  out[HANDSHAKE_MAGIC.length] = kind;
+  return out;
+}
+
+/** Checks magic and kind; returns the body. */
+function body(bytes: Uint8Array, kind: HandshakeKind, name: string): Buffer {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b.length < HEADER_BYTES || !b.subarray(0, HANDSHAKE_MAGIC.length).equals(HANDSHAKE_MAGIC)) {
+    throw new HandshakeError(`expected a ${name} handshake message, got ${b.length} bytes without the handshake magic`);
+  }
+  const got = b[HANDSHAKE_MAGIC.length];
+  if (got !== kind) throw new HandshakeError(`expected a ${name} handshake message, got kind ${got}`);
+  return b.subarray(HEADER_BYTES);
+}
+
+function clientMac(secret: Buffer, nonceS: Buffer, nonceC: Buffer, clientId: Buffer): Buffer {
+  return createHmac('sha256', secret).update(CLIENT_LABEL).update(nonceS).update(nonceC).update(clientId).digest();
+}
+
+function serverMac(secret: Buffer, nonceC: Buffer, nonceS: Buffer): Buffer {
+  return createHmac('sha256', secret).update(SERVER_LABEL).update(nonceC).update(nonceS).digest();
+}
+
+/** Server → client, on open: the server's challenge. */
+export function encodeHello(nonceS: Buffer): Buffer {
+  const out = header(HandshakeKind.Hello, NONCE_BYTES);
+  nonceS.copy(out, HEADER_BYTES);
+  return out;
+}
+
+export function decodeHello(bytes: Uint8Array): Buffer {
+  const b = body(bytes, HandshakeKind.Hello, 'hello');
+  if (b.length !== NONCE_BYTES) throw new HandshakeError(`hello of ${bytes.byteLength} bytes, expected ${HELLO_BYTES}`);
+  return Buffer.from(b);
+}
+
+/** Client → server: who the client is, its own challenge, and its answer to the server's. */
+export function encodeProof(secret: Buffer, clientId: string, nonceS: Buffer, nonceC: Buffer): Buffer {
+  const id = Buffer.from(clientId, 'utf8');
+  if (id.length === 0 || id.length > MAX_PEER_ID_BYTES) {
+    throw new RangeError(`node id must be 1..${MAX_PEER_ID_BYTES} bytes of UTF-8, got ${id.length}`);
+  }
+  const out = header(HandshakeKind.Proof, 2 + id.length + NONCE_BYTES + MAC_BYTES);
+  let at = HEADER_BYTES;
+  at = out.writeUInt16LE(id.length, at);
+  at += id.copy(out, at);
+  at += nonceC.copy(out, at);
+  clientMac(secret, nonceS, nonceC, id).copy(out, at);
+  return out;
+}
+
+/**
+ * Verifies a proof against the challenge `nonceS`; returns the client's node
+ * id and nonce, or throws HandshakeError (a wrong secret included).
+ */
+export function verifyProof(secret: Buffer, bytes: Uint8Array, nonceS: Buffer): { clientId: string; nonceC: Buffer } {
+  const b = body(bytes, HandshakeKind.Proof, 'proof');
+  if (b.length < 2) throw new HandshakeError('proof too short for its id length');
+  const idBytes = b.readUInt16LE(0);
+  if (idBytes === 0 || idBytes > MAX_PEER_ID_BYTES) throw new HandshakeError(`proof names an id of ${idBytes} bytes`);
+  if (b.length !== 2 + idBytes + NONCE_BYTES + MAC_BYTES) throw new HandshakeError(`proof of ${bytes.byteLength} bytes does not match its id length`);
+  const id = b.subarray(2, 2 + idBytes);
+  const nonceC = Buffer.from(b.subarray(2 + idBytes, 2 + idBytes + NONCE_BYTES));
+  const mac = b.subarray(2 + idBytes + NONCE_BYTES);
+  if (!timingSafeEqual(mac, clientMac(secret, nonceS, nonceC, id))) throw new HandshakeError('wrong cluster secret');
+  return { clientId: id.toString('utf8'), nonceC };
+}
+
+/** Server → client: the server's answer to the client's challenge. */
+export function encodeWelcome(secret: Buffer, nonceC: Buffer, nonceS: Buffer): Buffer {
+  const out = header(HandshakeKind.Welcome, MAC_BYTES);
+  serverMac(secret, nonceC, nonceS).copy(out, HEADER_BYTES);
+  return out;
+}
+
+export function verifyWelcome(secret: Buffer, bytes: Uint8Array, nonceC: Buffer, nonceS: Buffer): void {
+  const b = body(bytes, HandshakeKind.Welcome, 'welcome');
+  if (b.length !== MAC_BYTES) throw new HandshakeError(`welcome of ${bytes.byteLength} bytes, expected ${WELCOME_BYTES}`);
+  if (!timingSafeEqual(b, serverMac(secret, nonceC, nonceS))) throw new HandshakeError('server does not hold the cluster secret');
+}

@@ -1,0 +1,433 @@
+// The peer transport over the network. Each process runs one uWebSockets.js
+// server and receives Raft messages only on inbound connections; it sends only
+// on its own outbound connections (PeerLink), one per peer process. Every
+// connection is authenticated both ways before any Raft data crosses it.
+// docs/transport.md describes the connection model and the byte layouts.
+import type { NodeId } from '../core/index.js';
+import { decodeEnvelope, DEFAULT_MAX_FRAME_BYTES, encodeEnvelope, FrameError } from './codec.js';
+import { unpackFrame } from './frame.js';
+import {
+  encodeHello,
+  encodeWelcome,
+  HandshakeError,
+  HANDSHAKE_TIMEOUT_MS,
+  MAX_PEER_ID_BYTES,
+  newNonce,
+  secretBytes,
+  verifyProof,
+} from './handshake.js';
+import { PeerLink, type PeerLinkSettings, type PeerLinkStats } from './peer-link.js';
+import { rateLimited, stderrSink, type TransportLogEvent } from './peer-log.js';
+import type { PeerMessage, Transport } from './transport.js';
+import { loadUws, type UwsModule } from './uws.js';
+
+type UwsApp = ReturnType<UwsModule['App']>;
+type UwsSocket = import('@trufflesuite/uws-js-unofficial').WebSocket<InboundData>;
+type UwsListenSocket = import('@trufflesuite/uws-js-unofficial').us_listen_socket;
+
+export type { TransportLogEvent } from './peer-log.js';
+export type { PeerLinkStats } from './peer-link.js';
+
+export interface UwsTransportOptions {
+  /** This process's node id: sent in the handshake and shown in logs. At most 256 bytes of UTF-8. */
+  id: string;
+  /** Listen address; default 127.0.0.1. */
+  host?: string;
+  /** Listen port; 0 picks a free one (read it back from `transport.port`). */
+  port: number;
+  /** Node id → 'host:port' of every peer this process sends to; change with `setPeer` / `removePeer`. */
+  peers: Record<string, string>;
+  /** Cluster secret shared by every peer, at least 16 bytes. It never crosses the wire. */
+  secret: string | Uint8Array;
+  /** Largest inbound frame; a larger one closes the connection. Default 64 MiB. */
+  maxFrameBytes?: number;
+  /** Per peer and lane, the most bytes queued for sending; beyond it messages are dropped and counted. Default 64 MiB. */
+  maxQueuedBytes?: number;
+  /** Bulk messages are written only while the socket buffers less than this. Default 4 MiB. */
+  highWaterBytes?: number;
+  /** First reconnect delay; doubles per failed attempt up to `reconnectMaxMs`, with jitter. Defaults 50 and 2000. */
+  reconnectInitialMs?: number;
+  reconnectMaxMs?: number;
+  /** Receives log events (already rate-limited: one per distinct event per second). Default: one line on stderr. */
+  onLog?: (event: TransportLogEvent) => void;
+}
+
+/** Why inbound data was refused. */
+export interface RejectedCounts {
+  /** Failed or abandoned handshakes, and data sent before authentication. */
+  auth: number;
+  /** Bad length prefixes and envelopes the codec refused. */
+  malformed: number;
+  /** Frames larger than `maxFrameBytes` (the connection is closed). */
+  oversized: number;
+  /** Well-formed messages for a group and node id nobody registered. */
+  unroutable: number;
+}
+
+export interface UwsTransportStats {
+  peers: Record<string, PeerLinkStats>;
+  /** Messages whose `to` is not a known peer (not counted under `peers`). */
+  unknownPeerDropped: number;
+  framesReceived: number;
+  /** Messages delivered to a registered receiver. */
+  messagesReceived: number;
+  bytesReceived: number;
+  rejected: RejectedCounts;
+}
+
+/** Inbound connections that have not finished the handshake; more are refused at once. */
+const MAX_PENDING_HANDSHAKES = 256;
+
+interface Inbound {
+  remote: string;
+  state: 'hello' | 'ready' | 'closed';
+  nonceS: Buffer;
+  peerId?: string;
+  timer?: NodeJS.Timeout;
+  ws?: UwsSocket;
+}
+
+interface InboundData {
+  conn: Inbound;
+}
+
+function isBulk(m: PeerMessage): boolean {
+  return (m.type === 'append' && m.entries.length > 0) || m.type === 'snapshotChunk';
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`UwsTransport: ${name} must be a positive number, got ${value}`);
+  return value;
+}
+
+/**
+ * Raft peer transport over WebSockets: a uWebSockets.js server for inbound
+ * messages and one `ws` client per peer for outbound ones, shared by every
+ * Raft group of the process.
+ *
+ * ```ts
+ * const t = await UwsTransport.listen({ id: 'n1', port: 7001, secret, peers: { n2: '10.0.0.2:7001' } });
+ * const unregister = t.register('kv', 'n1', (m) => node.step(m));
+ * t.send('kv', { type: 'heartbeat', from: 'n1', to: 'n2', term: 3, commit: 10, round: 1 });
+ * await t.close();
+ * ```
+ */
+export class UwsTransport implements Transport {
+  private readonly receivers = new Map<string, (message: PeerMessage) => void>();
+  private readonly links = new Map<string, PeerLink>();
+  private readonly inbound = new Set<Inbound>();
+  private readonly dirty = new Set<PeerLink>();
+  private flushImmediate: NodeJS.Immediate | undefined;
+  private readonly log: (event: TransportLogEvent) => void;
+  private readonly linkSettings: PeerLinkSettings;
+  private readonly maxFrameBytes: number;
+  private readonly secret: Buffer;
+  private readonly counters = { unknownPeerDropped: 0, framesReceived: 0, messagesReceived: 0, bytesReceived: 0 };
+  private readonly rejected: RejectedCounts = { auth: 0, malformed: 0, oversized: 0, unroutable: 0 };
+  private pendingHandshakes = 0;
+  private app: UwsApp | undefined;
+  private listenSocket: UwsListenSocket | undefined;
+  private closing: Promise<void> | undefined;
+  private boundPort = 0;
+
+  /** Starts listening; resolves once the port is bound, rejects if it cannot be. */
+  static async listen(opts: UwsTransportOptions): Promise<UwsTransport> {
+    const t = new UwsTransport(opts);
+    await t.start(opts.host ?? '127.0.0.1', opts.port);
+    return t;
+  }
+
+  private constructor(opts: UwsTransportOptions) {
+    if (typeof opts.id !== 'string' || opts.id.length === 0 || Buffer.byteLength(opts.id) > MAX_PEER_ID_BYTES) {
+      throw new RangeError(`UwsTransport: id must be a non-empty string of at most ${MAX_PEER_ID_BYTES} bytes`);
+    }
+    this.secret = secretBytes(opts.secret);
+    this.maxFrameBytes = positive('maxFrameBytes', opts.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES);
+    const reconnectInitialMs = positive('reconnectInitialMs', opts.reconnectInitialMs, 50);
+    const reconnectMaxMs = Math.max(reconnectInitialMs, positive('reconnectMaxMs', opts.reconnectMaxMs, 2000));
+    this.log = rateLimited(opts.onLog ?? stderrSink(opts.id));
+    this.linkSettings = {
+      selfId: opts.id,
+      secret: this.secret,
+      maxFrameBytes: this.maxFrameBytes,
+      maxQueuedBytes: positive('maxQueuedBytes', opts.maxQueuedBytes, 64 * 1024 * 1024),
+      highWaterBytes: positive('highWaterBytes', opts.highWaterBytes, 4 * 1024 * 1024),
+      reconnectInitialMs,
+      reconnectMaxMs,
+      log: this.log,
+      scheduleFlush: (link) => this.scheduleFlush(link),
+      onAuthRejected: () => this.rejected.auth++,
+    };
+    this.initialPeers = { ...opts.peers };
+  }
+
+  private readonly initialPeers: Record<string, string>;
+
+  /** The bound listen port. */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  private async start(host: string, port: number): Promise<void> {
+    const uws = loadUws();
+    const app = uws.App();
+    app.ws<InboundData>('/raft', {
+      maxPayloadLength: this.maxFrameBytes,
+      // uWS pings idle connections; the client presumes the server dead after a long silence (PeerLink).
+      idleTimeout: 16,
+      sendPingsAutomatically: true,
+      maxBackpressure: 64 * 1024,
+      compression: uws.DISABLED,
+      upgrade: (res, req, context) => {
+        try {
+          const conn: Inbound = { remote: Buffer.from(res.getRemoteAddressAsText()).toString(), state: 'hello', nonceS: newNonce() };
+          const data: InboundData = { conn };
+          res.upgrade(data, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+        } catch (err) {
+          this.internalError('upgrade', err);
+        }
+      },
+      open: (ws) => this.guard('open', () => this.onOpen(ws)),
+      message: (ws, message, isBinary) => this.guard('message', () => this.onInbound(ws, message, isBinary)),
+      close: (ws, code, message) => this.guard('close', () => this.onInboundClose(ws, code, message)),
+    });
+    const socket = await new Promise<UwsListenSocket | false>((resolve) => app.listen(host, port, resolve));
+    if (!socket) {
+      throw new Error(`UwsTransport: cannot listen on ${host}:${port} (the port is in use or the address is not local)`);
+    }
+    this.app = app;
+    this.listenSocket = socket;
+    this.boundPort = uws.us_socket_local_port(socket as never);
+    for (const [peer, addr] of Object.entries(this.initialPeers)) this.setPeer(peer, addr);
+  }
+
+  /** Adds a peer or changes its address (the connection is re-established). */
+  setPeer(id: NodeId, address: string): void {
+    if (this.closing) return;
+    const link = this.links.get(id);
+    if (link?.address === address) return;
+    if (link) void link.close();
+    this.links.set(id, new PeerLink(id, address, this.linkSettings));
+  }
+
+  /** Forgets a peer and closes the connection to it. */
+  removePeer(id: NodeId): void {
+    const link = this.links.get(id);
+    if (!link) return;
+    this.links.delete(id);
+    this.dirty.delete(link);
+    void link.close();
+  }
+
+  /** Queues `message` for its `to` peer; written later in this event-loop turn. Never throws. */
+  send(group: string, message: PeerMessage): void {
+    const link = this.links.get(message.to);
+    if (!link) {
+      this.counters.unknownPeerDropped++;
+      this.log({ level: 'warn', message: `unknown peer ${message.to}: message dropped` });
+      return;
+    }
+    // Nothing is buffered for a disconnected peer, so there is no point encoding.
+    if (!link.connected || this.closing) {
+      link.drop();
+      return;
+    }
+    let envelope: Uint8Array;
+    try {
+      envelope = encodeEnvelope(group, message);
+    } catch (err) {
+      link.drop();
+      this.log({ level: 'warn', message: `cannot encode a ${message.type} message: ${(err as Error).message}`, peer: message.to });
+      return;
+    }
+    link.enqueue(envelope, isBulk(message));
+  }
+
+  register(group: string, id: NodeId, receive: (message: PeerMessage) => void): () => void {
+    const key = `${group}\0${id}`;
+    this.receivers.set(key, receive);
+    return () => {
+      if (this.receivers.get(key) === receive) this.receivers.delete(key);
+    };
+  }
+
+  stats(): UwsTransportStats {
+    const peers: Record<string, PeerLinkStats> = {};
+    for (const [id, link] of this.links) peers[id] = link.stats();
+    return { peers, ...this.counters, rejected: { ...this.rejected } };
+  }
+
+  /** Closes the server, every connection and every timer. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    if (this.flushImmediate) clearImmediate(this.flushImmediate);
+    this.flushImmediate = undefined;
+    this.dirty.clear();
+    const links = [...this.links.values()];
+    this.links.clear();
+    for (const conn of [...this.inbound]) conn.ws?.close();
+    // Newer uWS builds have app.close(), which also drops HTTP connections
+    // that never upgraded; otherwise closing the listen socket is what there is.
+    const app = this.app as (UwsApp & { close?: () => void }) | undefined;
+    if (app && typeof app.close === 'function') app.close();
+    else if (this.listenSocket) loadUws().us_listen_socket_close(this.listenSocket as never);
+    this.listenSocket = undefined;
+    this.app = undefined;
+    await Promise.all(links.map((l) => l.close()));
+  }
+
+  // --- outbound ---
+
+  /**
+   * One flush per event-loop turn for all peers: setImmediate runs after the
+   * poll phase, so every message produced while handling a burst of inbound
+   * frames (several uWS callbacks in one poll) lands in the same batch;
+   * a microtask would flush after each callback and send smaller frames.
+   */
+  private scheduleFlush(link: PeerLink): void {
+    this.dirty.add(link);
+    this.flushImmediate ??= setImmediate(() => this.flushAll());
+  }
+
+  private flushAll(): void {
+    this.flushImmediate = undefined;
+    const links = [...this.dirty];
+    this.dirty.clear();
+    for (const link of links) {
+      try {
+        link.flush();
+      } catch (err) {
+        this.internalError(`flush to ${link.peerId}`, err);
+      }
+    }
+  }
+
+  // --- inbound ---
+
+  private onOpen(ws: UwsSocket): void {
+    const conn = ws.getUserData().conn;
+    conn.ws = ws;
+    this.inbound.add(conn);
+    if (this.closing) {
+      ws.close();
+      return;
+    }
+    if (this.pendingHandshakes >= MAX_PENDING_HANDSHAKES) {
+      conn.state = 'closed';
+      this.reject(conn, 'auth', `more than ${MAX_PENDING_HANDSHAKES} handshakes in progress`);
+      return;
+    }
+    this.pendingHandshakes++;
+    conn.timer = setTimeout(() => {
+      conn.timer = undefined;
+      if (conn.state === 'hello') this.reject(conn, 'auth', `handshake did not complete within ${HANDSHAKE_TIMEOUT_MS} ms`);
+    }, HANDSHAKE_TIMEOUT_MS);
+    ws.send(encodeHello(conn.nonceS), true);
+  }
+
+  private onInbound(ws: UwsSocket, message: ArrayBuffer, isBinary: boolean): void {
+    const conn = ws.getUserData().conn;
+    if (conn.state === 'hello') return this.onProof(conn, message, isBinary);
+    if (conn.state !== 'ready') return;
+    this.counters.framesReceived++;
+    this.counters.bytesReceived += message.byteLength;
+    if (!isBinary) {
+      this.rejected.malformed++;
+      this.log({ level: 'warn', message: 'dropped a text frame', peer: conn.peerId, remote: conn.remote });
+      return;
+    }
+    // uWS reuses `message` once this callback returns; decoded entries and
+    // chunks are views into the frame, so they need their own copy.
+    const frame = new Uint8Array(message.slice(0));
+    const { envelopes, error } = unpackFrame(frame);
+    for (const bytes of envelopes) this.deliver(conn, bytes);
+    if (error !== undefined) {
+      this.rejected.malformed++;
+      this.log({ level: 'warn', message: `dropped the rest of a frame: ${error}`, peer: conn.peerId, remote: conn.remote });
+    }
+  }
+
+  private onProof(conn: Inbound, message: ArrayBuffer, isBinary: boolean): void {
+    try {
+      if (!isBinary) throw new HandshakeError('text message before authentication');
+      const { clientId, nonceC } = verifyProof(this.secret, new Uint8Array(message), conn.nonceS);
+      this.handshakeDone(conn);
+      conn.state = 'ready';
+      conn.peerId = clientId;
+      conn.ws!.send(encodeWelcome(this.secret, nonceC, conn.nonceS), true);
+      this.log({ level: 'info', message: 'peer authenticated', peer: clientId, remote: conn.remote });
+    } catch (err) {
+      if (!(err instanceof HandshakeError)) throw err;
+      this.reject(conn, 'auth', `authentication failed: ${err.reason}`);
+    }
+  }
+
+  private handshakeDone(conn: Inbound): void {
+    if (conn.timer) clearTimeout(conn.timer);
+    conn.timer = undefined;
+    if (conn.state === 'hello') this.pendingHandshakes--;
+  }
+
+  private deliver(conn: Inbound, bytes: Uint8Array): void {
+    let group: string;
+    let message: PeerMessage;
+    try {
+      ({ group, message } = decodeEnvelope(bytes, this.maxFrameBytes));
+    } catch (err) {
+      if (!(err instanceof FrameError)) throw err;
+      this.rejected.malformed++;
+      this.log({ level: 'warn', message: `dropped an envelope: ${err.reason}`, peer: conn.peerId, remote: conn.remote });
+      return;
+    }
+    const receive = this.receivers.get(`${group}\0${message.to}`);
+    if (!receive) {
+      this.rejected.unroutable++;
+      this.log({ level: 'warn', message: `no receiver for group ${JSON.stringify(group)} node ${JSON.stringify(message.to)}: message dropped`, peer: conn.peerId });
+      return;
+    }
+    this.counters.messagesReceived++;
+    try {
+      receive(message);
+    } catch (err) {
+      this.internalError(`receiver of group ${JSON.stringify(group)}`, err);
+    }
+  }
+
+  private onInboundClose(ws: UwsSocket, code: number, message: ArrayBuffer): void {
+    const conn = ws.getUserData().conn;
+    this.handshakeDone(conn);
+    conn.state = 'closed';
+    conn.ws = undefined;
+    this.inbound.delete(conn);
+    // uWS closes the connection itself when a frame exceeds maxPayloadLength.
+    if (code === 1006 && Buffer.from(message).toString().includes('too big')) {
+      this.rejected.oversized++;
+      this.log({ level: 'warn', message: `closed the connection: a frame exceeded maxFrameBytes ${this.maxFrameBytes}`, peer: conn.peerId, remote: conn.remote });
+    }
+  }
+
+  /** Counts, logs and closes. */
+  private reject(conn: Inbound, why: keyof RejectedCounts, reason: string): void {
+    this.rejected[why]++;
+    this.log({ level: 'warn', message: reason, peer: conn.peerId, remote: conn.remote });
+    conn.ws?.end(4001, 'rejected');
+  }
+
+  /** An exception escaping a uWS callback would crash the process; log it instead. */
+  private guard(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.internalError(what, err);
+    }
+  }
+
+  private internalError(what: string, err: unknown): void {
+    this.log({ level: 'warn', message: `internal error in ${what}: ${(err as Error)?.stack ?? String(err)}` });
+  }
+}
