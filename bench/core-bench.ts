@@ -2,12 +2,10 @@
 // process on a zero-latency network with instant storage, so every cost
 // measured is the core's own: entries/s committed through the leader, and
 // CPU microseconds per entry spent in the leader's and a follower's core.
-import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { Bench } from 'tinybench';
+import { updateReadmeSection } from './readme.js';
 import { DEFAULT_CORE_OPTIONS, RaftCore, type Message, type NodeId } from '../src/core/index.js';
 import { SimStorage } from '../test/sim/storage.js';
 import { Prng } from '../test/support/prng.js';
@@ -116,15 +114,7 @@ async function main(): Promise<void> {
   lines.push(`Entries carry ${PAYLOAD_BYTES}-byte payloads; storage is in memory and instant; CPU is wall time inside each node's core calls (single-threaded).`);
   const report = lines.join('\n');
   process.stdout.write(`${report}\n`);
-  // Compiled to dist/bench/; the README lives in bench/.
-  const readme = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'README.md');
-  const start = '<!-- bench:core:start -->';
-  const end = '<!-- bench:core:end -->';
-  const text = readFileSync(readme, 'utf8');
-  const from = text.indexOf(start);
-  const to = text.indexOf(end);
-  if (from < 0 || to < from) throw new Error(`${readme} lacks the ${start} … ${end} markers`);
-  writeFileSync(readme, `${text.slice(0, from + start.length)}\n${report}\n${text.slice(to)}`);
+  updateReadmeSection('core', report);
 }
 
 await main();

@@ -4,7 +4,7 @@
 // report and puts it into bench/README.md. Progress goes to stderr.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -21,7 +21,8 @@ import {
   type Timing,
 } from './measure.js';
 import { loadPeers } from './peers.js';
-import { evaluateTargets, renderMarkdown, replaceSection, type BenchResults } from './report.js';
+import { updateReadmeSection } from './readme.js';
+import { evaluateTargets, renderMarkdown, type BenchResults } from './report.js';
 import { fsStore, peerStores, raftlineStore, type StoreKind } from './stores.js';
 
 const COMMAND = 'npm run bench:log';
@@ -186,8 +187,7 @@ async function main(): Promise<void> {
     writeFileSync(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
 
     const markdown = renderMarkdown(results);
-    const readmePath = path.join(benchDir, 'README.md');
-    writeFileSync(readmePath, replaceSection(readFileSync(readmePath, 'utf8'), markdown));
+    updateReadmeSection('log', markdown);
     console.log(markdown);
     progress(`wrote ${path.relative(root, resultsFile)} and bench/README.md`);
   } finally {

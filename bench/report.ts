@@ -212,14 +212,3 @@ export function renderMarkdown(r: BenchResults): string {
     ),
   ].join('\n');
 }
-
-export const README_START = '<!-- bench:log:start -->';
-export const README_END = '<!-- bench:log:end -->';
-
-/** Replaces the text between the markers, keeping the markers. */
-export function replaceSection(readme: string, body: string): string {
-  const start = readme.indexOf(README_START);
-  const end = readme.indexOf(README_END);
-  if (start < 0 || end < start) throw new Error(`bench/README.md lacks the ${README_START} … ${README_END} markers`);
-  return `${readme.slice(0, start + README_START.length)}\n${body}\n${readme.slice(end)}`;
-}
