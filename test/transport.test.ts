@@ -1,0 +1,387 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import type { PeerMessage } from '../src/transport/index.js';
+import { encodeEnvelope, UwsTransport, type UwsTransportOptions } from '../src/transport/index.js';
+import { packFrame } from '../src/transport/frame.js';
+import { decodeHello, encodeProof, newNonce, verifyWelcome } from '../src/transport/handshake.js';
+import { loadUws } from '../src/transport/uws.js';
+
+const SECRET = 'correct horse battery staple, 32b';
+const OVERALL_MS = 15_000;
+
+/** Resolves once `cond()` holds; fails the test with `what` if it does not within the overall timeout. */
+async function until(cond: () => boolean, what: string, timeoutMs = OVERALL_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function within<T>(p: Promise<T>, what: string, timeoutMs = OVERALL_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Deep copy with byte arrays as plain arrays, so Buffer views and Uint8Arrays compare equal. */
+function plain(v: unknown): unknown {
+  if (v instanceof Uint8Array) return Array.from(v);
+  if (Array.isArray(v)) return v.map(plain);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+  return v;
+}
+
+const quiet: UwsTransportOptions['onLog'] = () => {};
+
+function options(id: string, extra: Partial<UwsTransportOptions> = {}): UwsTransportOptions {
+  return { id, port: 0, peers: {}, secret: SECRET, onLog: quiet, reconnectInitialMs: 10, reconnectMaxMs: 100, ...extra };
+}
+
+/** Transports that all know each other, connected. */
+async function mesh(ids: string[], extra: Partial<UwsTransportOptions> = {}): Promise<Map<string, UwsTransport>> {
+  const ts = new Map<string, UwsTransport>();
+  try {
+    for (const id of ids) ts.set(id, await UwsTransport.listen(options(id, extra)));
+    for (const [id, t] of ts) for (const [other, o] of ts) if (other !== id) t.setPeer(other, `127.0.0.1:${o.port}`);
+    await until(() => [...ts].every(([id, t]) => ids.every((o) => o === id || t.stats().peers[o]?.connected)), 'the mesh to connect');
+  } catch (err) {
+    await closeAll(ts);
+    throw err;
+  }
+  return ts;
+}
+
+async function closeAll(ts: Map<string, UwsTransport> | UwsTransport[]): Promise<void> {
+  await Promise.all([...ts.values()].map((t) => t.close()));
+}
+
+function heartbeat(from: string, to: string, round: number): PeerMessage {
+  return { type: 'heartbeat', from, to, term: 3, commit: round, round };
+}
+
+function append(from: string, to: string, entryBytes: number[]): PeerMessage {
+  return {
+    type: 'append',
+    from,
+    to,
+    term: 3,
+    prevIndex: 9,
+    prevTerm: 2,
+    commit: 8,
+    entries: entryBytes.map((n, i) => ({ index: 10 + i, term: 3, type: 2, data: new Uint8Array(n).fill(i + 1) })),
+  };
+}
+
+function shapes(from: string, to: string, group: string): PeerMessage[] {
+  return [
+    heartbeat(from, to, group.length),
+    { type: 'vote', from, to, term: 4, lastLogIndex: 2 ** 40, lastLogTerm: 3, transfer: false },
+    append(from, to, [3, 0, 1000]),
+    {
+      type: 'snapshotChunk',
+      from,
+      to,
+      term: 3,
+      file: { meta: { index: 500, term: 2, configuration: { voters: ['n1', 'n2', 'n3'], learners: [] } }, bytes: 2 ** 33, crc: 0xdeadbeef },
+      offset: 4096,
+      data: new Uint8Array([9, 8, 7, 6]),
+    },
+    { type: 'appendResp', from, to, term: 3, index: 11, reject: true, hintIndex: 4, hintTerm: 2 },
+  ];
+}
+
+test('messages of every group reach exactly the receiver registered for that group and node', async () => {
+  const ids = ['n1', 'n2', 'n3'];
+  const groups = ['g1', 'g2'];
+  const ts = await mesh(ids);
+  try {
+    const got = new Map<string, PeerMessage[]>();
+    let total = 0;
+    for (const g of groups) {
+      for (const id of ids) {
+        ts.get(id)!.register(g, id, (m) => {
+          const key = `${g}/${id}/${m.from}`;
+          got.set(key, [...(got.get(key) ?? []), m]);
+          total++;
+        });
+      }
+    }
+    const expected = new Map<string, PeerMessage[]>();
+    for (const g of groups) {
+      for (const from of ids) {
+        for (const to of ids) {
+          if (from === to) continue;
+          const ms = shapes(from, to, g);
+          expected.set(`${g}/${to}/${from}`, ms);
+          for (const m of ms) ts.get(from)!.send(g, m);
+        }
+      }
+    }
+    const sent = [...expected.values()].reduce((n, ms) => n + ms.length, 0);
+    await until(() => total >= sent, `${sent} messages`);
+    assert.equal(total, sent);
+    assert.deepEqual([...got.keys()].sort(), [...expected.keys()].sort());
+    for (const [key, ms] of expected) assert.deepEqual(plain(got.get(key)), plain(ms), key);
+    const s = ts.get('n1')!.stats();
+    assert.equal(s.messagesReceived, 2 * 2 * shapes('a', 'b', 'g').length);
+    assert.deepEqual(s.rejected, { auth: 0, malformed: 0, oversized: 0, unroutable: 0 });
+  } finally {
+    await closeAll(ts);
+  }
+});
+
+test('500 heartbeats sent in one turn arrive in order in at most two frames', async () => {
+  const ts = await mesh(['a', 'b']);
+  try {
+    const a = ts.get('a')!;
+    const rounds: number[] = [];
+    ts.get('b')!.register('g', 'b', (m) => {
+      if (m.type === 'heartbeat') rounds.push(m.round);
+    });
+    const before = a.stats().peers.b!.framesSent;
+    for (let i = 0; i < 500; i++) a.send('g', heartbeat('a', 'b', i));
+    await until(() => rounds.length >= 500, '500 heartbeats');
+    assert.deepEqual(rounds, Array.from({ length: 500 }, (_, i) => i));
+    const after = a.stats().peers.b!;
+    assert.ok(after.framesSent - before <= 2, `${after.framesSent - before} frames for 500 heartbeats`);
+    assert.equal(after.messagesSent, 500);
+    assert.equal(ts.get('b')!.stats().framesReceived, after.framesSent);
+  } finally {
+    await closeAll(ts);
+  }
+});
+
+test('a heartbeat sent after a big append in the same turn is delivered first', async () => {
+  const ts = await mesh(['a', 'b']);
+  try {
+    const order: string[] = [];
+    ts.get('b')!.register('g', 'b', (m) => order.push(m.type));
+    const a = ts.get('a')!;
+    a.send('g', append('a', 'b', [512 * 1024, 512 * 1024, 512 * 1024]));
+    a.send('g', heartbeat('a', 'b', 1));
+    await until(() => order.length >= 2, 'both messages');
+    assert.deepEqual(order, ['heartbeat', 'append']);
+  } finally {
+    await closeAll(ts);
+  }
+});
+
+test('heartbeats overtake bulk that waits for the socket to drain', async () => {
+  const highWaterBytes = 1024 * 1024;
+  const ts = await mesh(['a', 'b'], { highWaterBytes });
+  try {
+    const arrivals: string[] = [];
+    ts.get('b')!.register('g', 'b', (m) => arrivals.push(m.type));
+    const a = ts.get('a')!;
+    const appends = 48;
+    for (let i = 0; i < appends; i++) a.send('g', append('a', 'b', [1024 * 1024]));
+    // Next turn: the bulk lane is now waiting on backpressure.
+    await new Promise((r) => setImmediate(r));
+    assert.ok(a.stats().peers.b!.queuedBytes > 0, 'bulk should be held back by highWaterBytes');
+    a.send('g', heartbeat('a', 'b', 1));
+    await until(() => arrivals.length >= appends + 1, 'every message');
+    const at = arrivals.indexOf('heartbeat');
+    assert.ok(at < appends, `heartbeat arrived after all ${appends} appends`);
+    assert.equal(a.stats().peers.b!.dropped, 0);
+  } finally {
+    await closeAll(ts);
+  }
+});
+
+test('a transport with the wrong secret cannot deliver anything; the right one still can', async () => {
+  const ts = await mesh(['a', 'b']);
+  let evil: UwsTransport | undefined;
+  try {
+    const b = ts.get('b')!;
+    const got: PeerMessage[] = [];
+    b.register('g', 'b', (m) => got.push(m));
+    evil = await UwsTransport.listen(options('evil', { secret: 'another secret of 32 bytes......', peers: { b: `127.0.0.1:${b.port}` } }));
+    await until(() => b.stats().rejected.auth >= 2 && evil!.stats().peers.b!.reconnects >= 2, 'rejected handshakes');
+    for (let i = 0; i < 10; i++) evil.send('g', heartbeat('evil', 'b', i));
+    assert.equal(evil.stats().peers.b!.connected, false);
+    assert.ok(evil.stats().peers.b!.dropped >= 10);
+    ts.get('a')!.send('g', heartbeat('a', 'b', 7));
+    await until(() => got.length >= 1, 'the heartbeat from a');
+    assert.deepEqual(
+      got.map((m) => m.from),
+      ['a'],
+    );
+  } finally {
+    await closeAll(ts);
+    await evil?.close();
+  }
+});
+
+test('a client refuses a server that cannot prove it holds the secret', async () => {
+  const uws = loadUws();
+  let received = 0;
+  const app = uws.App().ws('/raft', {
+    open: (ws) => {
+      const hello = Buffer.concat([Buffer.from('RLH1'), Buffer.from([1]), newNonce()]);
+      ws.send(hello, true);
+    },
+    message: (ws, _m) => {
+      received++;
+      // Welcome with a MAC made up without the secret.
+      if (received === 1) ws.send(Buffer.concat([Buffer.from('RLH1'), Buffer.from([3]), Buffer.alloc(32, 7)]), true);
+    },
+  });
+  const socket = await new Promise<unknown>((resolve) => app.listen('127.0.0.1', 0, resolve));
+  assert.ok(socket);
+  const port = uws.us_socket_local_port(socket as never);
+  const a = await UwsTransport.listen(options('a', { peers: { fake: `127.0.0.1:${port}` } }));
+  try {
+    await until(() => a.stats().rejected.auth >= 2, 'the client to reject the fake server twice');
+    a.send('g', heartbeat('a', 'fake', 1));
+    assert.equal(a.stats().peers.fake!.connected, false);
+    assert.equal(a.stats().peers.fake!.framesSent, 0);
+  } finally {
+    await a.close();
+    uws.us_listen_socket_close(socket as never);
+  }
+});
+
+/** A raw ws client: messages as a queue of promises. */
+function rawClient(port: number): { ws: WebSocket; next: () => Promise<Buffer>; closed: Promise<number> } {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/raft`, { perMessageDeflate: false });
+  const queue: Buffer[] = [];
+  const waiting: ((b: Buffer) => void)[] = [];
+  ws.on('message', (data) => {
+    const b = data as Buffer;
+    const w = waiting.shift();
+    if (w) w(b);
+    else queue.push(b);
+  });
+  ws.on('error', () => {});
+  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+  const next = () => {
+    const b = queue.shift();
+    return b ? Promise.resolve(b) : new Promise<Buffer>((resolve) => waiting.push(resolve));
+  };
+  return { ws, next, closed };
+}
+
+test('a raw client is closed without a handshake; after one, malformed frames are dropped and oversized ones close it', async () => {
+  const maxFrameBytes = 64 * 1024;
+  const ts = await mesh(['a', 'b'], { maxFrameBytes });
+  try {
+    const b = ts.get('b')!;
+    const got: PeerMessage[] = [];
+    b.register('g', 'b', (m) => got.push(m));
+
+    // Garbage instead of a proof.
+    const attacker = rawClient(b.port);
+    await within(attacker.next(), 'hello');
+    attacker.ws.send(packFrame([encodeEnvelope('g', heartbeat('x', 'b', 1))], 0, 1));
+    await within(attacker.closed, 'the attacker to be closed');
+    assert.equal(b.stats().rejected.auth, 1);
+    assert.equal(got.length, 0);
+
+    // A correct handshake by hand.
+    const raw = rawClient(b.port);
+    const nonceS = decodeHello(await within(raw.next(), 'hello'));
+    const nonceC = newNonce();
+    const secret = Buffer.from(SECRET);
+    raw.ws.send(encodeProof(secret, 'raw', nonceS, nonceC));
+    verifyWelcome(secret, await within(raw.next(), 'welcome'), nonceC, nonceS);
+
+    // An envelope the codec refuses, then a length prefix that runs past the frame.
+    raw.ws.send(packFrame([new Uint8Array(16).fill(0xff)], 0, 1));
+    const badPrefix = Buffer.alloc(8);
+    badPrefix.writeUInt32LE(1000, 0);
+    raw.ws.send(badPrefix);
+    raw.ws.send(packFrame([encodeEnvelope('g', heartbeat('raw', 'b', 2))], 0, 1));
+    await until(() => got.length >= 1, 'the valid frame after the malformed ones');
+    assert.equal(b.stats().rejected.malformed, 2);
+    assert.deepEqual(
+      got.map((m) => [m.from, m.type]),
+      [['raw', 'heartbeat']],
+    );
+
+    raw.ws.send(Buffer.alloc(maxFrameBytes + 1));
+    await within(raw.closed, 'the oversized frame to close the connection');
+    assert.equal(b.stats().rejected.oversized, 1);
+
+    ts.get('a')!.send('g', heartbeat('a', 'b', 3));
+    await until(() => got.length >= 2, 'the real peer to still get through');
+    assert.equal(got[1]!.from, 'a');
+  } finally {
+    await closeAll(ts);
+  }
+});
+
+test('a peer that restarts on the same port is reconnected to', async () => {
+  const ts = await mesh(['a', 'b']);
+  let b2: UwsTransport | undefined;
+  try {
+    const a = ts.get('a')!;
+    const b = ts.get('b')!;
+    const port = b.port;
+    await b.close();
+    await until(() => !a.stats().peers.b!.connected, 'a to notice b is gone');
+    const dropped = a.stats().peers.b!.dropped;
+    for (let i = 0; i < 5; i++) a.send('g', heartbeat('a', 'b', i));
+    assert.equal(a.stats().peers.b!.dropped, dropped + 5);
+
+    b2 = await UwsTransport.listen(options('b', { port }));
+    const got: PeerMessage[] = [];
+    b2.register('g', 'b', (m) => got.push(m));
+    // Raft retransmits; so does the test, until the link is back.
+    let round = 100;
+    const resend = setInterval(() => a.send('g', heartbeat('a', 'b', round++)), 10);
+    try {
+      await until(() => got.length > 0, 'a message through the new connection');
+    } finally {
+      clearInterval(resend);
+    }
+    assert.ok(a.stats().peers.b!.reconnects >= 1);
+    assert.ok(got.every((m) => m.type === 'heartbeat' && m.round >= 100));
+  } finally {
+    await closeAll(ts);
+    await b2?.close();
+  }
+});
+
+test('unknown peers and unregistered groups are counted, never thrown', async () => {
+  const ts = await mesh(['a', 'b']);
+  try {
+    const a = ts.get('a')!;
+    const b = ts.get('b')!;
+    const got: PeerMessage[] = [];
+    b.register('known', 'b', (m) => got.push(m));
+    assert.doesNotThrow(() => a.send('known', heartbeat('a', 'nobody', 1)));
+    assert.equal(a.stats().unknownPeerDropped, 1);
+    a.send('unknown', heartbeat('a', 'b', 2));
+    a.send('known', heartbeat('a', 'b', 3));
+    await until(() => got.length >= 1, 'the routable message');
+    assert.equal(b.stats().rejected.unroutable, 1);
+    assert.equal(b.stats().messagesReceived, 1);
+    assert.equal((got[0] as { round: number }).round, 3);
+
+    // After unregistering, the group is unroutable again.
+    const unregister = b.register('other', 'b', (m) => got.push(m));
+    unregister();
+    a.send('other', heartbeat('a', 'b', 4));
+    a.send('known', heartbeat('a', 'b', 5));
+    await until(() => got.length >= 2, 'the second routable message');
+    assert.equal(b.stats().rejected.unroutable, 2);
+  } finally {
+    await closeAll(ts);
+  }
+});
+
+test('options are checked and a taken port is refused', async () => {
+  await assert.rejects(UwsTransport.listen(options('a', { secret: 'short' })), /at least 16/);
+  await assert.rejects(UwsTransport.listen(options('a', { secret: new Uint8Array(15) })), /at least 16/);
+  const a = await UwsTransport.listen(options('a'));
+  try {
+    await assert.rejects(UwsTransport.listen(options('b', { port: a.port })), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${a.port}`));
+  } finally {
+    await a.close();
+    await a.close();
+  }
+});
