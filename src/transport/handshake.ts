@@ -16,6 +16,8 @@ export const enum HandshakeKind {
   Hello = 1,
   Proof = 2,
   Welcome = 3,
+  /** Server → client after the handshake: the server is shutting down; the client should close the connection. */
+  Bye = 4,
 }
 
 const HEADER_BYTES = HANDSHAKE_MAGIC.length + 1;
@@ -133,4 +135,16 @@ export function verifyWelcome(secret: Buffer, bytes: Uint8Array, nonceC: Buffer,
   const b = body(bytes, HandshakeKind.Welcome, 'welcome');
   if (b.length !== MAC_BYTES) throw new HandshakeError(`welcome of ${bytes.byteLength} bytes, expected ${WELCOME_BYTES}`);
   if (!timingSafeEqual(b, serverMac(secret, nonceC, nonceS))) throw new HandshakeError('server does not hold the cluster secret');
+}
+
+/** Server → client: "I am shutting down; close this connection". Sent so that the
+ * client, not the server, closes the TCP connection first: this uWS build sets
+ * no SO_REUSEADDR, and TIME_WAIT on the server's side would keep a restarted
+ * process from listening on its port again for a minute. */
+export function encodeBye(): Buffer {
+  return header(HandshakeKind.Bye, 0);
+}
+
+export function isBye(bytes: Uint8Array): boolean {
+  return bytes.byteLength === HEADER_BYTES && body(bytes, HandshakeKind.Bye, 'bye').length === 0;
 }

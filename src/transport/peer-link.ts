@@ -4,7 +4,7 @@
 // applies backpressure to the bulk lane and reconnects with backoff.
 import WebSocket from 'ws';
 import { frameEnd, packFrame, LENGTH_PREFIX_BYTES } from './frame.js';
-import { decodeHello, encodeProof, HandshakeError, HANDSHAKE_TIMEOUT_MS, newNonce, verifyWelcome } from './handshake.js';
+import { decodeHello, encodeProof, HandshakeError, HANDSHAKE_TIMEOUT_MS, isBye, newNonce, verifyWelcome } from './handshake.js';
 import type { TransportLogger } from './peer-log.js';
 
 /** Largest message the server may send us: handshake messages only. */
@@ -247,6 +247,12 @@ export class PeerLink {
         this.state = 'ready';
         this.attempt = 0;
         this.settings.log({ level: 'info', message: `connected to ${this.address}`, peer: this.peerId });
+        return;
+      case 'ready':
+        if (!isBye(bytes)) throw new HandshakeError(`unexpected ${bytes.length}-byte message from the server`);
+        this.settings.log({ level: 'info', message: `${this.address} is shutting down`, peer: this.peerId });
+        this.lastError = 'peer shut down';
+        ws.terminate();
         return;
       default:
         throw new HandshakeError(`unexpected ${bytes.length}-byte message from the server in state ${this.state}`);

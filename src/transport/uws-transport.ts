@@ -7,6 +7,7 @@ import type { NodeId } from '../core/index.js';
 import { decodeEnvelope, DEFAULT_MAX_FRAME_BYTES, encodeEnvelope, FrameError } from './codec.js';
 import { unpackFrame } from './frame.js';
 import {
+  encodeBye,
   encodeHello,
   encodeWelcome,
   HandshakeError,
@@ -77,6 +78,8 @@ export interface UwsTransportStats {
 
 /** Inbound connections that have not finished the handshake; more are refused at once. */
 const MAX_PENDING_HANDSHAKES = 256;
+/** How long close() waits for peers to close their connections after a bye. */
+const SHUTDOWN_GRACE_MS = 1000;
 
 interface Inbound {
   remote: string;
@@ -126,6 +129,7 @@ export class UwsTransport implements Transport {
   private readonly counters = { unknownPeerDropped: 0, framesReceived: 0, messagesReceived: 0, bytesReceived: 0 };
   private readonly rejected: RejectedCounts = { auth: 0, malformed: 0, oversized: 0, unroutable: 0 };
   private pendingHandshakes = 0;
+  /** Held so the app is not collected while it serves. */
   private app: UwsApp | undefined;
   private listenSocket: UwsListenSocket | undefined;
   private closing: Promise<void> | undefined;
@@ -270,16 +274,31 @@ export class UwsTransport implements Transport {
     this.dirty.clear();
     const links = [...this.links.values()];
     this.links.clear();
-    for (const conn of [...this.inbound]) conn.ws?.close();
-    // Newer uWS builds have app.close(), which also drops HTTP connections
-    // that never upgraded; otherwise closing the listen socket is what there is.
-    const app = this.app as (UwsApp & { close?: () => void }) | undefined;
-    if (app && typeof app.close === 'function') app.close();
-    else if (this.listenSocket) loadUws().us_listen_socket_close(this.listenSocket as never);
+    const closingLinks = Promise.all(links.map((l) => l.close()));
+    const uws = loadUws();
+    if (this.listenSocket) uws.us_listen_socket_close(this.listenSocket as never);
     this.listenSocket = undefined;
-    this.app = undefined;
-    await Promise.all(links.map((l) => l.close()));
+    // Ask authenticated peers to close first (see encodeBye), briefly.
+    for (const conn of this.inbound) {
+      if (conn.state === 'ready') conn.ws?.send(encodeBye(), true);
+      else conn.ws?.close();
+    }
+    if (this.inbound.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, SHUTDOWN_GRACE_MS);
+        this.allInboundClosed = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.allInboundClosed = undefined;
+    }
+    for (const conn of [...this.inbound]) conn.ws?.close();
+    if (this.app) this.app = undefined;
+    await closingLinks;
   }
+
+  private allInboundClosed: (() => void) | undefined;
 
   // --- outbound ---
 
@@ -404,6 +423,7 @@ export class UwsTransport implements Transport {
     conn.state = 'closed';
     conn.ws = undefined;
     this.inbound.delete(conn);
+    if (this.inbound.size === 0) this.allInboundClosed?.();
     // uWS closes the connection itself when a frame exceeds maxPayloadLength.
     if (code === 1006 && Buffer.from(message).toString().includes('too big')) {
       this.rejected.oversized++;
