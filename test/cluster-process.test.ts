@@ -23,6 +23,8 @@ async function eventually(what: string, check: () => Promise<boolean>, boundMs =
  * keys whose write was acknowledged.
  */
 class Writer {
+  /** Every writer started by a test, stopped when its cluster is (even when the test fails). */
+  static readonly running = new Set<Writer>();
   readonly acked = new Set<string>();
   private next = 0;
   private stopped = false;
@@ -39,10 +41,12 @@ class Writer {
   }
 
   start(concurrency: number): void {
+    Writer.running.add(this);
     for (let i = 0; i < concurrency; i++) this.loops.push(this.loop());
   }
 
   async stop(): Promise<void> {
+    Writer.running.delete(this);
     this.stopped = true;
     await Promise.all(this.loops);
   }
@@ -83,7 +87,16 @@ async function dump(cluster: ProcessCluster, id: string, group = 'g'): Promise<R
 
 /** Every acknowledged key is on `id` (after a linearizable barrier there) with its value. */
 async function assertHolds(cluster: ProcessCluster, id: string, keys: Iterable<string>, group = 'g'): Promise<void> {
-  await cluster.request(id, { op: 'get', group, key: '-', consistency: 'readIndex' });
+  // The barrier needs a leader; on a loaded machine an election may be under way.
+  await eventually(`${id} passed a read barrier`, () =>
+    cluster.request(id, { op: 'get', group, key: '-', consistency: 'readIndex' }).then(
+      () => true,
+      (err: RemoteError) => {
+        if (err.code !== 'ERR_RAFTLINE_NOT_LEADER') throw err;
+        return false;
+      },
+    ),
+  );
   const data = await dump(cluster, id, group);
   const missing = [...keys].filter((k) => data[k] !== `v-${k}`);
   assert.deepEqual(missing, [], `${id} lost acknowledged writes`);
@@ -99,6 +112,7 @@ describe('three processes over the uWebSockets transport', () => {
     try {
       await body(cluster);
     } finally {
+      for (const w of Writer.running) await w.stop();
       await cluster.stopAll();
     }
   }

@@ -49,9 +49,16 @@ export class BusyError extends RaftError {
   }
 }
 
-/** The command may or may not have been applied (a snapshot from the new leader replaced the entry); check before retrying. */
+/**
+ * The command may or may not have been applied, and this node cannot find
+ * out (a snapshot replaced the entry, or the node left the group); check
+ * before retrying.
+ */
 export class OutcomeUnknownError extends RaftError {
-  constructor(readonly index: number) {
-    super(`the outcome of the command at index ${index} is unknown: a snapshot replaced it`, 'ERR_RAFTLINE_OUTCOME_UNKNOWN');
+  constructor(
+    readonly index: number,
+    reason: string,
+  ) {
+    super(`the outcome of the command at index ${index} is unknown: ${reason}`, 'ERR_RAFTLINE_OUTCOME_UNKNOWN');
   }
 }

@@ -18,7 +18,7 @@ import {
   type Ready,
   type SnapshotMeta,
 } from '../core/index.js';
-import type { Configuration } from '../core/quorum.js';
+import { members, type Configuration } from '../core/quorum.js';
 import { MetaStore, SegmentLog } from '../log/index.js';
 import type { PeerMessage, SnapshotChunk, Transport } from '../transport/transport.js';
 import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TermMismatchError, TimeoutError } from './errors.js';
@@ -531,6 +531,13 @@ export class RaftNode {
     if (this.role === 'leader' && role !== 'leader') {
       for (const sender of this.senders.values()) sender.cancel();
       this.senders.clear();
+      // A member learns the fate of its proposals from the log it keeps
+      // receiving; a node that removed itself never will.
+      // Committed ones are applied here all the same.
+      if (!members(this.core.configuration).includes(this.id)) {
+        const commit = this.core.commitIndex;
+        this.settleWaiters((index) => index > commit, (index) => new OutcomeUnknownError(index, 'this node left the group before it was committed'));
+      }
       fsm.onLeaderStop?.(new NotLeaderError(leader));
     } else if (this.leader !== null && this.leader !== this.id && leader !== this.leader) {
       fsm.onStopFollowing?.({ leader: this.leader, term });
@@ -599,12 +606,8 @@ export class RaftNode {
     this.appliedIndex = file.meta.index;
     this.appliedTerm = file.meta.term;
     // Commands proposed here that the snapshot replaced: whether they made it is unknown.
-    for (const [index, w] of this.waiters) {
-      if (index > file.meta.index) continue;
-      this.waiters.delete(index);
-      clearTimeout(w.timer);
-      w.reject(new OutcomeUnknownError(index));
-    }
+    const upTo = file.meta.index;
+    this.settleWaiters((index) => index <= upTo, (index) => new OutcomeUnknownError(index, 'a snapshot from the leader replaced it'));
     this.opts.fsm.onConfigurationCommitted?.(file.meta.configuration);
     this.releaseReads();
   }
@@ -684,12 +687,18 @@ export class RaftNode {
 
   // ------------------------------------------------------------- stopping
 
-  private abandonRequests(reason: Error): void {
-    for (const w of this.waiters.values()) {
+  /** Rejects the pending `apply()` calls whose index matches. */
+  private settleWaiters(matches: (index: number) => boolean, error: (index: number) => Error): void {
+    for (const [index, w] of this.waiters) {
+      if (!matches(index)) continue;
+      this.waiters.delete(index);
       clearTimeout(w.timer);
-      w.reject(reason);
+      w.reject(error(index));
     }
-    this.waiters.clear();
+  }
+
+  private abandonRequests(reason: Error): void {
+    this.settleWaiters(() => true, () => reason);
     for (const w of this.readWaiters.values()) w.reject(reason);
     this.readWaiters.clear();
     for (const sender of this.senders.values()) sender.cancel();
