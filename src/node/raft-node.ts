@@ -85,7 +85,16 @@ interface Waiter {
   term: number;
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
+  /** Date.now() after which the call rejects with TimeoutError. */
+  deadlineMs: number;
+}
+
+/** An apply() waiting for the next pass, where all of a turn's proposals go to the core together. */
+interface QueuedProposal {
+  data: Uint8Array;
+  expectedTerm: number | undefined;
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
 }
 
 /**
@@ -155,6 +164,7 @@ export class RaftNode {
   private readonly waiters = new Map<number, Waiter>();
   private readonly readWaiters = new Map<number, { resolve: () => void; reject: (e: Error) => void; index: number }>();
   private readonly senders = new Map<NodeId, SnapshotSender>();
+  private proposals: QueuedProposal[] = [];
   private readonly unregister: () => void;
   private readonly ticker: NodeJS.Timeout;
   private readonly tickMs: number;
@@ -229,7 +239,11 @@ export class RaftNode {
    * OutcomeUnknownError (the entry's fate is unknown: a snapshot replaced it).
    */
   apply(data: Uint8Array, options: { expectedTerm?: number } = {}): Promise<unknown> {
-    return this.propose(() => this.core.propose([data], options), options.expectedTerm);
+    if (this.stopped) return Promise.reject(this.stopped);
+    return new Promise((resolve, reject) => {
+      this.proposals.push({ data, expectedTerm: options.expectedTerm, resolve, reject });
+      this.schedule();
+    });
   }
 
   /** Resolves once local state reflects every write acknowledged before the call (linearizable read). */
@@ -379,6 +393,7 @@ export class RaftNode {
     this.ticks++;
     this.core.tick();
     this.checkSenders();
+    this.expireWaiters();
     this.maybeSnapshot();
     this.schedule();
   }
@@ -387,29 +402,67 @@ export class RaftNode {
     return this.propose(() => this.core.proposeConfChange(change));
   }
 
-  private propose(run: () => ProposeResult, expectedTerm?: number): Promise<unknown> {
+  private propose(run: () => ProposeResult): Promise<unknown> {
     if (this.stopped) return Promise.reject(this.stopped);
     const r = run();
-    if (!r.ok) {
-      switch (r.reason) {
-        case 'notLeader':
-          return Promise.reject(new NotLeaderError(r.leaderHint));
-        case 'termMismatch':
-          return Promise.reject(new TermMismatchError(expectedTerm ?? 0, r.term));
-        case 'confChangeRefused':
-          return Promise.reject(new BusyError(r.detail));
-        default:
-          return Promise.reject(new BusyError(r.reason === 'transferring' ? 'leadership is being transferred' : 'too many uncommitted entries'));
-      }
-    }
+    if (!r.ok) return Promise.reject(this.refusal(r, undefined));
     this.schedule();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters.delete(r.index);
-        reject(new TimeoutError(`command at index ${r.index}`, this.applyTimeoutMs));
-      }, this.applyTimeoutMs);
-      this.waiters.set(r.index, { term: r.term, resolve, reject, timer });
-    });
+    return new Promise((resolve, reject) => this.wait(r.index, r.term, resolve, reject));
+  }
+
+  /**
+   * Hands the turn's queued apply() calls to the core in as few proposals as
+   * possible, so a burst of commands becomes one append and one message per
+   * follower instead of one each.
+   */
+  private flushProposals(): void {
+    const queued = this.proposals;
+    this.proposals = [];
+    for (let from = 0; from < queued.length; ) {
+      const expectedTerm = queued[from].expectedTerm;
+      let to = from + 1;
+      while (to < queued.length && queued[to].expectedTerm === expectedTerm) to++;
+      const group = queued.slice(from, to);
+      const r = this.core.propose(
+        group.map((p) => p.data),
+        { expectedTerm },
+      );
+      if (r.ok) {
+        const first = r.index - group.length + 1;
+        group.forEach((p, i) => this.wait(first + i, r.term, p.resolve, p.reject));
+      } else {
+        const err = this.refusal(r, expectedTerm);
+        for (const p of group) p.reject(err);
+      }
+      from = to;
+    }
+  }
+
+  private wait(index: number, term: number, resolve: (value: unknown) => void, reject: (err: Error) => void): void {
+    this.waiters.set(index, { term, resolve, reject, deadlineMs: Date.now() + this.applyTimeoutMs });
+  }
+
+  private refusal(r: Exclude<ProposeResult, { ok: true }>, expectedTerm: number | undefined): RaftError {
+    switch (r.reason) {
+      case 'notLeader':
+        return new NotLeaderError(r.leaderHint);
+      case 'termMismatch':
+        return new TermMismatchError(expectedTerm ?? 0, r.term);
+      case 'confChangeRefused':
+        return new BusyError(r.detail);
+      default:
+        return new BusyError(r.reason === 'transferring' ? 'leadership is being transferred' : 'too many uncommitted entries');
+    }
+  }
+
+  /** Rejects apply() calls past their deadline (checked every tick). */
+  private expireWaiters(): void {
+    const now = Date.now();
+    for (const [index, w] of this.waiters) {
+      if (w.deadlineMs > now) continue;
+      this.waiters.delete(index);
+      w.reject(new TimeoutError(`command at index ${index}`, this.applyTimeoutMs));
+    }
   }
 
   private receive(m: PeerMessage): void {
@@ -434,7 +487,9 @@ export class RaftNode {
     // shares one Ready, one write and one round of messages.
     setImmediate(() => {
       this.scheduled = false;
-      if (!this.stopped) this.drain();
+      if (this.stopped) return;
+      if (this.proposals.length > 0) this.flushProposals();
+      this.drain();
     });
   }
 
@@ -502,7 +557,6 @@ export class RaftNode {
       const w = this.waiters.get(e.index);
       if (!w) continue;
       this.waiters.delete(e.index);
-      clearTimeout(w.timer);
       // Another entry took the index: ours was lost with a leadership change.
       if (w.term === e.term) w.resolve(responded.get(e.index));
       else w.reject(new NotLeaderError(this.core.currentLeader));
@@ -692,13 +746,14 @@ export class RaftNode {
     for (const [index, w] of this.waiters) {
       if (!matches(index)) continue;
       this.waiters.delete(index);
-      clearTimeout(w.timer);
       w.reject(error(index));
     }
   }
 
   private abandonRequests(reason: Error): void {
     this.settleWaiters(() => true, () => reason);
+    for (const p of this.proposals) p.reject(reason);
+    this.proposals = [];
     for (const w of this.readWaiters.values()) w.reject(reason);
     this.readWaiters.clear();
     for (const sender of this.senders.values()) sender.cancel();

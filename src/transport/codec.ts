@@ -75,18 +75,21 @@ function encodeSnapshotMeta(b: flatbuffers.Builder, meta: SnapshotMeta): flatbuf
 
 /** One envelope carrying `message` for Raft group `group`. */
 export function encodeEnvelope(group: string, m: PeerMessage): Uint8Array {
-  const b = new flatbuffers.Builder(256);
+  const framed = m.type === 'append' && m.entries.length > 0 ? frameEntries(m.entries) : null;
+  const payload = m.type === 'snapshotChunk' ? m.data : framed;
+  // Sized for the payload up front: growing copies the whole buffer each time.
+  const b = new flatbuffers.Builder(256 + (payload?.length ?? 0));
   const groupOffset = b.createString(group);
   const from = b.createString(m.from);
   const to = b.createString(m.to);
-  let entries = 0;
-  if (m.type === 'append' && m.entries.length > 0) entries = Envelope.createEntriesVector(b, frameEntries(m.entries));
+  // createByteVector copies in one go (the generated create*Vector adds byte by byte).
+  const entries = framed ? b.createByteVector(framed) : 0;
   let snapshot = 0;
   let chunk = 0;
   if (m.type === 'snapshot') snapshot = encodeSnapshotMeta(b, m.snapshot);
   if (m.type === 'snapshotChunk') {
     snapshot = encodeSnapshotMeta(b, m.file.meta);
-    if (m.data.length > 0) chunk = Envelope.createChunkVector(b, m.data);
+    if (m.data.length > 0) chunk = b.createByteVector(m.data);
   }
   Envelope.startEnvelope(b);
   Envelope.addGroup(b, groupOffset);
