@@ -46,12 +46,48 @@ function checkEntry(e: LogEntry, position: number): void {
 }
 
 /**
+ * The sealed record each entry was decoded from or framed into. A follower
+ * writes what it received without framing it again, and a leader frames an
+ * entry once however many followers it sends it to.
+ */
+const sealedRecords = new WeakMap<LogEntry, Uint8Array>();
+
+/**
+ * The sealed records of `entries` if every one is known: a view when they lie
+ * back to back in one buffer (the usual case), a copy otherwise.
+ */
+export function knownRecords(entries: readonly LogEntry[]): Buffer | undefined {
+  const parts: Uint8Array[] = [];
+  let contiguous = true;
+  for (const e of entries) {
+    const r = sealedRecords.get(e);
+    if (r === undefined) return undefined;
+    const previous = parts[parts.length - 1];
+    if (previous && (previous.buffer !== r.buffer || previous.byteOffset + previous.byteLength !== r.byteOffset)) contiguous = false;
+    parts.push(r);
+  }
+  if (parts.length === 0) return undefined;
+  if (!contiguous) return Buffer.concat(parts);
+  const first = parts[0];
+  const last = parts[parts.length - 1];
+  return Buffer.from(first.buffer, first.byteOffset, last.byteOffset + last.byteLength - first.byteOffset);
+}
+
+/**
  * Frames entries into one buffer of records with their checksums filled in,
  * ready for `SegmentLog.appendFramed` or the wire.
  */
 export function frameEntries(entries: readonly LogEntry[]): Buffer {
+  const known = knownRecords(entries);
+  if (known) return known;
   const buf = frameUnsealed(entries);
   native.sealRecords(buf);
+  let at = 0;
+  for (const e of entries) {
+    const end = at + RECORD_HEADER_BYTES + e.data.byteLength;
+    sealedRecords.set(e, buf.subarray(at, end));
+    at = end;
+  }
   return buf;
 }
 
@@ -96,7 +132,8 @@ export function verifyRecords(records: Uint8Array): number {
 /**
  * Splits framed records into entries whose `data` are views into `records`
  * (no copy). Checksums are not re-verified: records from the log were
- * verified when read.
+ * verified when read, and the caller verifies anything else first
+ * (`verifyRecords`) — the entries remember their records as sealed.
  */
 export function decodeRecords(records: Buffer, count?: number): LogEntry[] {
   const out: LogEntry[] = [];
@@ -108,12 +145,14 @@ export function decodeRecords(records: Buffer, count?: number): LogEntry[] {
     const length = records.readUInt32LE(at + 4);
     const end = at + RECORD_HEADER_BYTES + length;
     if (end > records.length) throw new InvalidLogOperationError(`record at byte ${at} is cut short`);
-    out.push({
+    const entry = {
       index: readU64(records, at + 16),
       term: readU64(records, at + 8),
       type: records[at + 3],
       data: records.subarray(at + RECORD_HEADER_BYTES, end),
-    });
+    };
+    sealedRecords.set(entry, records.subarray(at, end));
+    out.push(entry);
     at = end;
   }
   return out;

@@ -1,6 +1,6 @@
 import { BufferPool } from './buffer-pool.js';
 import { fromNative, InvalidLogOperationError, LogClosedError, RETRY_CODE } from './errors.js';
-import { decodeRecords, frameUnsealed, type LogEntry } from './framing.js';
+import { decodeRecords, frameUnsealed, knownRecords, type LogEntry } from './framing.js';
 import type { LogStorage } from './memory-log.js';
 import { native, type NativeError, type NativeLogHandle } from './native.js';
 
@@ -152,6 +152,9 @@ export class SegmentLog implements LogStorage {
    */
   append(entries: readonly LogEntry[]): Promise<void> {
     if (entries.length === 0) return this.barrier();
+    // Entries that came off the wire or out of a log keep their records: written as they are (checksums verified natively).
+    const known = knownRecords(entries);
+    if (known) return this.appendFramed(known);
     let framed: Buffer;
     try {
       framed = frameUnsealed(entries, (bytes) => this.framingPool.acquire(bytes));
