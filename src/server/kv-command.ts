@@ -1,0 +1,223 @@
+// The commands the key-value state machine replicates, and their binary
+// encoding in log entries. Every write is a transaction (etcd's model): a put
+// is a transaction with no comparisons and one operation.
+//
+// Encoding: u8 version (1), string clientId, varint sequence, then the
+// transaction: varint count + comparisons, varint count + success operations,
+// varint count + failure operations. Strings and byte strings are a varint
+// length then the bytes; numbers are varints (at most 2^53 - 1).
+
+/** A key or value: raw bytes. */
+export type Bytes = Uint8Array;
+
+export type CompareTarget = 'value' | 'version' | 'create' | 'mod';
+export type CompareResult = 'equal' | 'notEqual' | 'greater' | 'less';
+
+export interface Compare {
+  key: Bytes;
+  /** With `rangeEnd`, the comparison must hold for every key in [key, rangeEnd) (etcd 3.3+). */
+  rangeEnd?: Bytes;
+  target: CompareTarget;
+  result: CompareResult;
+  /** For `value`. */
+  value?: Bytes;
+  /** For `version`, `create` and `mod`. */
+  number?: number;
+}
+
+export type Operation =
+  | { type: 'put'; key: Bytes; value: Bytes; prevKv?: boolean }
+  | { type: 'delete'; key: Bytes; rangeEnd?: Bytes; prevKv?: boolean }
+  | { type: 'range'; key: Bytes; rangeEnd?: Bytes; limit?: number; countOnly?: boolean; keysOnly?: boolean };
+
+export interface Txn {
+  compare: Compare[];
+  success: Operation[];
+  failure: Operation[];
+}
+
+export interface KvCommand {
+  /** With `sequence`, makes a retried command apply at most once; '' for none. */
+  clientId: string;
+  sequence: number;
+  txn: Txn;
+}
+
+const VERSION = 1;
+const TARGETS: CompareTarget[] = ['value', 'version', 'create', 'mod'];
+const RESULTS: CompareResult[] = ['equal', 'notEqual', 'greater', 'less'];
+const OPS = ['put', 'delete', 'range'] as const;
+
+export class CommandDecodeError extends Error {
+  constructor(reason: string) {
+    super(`undecodable key-value command: ${reason}`);
+    this.name = 'CommandDecodeError';
+  }
+}
+
+class Writer {
+  private buf = Buffer.allocUnsafe(256);
+  private at = 0;
+
+  private room(bytes: number): void {
+    if (this.at + bytes <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + bytes));
+    this.buf.copy(next, 0, 0, this.at);
+    this.buf = next;
+  }
+
+  u8(v: number): void {
+    this.room(1);
+    this.buf[this.at++] = v;
+  }
+
+  varint(v: number): void {
+    this.room(8);
+    while (v >= 0x80) {
+      this.buf[this.at++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    this.buf[this.at++] = v;
+  }
+
+  bytes(v: Uint8Array): void {
+    this.varint(v.length);
+    this.room(v.length);
+    this.buf.set(v, this.at);
+    this.at += v.length;
+  }
+
+  optionalBytes(v: Uint8Array | undefined): void {
+    if (v === undefined) this.u8(0);
+    else {
+      this.u8(1);
+      this.bytes(v);
+    }
+  }
+
+  done(): Buffer {
+    return this.buf.subarray(0, this.at);
+  }
+}
+
+class Reader {
+  private at = 0;
+  constructor(private readonly buf: Uint8Array) {}
+
+  u8(): number {
+    if (this.at >= this.buf.length) throw new CommandDecodeError('cut short');
+    return this.buf[this.at++];
+  }
+
+  varint(): number {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 8; i++) {
+      const b = this.u8();
+      value += (b & 0x7f) * scale;
+      if (b < 0x80) {
+        if (!Number.isSafeInteger(value)) throw new CommandDecodeError('number out of range');
+        return value;
+      }
+      scale *= 0x80;
+    }
+    throw new CommandDecodeError('varint too long');
+  }
+
+  bytes(): Uint8Array {
+    const length = this.varint();
+    if (this.at + length > this.buf.length) throw new CommandDecodeError('cut short');
+    const out = this.buf.subarray(this.at, this.at + length);
+    this.at += length;
+    return out;
+  }
+
+  optionalBytes(): Uint8Array | undefined {
+    return this.u8() === 0 ? undefined : this.bytes();
+  }
+
+  end(): void {
+    if (this.at !== this.buf.length) throw new CommandDecodeError(`${this.buf.length - this.at} trailing bytes`);
+  }
+}
+
+function writeOp(w: Writer, op: Operation): void {
+  w.u8(OPS.indexOf(op.type));
+  w.bytes(op.key);
+  switch (op.type) {
+    case 'put':
+      w.bytes(op.value);
+      w.u8(op.prevKv ? 1 : 0);
+      break;
+    case 'delete':
+      w.optionalBytes(op.rangeEnd);
+      w.u8(op.prevKv ? 1 : 0);
+      break;
+    case 'range':
+      w.optionalBytes(op.rangeEnd);
+      w.varint(op.limit ?? 0);
+      w.u8((op.countOnly ? 1 : 0) | (op.keysOnly ? 2 : 0));
+      break;
+  }
+}
+
+function readOp(r: Reader): Operation {
+  const type = OPS[r.u8()];
+  if (type === undefined) throw new CommandDecodeError('unknown operation');
+  const key = r.bytes();
+  switch (type) {
+    case 'put':
+      return { type, key, value: r.bytes(), prevKv: r.u8() === 1 };
+    case 'delete':
+      return { type, key, rangeEnd: r.optionalBytes(), prevKv: r.u8() === 1 };
+    case 'range': {
+      const rangeEnd = r.optionalBytes();
+      const limit = r.varint();
+      const flags = r.u8();
+      return { type, key, rangeEnd, limit: limit || undefined, countOnly: (flags & 1) !== 0, keysOnly: (flags & 2) !== 0 };
+    }
+  }
+}
+
+export function encodeCommand(c: KvCommand): Buffer {
+  const w = new Writer();
+  w.u8(VERSION);
+  w.bytes(Buffer.from(c.clientId));
+  w.varint(c.sequence);
+  w.varint(c.txn.compare.length);
+  for (const cmp of c.txn.compare) {
+    w.bytes(cmp.key);
+    w.optionalBytes(cmp.rangeEnd);
+    w.u8(TARGETS.indexOf(cmp.target));
+    w.u8(RESULTS.indexOf(cmp.result));
+    if (cmp.target === 'value') w.bytes(cmp.value ?? new Uint8Array(0));
+    else w.varint(cmp.number ?? 0);
+  }
+  for (const ops of [c.txn.success, c.txn.failure]) {
+    w.varint(ops.length);
+    for (const op of ops) writeOp(w, op);
+  }
+  return w.done();
+}
+
+export function decodeCommand(bytes: Uint8Array): KvCommand {
+  const r = new Reader(bytes);
+  const version = r.u8();
+  if (version !== VERSION) throw new CommandDecodeError(`unknown version ${version}`);
+  const clientId = Buffer.from(r.bytes()).toString();
+  const sequence = r.varint();
+  const compare: Compare[] = [];
+  for (let n = r.varint(); n > 0; n--) {
+    const key = r.bytes();
+    const rangeEnd = r.optionalBytes();
+    const target = TARGETS[r.u8()];
+    const result = RESULTS[r.u8()];
+    if (target === undefined || result === undefined) throw new CommandDecodeError('unknown comparison');
+    if (target === 'value') compare.push({ key, rangeEnd, target, result, value: r.bytes() });
+    else compare.push({ key, rangeEnd, target, result, number: r.varint() });
+  }
+  const lists: Operation[][] = [[], []];
+  for (const list of lists) for (let n = r.varint(); n > 0; n--) list.push(readOp(r));
+  r.end();
+  return { clientId, sequence, txn: { compare, success: lists[0], failure: lists[1] } };
+}

@@ -1,0 +1,268 @@
+// The replicated key-value state machine (like etcd's mvcc store without
+// history): keys and values are bytes; a global revision counts committed
+// transactions that changed something; each key carries its create and mod
+// revision and its version, as etcd defines them. Retried commands with the
+// same client id and sequence apply at most once.
+import type { ApplyIterator, SnapshotReader, SnapshotWriter, StateMachine } from '../node/index.js';
+import { decodeCommand, type Bytes, type Compare, type KvCommand, type Operation } from './kv-command.js';
+
+export interface KeyValue {
+  key: Buffer;
+  value: Buffer;
+  createRevision: number;
+  modRevision: number;
+  version: number;
+}
+
+export type OperationResult =
+  | { type: 'put'; prevKv?: KeyValue }
+  | { type: 'delete'; deleted: number; prevKvs?: KeyValue[] }
+  | { type: 'range'; kvs: KeyValue[]; count: number; more: boolean };
+
+export interface TxnResult {
+  /** The store's revision after the command. */
+  revision: number;
+  succeeded: boolean;
+  responses: OperationResult[];
+  /** Set when this answers a retry of a command already applied: only revision and succeeded are known. */
+  duplicate?: boolean;
+  /** Set when the command was refused: a sequence older than the client's last. */
+  error?: 'staleSequence';
+}
+
+interface Session {
+  sequence: number;
+  revision: number;
+  succeeded: boolean;
+}
+
+/** Clients remembered for deduplication; the oldest is forgotten beyond this. */
+const MAX_SESSIONS = 100_000;
+const SNAPSHOT_CHUNK_BYTES = 1 << 20;
+
+/** Keys as binary strings: their order is the byte order of the keys. */
+function keyString(key: Bytes): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
+}
+
+const ALL = '\u0000';
+
+export class KvStore implements StateMachine {
+  private readonly data = new Map<string, KeyValue>();
+  private readonly sessions = new Map<string, Session>();
+  private sorted: string[] | null = [];
+  private revisionValue = 1;
+
+  /** The revision of the last change (etcd starts an empty store at 1). */
+  get revision(): number {
+    return this.revisionValue;
+  }
+
+  get size(): number {
+    return this.data.size;
+  }
+
+  onApply(batch: ApplyIterator): void {
+    for (const cmd of batch) {
+      let command: KvCommand;
+      try {
+        command = decodeCommand(cmd.data);
+      } catch (err) {
+        // The server validates before proposing; a damaged command must not
+        // stop the group, and every replica refuses it the same way.
+        cmd.respond({ revision: this.revisionValue, succeeded: false, responses: [], error: (err as Error).message });
+        continue;
+      }
+      cmd.respond(this.applyCommand(command));
+    }
+  }
+
+  /** A read at the current state (after a read barrier for linearizable reads). */
+  range(op: Extract<Operation, { type: 'range' }>): Extract<OperationResult, { type: 'range' }> {
+    const keys = this.keysIn(op.key, op.rangeEnd);
+    const limit = op.limit && op.limit > 0 ? op.limit : Infinity;
+    const kvs: KeyValue[] = [];
+    if (!op.countOnly) {
+      for (const k of keys) {
+        if (kvs.length >= limit) break;
+        const kv = this.data.get(k)!;
+        kvs.push(op.keysOnly ? { ...kv, value: Buffer.alloc(0) } : kv);
+      }
+    }
+    return { type: 'range', kvs, count: keys.length, more: keys.length > kvs.length && !op.countOnly };
+  }
+
+  get(key: Bytes): KeyValue | undefined {
+    return this.data.get(keyString(key));
+  }
+
+  async onSnapshotSave(writer: SnapshotWriter): Promise<void> {
+    const header = Buffer.from(JSON.stringify({ revision: this.revisionValue, sessions: [...this.sessions] }));
+    const head = Buffer.allocUnsafe(4);
+    head.writeUInt32LE(header.length);
+    await writer.write(Buffer.concat([head, header]));
+    let chunk: Buffer[] = [];
+    let bytes = 0;
+    for (const kv of this.data.values()) {
+      const meta = Buffer.allocUnsafe(32);
+      meta.writeUInt32LE(kv.key.length, 0);
+      meta.writeUInt32LE(kv.value.length, 4);
+      meta.writeDoubleLE(kv.createRevision, 8);
+      meta.writeDoubleLE(kv.modRevision, 16);
+      meta.writeDoubleLE(kv.version, 24);
+      chunk.push(meta, kv.key, kv.value);
+      bytes += 32 + kv.key.length + kv.value.length;
+      if (bytes >= SNAPSHOT_CHUNK_BYTES) {
+        await writer.write(Buffer.concat(chunk, bytes));
+        chunk = [];
+        bytes = 0;
+      }
+    }
+    if (bytes > 0) await writer.write(Buffer.concat(chunk, bytes));
+  }
+
+  async onSnapshotLoad(reader: SnapshotReader): Promise<void> {
+    this.data.clear();
+    this.sessions.clear();
+    this.sorted = null;
+    let pending = Buffer.alloc(0);
+    let headerDone = false;
+    for await (const chunk of reader.chunks()) {
+      pending = pending.length === 0 ? Buffer.from(chunk) : Buffer.concat([pending, chunk]);
+      let at = 0;
+      if (!headerDone) {
+        if (pending.length < 4 || pending.length < 4 + pending.readUInt32LE(0)) continue;
+        const length = pending.readUInt32LE(0);
+        const header = JSON.parse(pending.toString('utf8', 4, 4 + length)) as { revision: number; sessions: [string, Session][] };
+        this.revisionValue = header.revision;
+        for (const [id, s] of header.sessions) this.sessions.set(id, s);
+        at = 4 + length;
+        headerDone = true;
+      }
+      while (pending.length - at >= 32) {
+        const keyBytes = pending.readUInt32LE(at);
+        const valueBytes = pending.readUInt32LE(at + 4);
+        const end = at + 32 + keyBytes + valueBytes;
+        if (end > pending.length) break;
+        const key = Buffer.from(pending.subarray(at + 32, at + 32 + keyBytes));
+        const value = Buffer.from(pending.subarray(at + 32 + keyBytes, end));
+        this.data.set(keyString(key), {
+          key,
+          value,
+          createRevision: pending.readDoubleLE(at + 8),
+          modRevision: pending.readDoubleLE(at + 16),
+          version: pending.readDoubleLE(at + 24),
+        });
+        at = end;
+      }
+      pending = pending.subarray(at);
+    }
+    if (!headerDone || pending.length > 0) throw new Error('key-value snapshot is truncated');
+  }
+
+  // --------------------------------------------------------------- internals
+
+  private applyCommand(c: KvCommand): TxnResult {
+    const session = c.clientId ? this.sessions.get(c.clientId) : undefined;
+    if (session) {
+      if (c.sequence === session.sequence) return { revision: session.revision, succeeded: session.succeeded, responses: [], duplicate: true };
+      if (c.sequence < session.sequence) return { revision: this.revisionValue, succeeded: false, responses: [], error: 'staleSequence' };
+    }
+    const succeeded = c.txn.compare.every((cmp) => this.holds(cmp));
+    const ops = succeeded ? c.txn.success : c.txn.failure;
+    const next = this.revisionValue + 1;
+    let changed = false;
+    const responses: OperationResult[] = [];
+    for (const op of ops) {
+      switch (op.type) {
+        case 'put': {
+          const k = keyString(op.key);
+          const prev = this.data.get(k);
+          const kv: KeyValue = {
+            key: Buffer.from(op.key),
+            value: Buffer.from(op.value),
+            createRevision: prev ? prev.createRevision : next,
+            modRevision: next,
+            version: prev ? prev.version + 1 : 1,
+          };
+          if (!prev) this.sorted = null;
+          this.data.set(k, kv);
+          changed = true;
+          responses.push(op.prevKv && prev ? { type: 'put', prevKv: prev } : { type: 'put' });
+          break;
+        }
+        case 'delete': {
+          const keys = this.keysIn(op.key, op.rangeEnd);
+          const prevKvs = op.prevKv ? keys.map((k) => this.data.get(k)!) : undefined;
+          for (const k of keys) this.data.delete(k);
+          if (keys.length > 0) {
+            this.sorted = null;
+            changed = true;
+          }
+          responses.push({ type: 'delete', deleted: keys.length, ...(prevKvs ? { prevKvs } : {}) });
+          break;
+        }
+        case 'range':
+          responses.push(this.range(op));
+          break;
+      }
+    }
+    if (changed) this.revisionValue = next;
+    if (c.clientId) {
+      this.sessions.delete(c.clientId);
+      this.sessions.set(c.clientId, { sequence: c.sequence, revision: this.revisionValue, succeeded });
+      if (this.sessions.size > MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
+    }
+    return { revision: this.revisionValue, succeeded, responses };
+  }
+
+  private holds(cmp: Compare): boolean {
+    const keys = cmp.rangeEnd ? this.keysIn(cmp.key, cmp.rangeEnd) : [keyString(cmp.key)];
+    return keys.every((k) => {
+      const kv = this.data.get(k);
+      let order: number;
+      if (cmp.target === 'value') {
+        // etcd: a value comparison on a missing key fails.
+        if (!kv) return false;
+        order = Buffer.compare(kv.value, Buffer.from(cmp.value ?? new Uint8Array(0)));
+      } else {
+        const actual = !kv ? 0 : cmp.target === 'version' ? kv.version : cmp.target === 'create' ? kv.createRevision : kv.modRevision;
+        order = Math.sign(actual - (cmp.number ?? 0));
+      }
+      switch (cmp.result) {
+        case 'equal':
+          return order === 0;
+        case 'notEqual':
+          return order !== 0;
+        case 'greater':
+          return order > 0;
+        case 'less':
+          return order < 0;
+      }
+    });
+  }
+
+  /** Keys in etcd's range: exactly `key` without `rangeEnd`; [key, rangeEnd) with one; from `key` on when rangeEnd is "\0". */
+  private keysIn(key: Bytes, rangeEnd: Bytes | undefined): string[] {
+    const from = keyString(key);
+    if (!rangeEnd || rangeEnd.length === 0) return this.data.has(from) ? [from] : [];
+    const to = keyString(rangeEnd);
+    const sorted = this.sortedKeys();
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (sorted[mid] < from) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: string[] = [];
+    for (let i = lo; i < sorted.length && (to === ALL || sorted[i] < to); i++) out.push(sorted[i]);
+    return out;
+  }
+
+  /** Sorted lazily: point reads and writes never pay for ordering; the first range after new keys does. */
+  private sortedKeys(): string[] {
+    if (this.sorted === null) this.sorted = [...this.data.keys()].sort();
+    return this.sorted;
+  }
+}

@@ -1,0 +1,130 @@
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import type { ApplyIterator, Command } from '../src/node/index.js';
+import { SnapshotStore } from '../src/node/snapshot-store.js';
+import { decodeCommand, encodeCommand, type KvCommand, type Operation, type Txn } from '../src/server/kv-command.js';
+import { KvStore, type TxnResult } from '../src/server/kv-store.js';
+import { Prng } from './support/prng.js';
+import { tempDir } from './support/tmp.js';
+
+const { dir: root, cleanup } = tempDir('kv-store');
+after(cleanup);
+
+const b = (s: string) => Buffer.from(s);
+let index = 0;
+
+function apply(store: KvStore, txn: Txn, clientId = '', sequence = 0): TxnResult {
+  let result: unknown;
+  const cmd: Command = { index: ++index, term: 1, data: encodeCommand({ clientId, sequence, txn }), respond: (r) => (result = r) };
+  const batch: ApplyIterator = { length: 1, [Symbol.iterator]: () => [cmd][Symbol.iterator]() };
+  store.onApply(batch);
+  return result as TxnResult;
+}
+
+const put = (key: string, value: string, prevKv = false): Operation => ({ type: 'put', key: b(key), value: b(value), prevKv });
+const txn = (...success: Operation[]): Txn => ({ compare: [], success, failure: [] });
+
+test('commands survive encoding, and damaged ones are refused with a reason', () => {
+  const cmd: KvCommand = {
+    clientId: 'c-1',
+    sequence: 2 ** 40,
+    txn: {
+      compare: [
+        { key: b('a'), target: 'mod', result: 'equal', number: 7 },
+        { key: b('a'), rangeEnd: b('b'), target: 'value', result: 'less', value: b('x') },
+      ],
+      success: [put('a', 'v', true), { type: 'delete', key: b('p/'), rangeEnd: b('p0'), prevKv: false }],
+      failure: [{ type: 'range', key: b('a'), rangeEnd: undefined, limit: 5, countOnly: false, keysOnly: true }],
+    },
+  };
+  const plain = (v: unknown) => JSON.parse(JSON.stringify(v, (_k, x) => (x?.type === 'Buffer' ? Buffer.from(x.data).toString() : x)));
+  const decoded = decodeCommand(encodeCommand(cmd));
+  assert.deepEqual(plain(decoded), plain(cmd));
+  const bytes = encodeCommand(cmd);
+  const rng = new Prng(5);
+  for (let i = 0; i < 2000; i++) {
+    const damaged = Buffer.from(bytes.subarray(0, rng.int(0, bytes.length)));
+    if (damaged.length > 0) damaged[rng.int(0, damaged.length - 1)] ^= 1 << rng.int(0, 7);
+    try {
+      decodeCommand(damaged);
+    } catch (err) {
+      assert.equal((err as Error).name, 'CommandDecodeError');
+    }
+  }
+});
+
+test('revisions, versions, create and mod revisions follow etcd', () => {
+  const s = new KvStore();
+  assert.equal(s.revision, 1);
+  assert.equal(apply(s, txn(put('a', '1'))).revision, 2);
+  assert.equal(apply(s, txn(put('b', '1'))).revision, 3);
+  const r = apply(s, txn(put('a', '2', true)));
+  assert.equal(r.revision, 4);
+  assert.equal(r.responses[0].type === 'put' && r.responses[0].prevKv?.value.toString(), '1');
+  assert.deepEqual({ ...s.get(b('a')), key: undefined, value: undefined }, { key: undefined, value: undefined, createRevision: 2, modRevision: 4, version: 2 });
+  const del = apply(s, txn({ type: 'delete', key: b('zzz') }));
+  assert.equal(del.revision, 4, 'deleting nothing does not move the revision');
+  assert.equal(apply(s, txn({ type: 'delete', key: b('a') })).revision, 5);
+  assert.equal(s.get(b('a')), undefined);
+  assert.equal(apply(s, txn(put('a', '3'))).revision, 6);
+  assert.equal(s.get(b('a'))?.version, 1, 'a key created again starts over');
+  assert.equal(s.get(b('a'))?.createRevision, 6);
+});
+
+test('compare-and-set takes the success or the failure branch', () => {
+  const s = new KvStore();
+  apply(s, txn(put('k', 'old')));
+  const mod = s.get(b('k'))!.modRevision;
+  const cas = (expected: number, value: string) =>
+    apply(s, { compare: [{ key: b('k'), target: 'mod', result: 'equal', number: expected }], success: [put('k', value)], failure: [{ type: 'range', key: b('k') }] });
+  assert.equal(cas(mod, 'new').succeeded, true);
+  const failed = cas(mod, 'newer');
+  assert.equal(failed.succeeded, false);
+  assert.equal(failed.responses[0].type === 'range' && failed.responses[0].kvs[0].value.toString(), 'new');
+  const createOnly = { compare: [{ key: b('fresh'), target: 'create' as const, result: 'equal' as const, number: 0 }], success: [put('fresh', '1')], failure: [] };
+  assert.equal(apply(s, createOnly).succeeded, true);
+  assert.equal(apply(s, createOnly).succeeded, false);
+  const missingValue = apply(s, { compare: [{ key: b('none'), target: 'value', result: 'notEqual', value: b('x') }], success: [put('none', '1')], failure: [] });
+  assert.equal(missingValue.succeeded, false, 'a value comparison on a missing key fails, as in etcd');
+});
+
+test('ranges by prefix are ordered by bytes and honour limits', () => {
+  const s = new KvStore();
+  for (const k of ['p/b', 'p/a', 'q', 'p/c', 'p', 'o']) apply(s, txn(put(k, k)));
+  const r = s.range({ type: 'range', key: b('p/'), rangeEnd: b('p0'), limit: 2 });
+  assert.deepEqual(r.kvs.map((kv) => kv.key.toString()), ['p/a', 'p/b']);
+  assert.equal(r.count, 3);
+  assert.equal(r.more, true);
+  assert.deepEqual(s.range({ type: 'range', key: b('p'), rangeEnd: b('\0') }).kvs.map((kv) => kv.key.toString()), ['p', 'p/a', 'p/b', 'p/c', 'q']);
+  assert.equal(s.range({ type: 'range', key: b('\0'), rangeEnd: b('\0'), countOnly: true }).count, 6);
+  apply(s, txn({ type: 'delete', key: b('p/'), rangeEnd: b('p0') }));
+  assert.deepEqual(s.range({ type: 'range', key: b('\0'), rangeEnd: b('\0') }).kvs.map((kv) => kv.key.toString()), ['o', 'p', 'q']);
+});
+
+test('a retried command applies once; an older sequence is refused', () => {
+  const s = new KvStore();
+  const first = apply(s, txn(put('x', '1')), 'client-a', 1);
+  const retry = apply(s, txn(put('x', '1')), 'client-a', 1);
+  assert.equal(retry.duplicate, true);
+  assert.equal(retry.revision, first.revision);
+  assert.equal(s.revision, first.revision, 'the retry changed nothing');
+  apply(s, txn(put('x', '2')), 'client-a', 2);
+  assert.equal(apply(s, txn(put('x', '0')), 'client-a', 1).error, 'staleSequence');
+  assert.equal(s.get(b('x'))?.value.toString(), '2');
+});
+
+test('a snapshot restores keys, revisions and client sessions exactly', async () => {
+  const s = new KvStore();
+  const rng = new Prng(9);
+  for (let i = 0; i < 3000; i++) apply(s, txn(put(`key-${rng.int(0, 999)}`, 'v'.repeat(rng.int(0, 2000)))), `c${i % 7}`, i);
+  const store = await SnapshotStore.open(path.join(root, 'snap'));
+  const file = await store.save({ index: 3000, term: 1, configuration: { voters: ['n1'], learners: [] } }, (w) => s.onSnapshotSave(w));
+  const restored = new KvStore();
+  await restored.onSnapshotLoad(store.reader(file));
+  assert.equal(restored.revision, s.revision);
+  assert.equal(restored.size, s.size);
+  const all = { type: 'range' as const, key: b('\0'), rangeEnd: b('\0') };
+  assert.deepEqual(restored.range(all), s.range(all));
+  assert.equal(apply(restored, txn(put('k', 'v')), 'c3', 2999).duplicate, true, 'sessions came along');
+});
