@@ -39,6 +39,9 @@ const samples: PeerMessage[] = [
     data: new Uint8Array(0),
   },
   { ...base, type: 'snapshotChunkResp', index: 500, crc: 0xdeadbeef, held: 4096, reject: true },
+  { ...base, type: 'forward', requestId: 77, data: new Uint8Array([1, 2, 3, 4]) },
+  { ...base, type: 'forwardResp', requestId: 77, index: 1234, error: '', leaderHint: null },
+  { ...base, type: 'forwardResp', requestId: 78, index: 0, error: 'ERR_RAFTLINE_NOT_LEADER', leaderHint: 'n3' },
 ];
 
 /** Deep copy with byte arrays as plain arrays, so Buffer views and Uint8Arrays compare equal. */

@@ -141,6 +141,19 @@ describe('RaftNode', () => {
     });
   });
 
+  test('a follower forwards writes to the leader and answers once the write is applied locally', async () => {
+    await withCluster('forward', async (c) => {
+      const leader = await c.awaitLeader();
+      await leader.node.apply(Buffer.from('warm=1'));
+      const follower = [...c.members.values()].find((m) => m !== leader)!;
+      await eventually('the follower knows its leader', () => follower.node.status().leader === leader.node.id);
+      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => follower.node.apply(Buffer.from(`f${i}=${i}`), { forward: true })));
+      assert.deepEqual(results, Array.from({ length: 50 }, (_, i) => `f${i} is ${i}`));
+      for (let i = 0; i < 50; i++) assert.equal(follower.fsm.data.get(`f${i}`), String(i), 'applied on the follower when it answered');
+      await eventually('the leader applied them too', () => leader.fsm.data.get('f49') === '49');
+    });
+  });
+
   test('a follower read barrier sees every write acknowledged before it', async () => {
     await withCluster('read', async (c) => {
       const leader = await c.awaitLeader();

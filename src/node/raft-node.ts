@@ -20,7 +20,7 @@ import {
 } from '../core/index.js';
 import { members, type Configuration } from '../core/quorum.js';
 import { MetaStore, SegmentLog } from '../log/index.js';
-import type { PeerMessage, SnapshotChunk, Transport } from '../transport/transport.js';
+import type { ForwardProposal, ForwardProposalResponse, PeerMessage, SnapshotChunk, Transport } from '../transport/transport.js';
 import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TermMismatchError, TimeoutError } from './errors.js';
 import { SnapshotSender } from './snapshot-sender.js';
 import { SnapshotStore, type SnapshotFile } from './snapshot-store.js';
@@ -93,8 +93,19 @@ interface Waiter {
 interface QueuedProposal {
   data: Uint8Array;
   expectedTerm: number | undefined;
+  /** On a follower: pass the command to the leader instead of refusing it. */
+  forward: boolean;
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
+  /** A follower's forwarded command: report the index it got instead of waiting here. */
+  proposed?: (index: number, term: number) => void;
+}
+
+/** A forwarded command waiting for the leader to say which index it got. */
+interface ForwardWaiter {
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+  deadlineMs: number;
 }
 
 /**
@@ -165,6 +176,7 @@ export class RaftNode {
   private readonly readWaiters = new Map<number, { resolve: () => void; reject: (e: Error) => void; index: number }>();
   private readonly senders = new Map<NodeId, SnapshotSender>();
   private proposals: QueuedProposal[] = [];
+  private readonly forwarded = new Map<number, ForwardWaiter>();
   private readonly unregister: () => void;
   private readonly ticker: NodeJS.Timeout;
   private readonly tickMs: number;
@@ -237,11 +249,18 @@ export class RaftNode {
    * gave it once applied here. Rejects with NotLeaderError (with a leader
    * hint), TermMismatchError, BusyError, ShutdownError, TimeoutError, or
    * OutcomeUnknownError (the entry's fate is unknown: a snapshot replaced it).
+   *
+   * With `forward`, a follower passes the command to its leader and resolves
+   * once the entry is applied here (the state machine is deterministic, so
+   * the result is the leader's); `expectedTerm` is then not allowed.
    */
-  apply(data: Uint8Array, options: { expectedTerm?: number } = {}): Promise<unknown> {
+  apply(data: Uint8Array, options: { expectedTerm?: number; forward?: boolean } = {}): Promise<unknown> {
     if (this.stopped) return Promise.reject(this.stopped);
+    if (options.forward && options.expectedTerm !== undefined) {
+      return Promise.reject(new RaftError('expectedTerm cannot be combined with forward', 'ERR_RAFTLINE_CONFIG'));
+    }
     return new Promise((resolve, reject) => {
-      this.proposals.push({ data, expectedTerm: options.expectedTerm, resolve, reject });
+      this.proposals.push({ data, expectedTerm: options.expectedTerm, forward: options.forward === true, resolve, reject });
       this.schedule();
     });
   }
@@ -416,8 +435,13 @@ export class RaftNode {
    * follower instead of one each.
    */
   private flushProposals(): void {
-    const queued = this.proposals;
+    let queued = this.proposals;
     this.proposals = [];
+    const leader = this.core.currentLeader;
+    if (this.core.currentRole !== 'leader' && leader !== null && leader !== this.id) {
+      for (const p of queued) if (p.forward) this.forward(leader, p);
+      queued = queued.filter((p) => !p.forward);
+    }
     for (let from = 0; from < queued.length; ) {
       const expectedTerm = queued[from].expectedTerm;
       let to = from + 1;
@@ -429,13 +453,54 @@ export class RaftNode {
       );
       if (r.ok) {
         const first = r.index - group.length + 1;
-        group.forEach((p, i) => this.wait(first + i, r.term, p.resolve, p.reject));
+        group.forEach((p, i) => (p.proposed ? p.proposed(first + i, r.term) : this.wait(first + i, r.term, p.resolve, p.reject)));
       } else {
         const err = this.refusal(r, expectedTerm);
         for (const p of group) p.reject(err);
       }
       from = to;
     }
+  }
+
+  private forward(leader: NodeId, p: QueuedProposal): void {
+    const requestId = ++this.requestIds;
+    this.forwarded.set(requestId, { resolve: p.resolve, reject: p.reject, deadlineMs: Date.now() + this.applyTimeoutMs });
+    this.opts.transport.send(this.groupId, { type: 'forward', from: this.id, to: leader, term: this.core.currentTerm, requestId, data: p.data });
+  }
+
+  /** The leader's side: propose a follower's command with this turn's, and tell it the index. */
+  private acceptForwarded(m: ForwardProposal): void {
+    const answer = (index: number, error: RaftError | null) =>
+      this.opts.transport.send(this.groupId, {
+        type: 'forwardResp',
+        from: this.id,
+        to: m.from,
+        term: this.core.currentTerm,
+        requestId: m.requestId,
+        index,
+        error: error?.code ?? '',
+        leaderHint: error instanceof NotLeaderError ? error.leaderHint : null,
+      });
+    this.proposals.push({
+      data: m.data,
+      expectedTerm: undefined,
+      forward: false,
+      resolve: () => undefined,
+      reject: (err) => answer(0, err instanceof RaftError ? err : new RaftError(err.message, 'ERR_RAFTLINE_FATAL')),
+      proposed: (index) => answer(index, null),
+    });
+    this.schedule();
+  }
+
+  private forwardAnswered(m: ForwardProposalResponse): void {
+    const w = this.forwarded.get(m.requestId);
+    if (!w) return;
+    this.forwarded.delete(m.requestId);
+    if (m.error === 'ERR_RAFTLINE_NOT_LEADER') w.reject(new NotLeaderError(m.leaderHint));
+    else if (m.error) w.reject(new BusyError(`the leader refused the command (${m.error})`));
+    // Applied here before the answer came: the entry is known, its result is not.
+    else if (m.index <= this.appliedIndex) w.reject(new OutcomeUnknownError(m.index, 'it was applied before the leader answered'));
+    else this.wait(m.index, m.term, w.resolve, w.reject);
   }
 
   private wait(index: number, term: number, resolve: (value: unknown) => void, reject: (err: Error) => void): void {
@@ -458,6 +523,11 @@ export class RaftNode {
   /** Rejects apply() calls past their deadline (checked every tick). */
   private expireWaiters(): void {
     const now = Date.now();
+    for (const [requestId, w] of this.forwarded) {
+      if (w.deadlineMs > now) continue;
+      this.forwarded.delete(requestId);
+      w.reject(new TimeoutError(`forwarded command ${requestId}`, this.applyTimeoutMs));
+    }
     for (const [index, w] of this.waiters) {
       if (w.deadlineMs > now) continue;
       this.waiters.delete(index);
@@ -473,6 +543,12 @@ export class RaftNode {
         return;
       case 'snapshotChunkResp':
         this.senders.get(m.from)?.onResponse(m, this.ticks);
+        return;
+      case 'forward':
+        this.acceptForwarded(m);
+        return;
+      case 'forwardResp':
+        this.forwardAnswered(m);
         return;
       default:
         this.core.step(m);
@@ -754,6 +830,8 @@ export class RaftNode {
     this.settleWaiters(() => true, () => reason);
     for (const p of this.proposals) p.reject(reason);
     this.proposals = [];
+    for (const w of this.forwarded.values()) w.reject(reason);
+    this.forwarded.clear();
     for (const w of this.readWaiters.values()) w.reject(reason);
     this.readWaiters.clear();
     for (const sender of this.senders.values()) sender.cancel();

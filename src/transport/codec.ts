@@ -43,6 +43,8 @@ const TYPE_TO_WIRE: Record<PeerMessage['type'], MessageType> = {
   readIndexResp: MessageType.ReadIndexResp,
   snapshotChunk: MessageType.SnapshotChunk,
   snapshotChunkResp: MessageType.SnapshotChunkResp,
+  forward: MessageType.ForwardProposal,
+  forwardResp: MessageType.ForwardProposalResp,
 };
 const WIRE_TO_TYPE = new Map<MessageType, PeerMessage['type']>(
   Object.entries(TYPE_TO_WIRE).map(([k, v]) => [v, k as PeerMessage['type']]),
@@ -76,7 +78,7 @@ function encodeSnapshotMeta(b: flatbuffers.Builder, meta: SnapshotMeta): flatbuf
 /** One envelope carrying `message` for Raft group `group`. */
 export function encodeEnvelope(group: string, m: PeerMessage): Uint8Array {
   const framed = m.type === 'append' && m.entries.length > 0 ? frameEntries(m.entries) : null;
-  const payload = m.type === 'snapshotChunk' ? m.data : framed;
+  const payload = m.type === 'snapshotChunk' || m.type === 'forward' ? m.data : framed;
   // Sized for the payload up front: growing copies the whole buffer each time.
   const b = new flatbuffers.Builder(256 + (payload?.length ?? 0));
   const groupOffset = b.createString(group);
@@ -84,6 +86,9 @@ export function encodeEnvelope(group: string, m: PeerMessage): Uint8Array {
   const to = b.createString(m.to);
   // createByteVector copies in one go (the generated create*Vector adds byte by byte).
   const entries = framed ? b.createByteVector(framed) : 0;
+  const forwarded = m.type === 'forward' ? b.createByteVector(m.data) : 0;
+  const error = m.type === 'forwardResp' ? b.createString(m.error) : 0;
+  const leaderHint = m.type === 'forwardResp' && m.leaderHint ? b.createString(m.leaderHint) : 0;
   let snapshot = 0;
   let chunk = 0;
   if (m.type === 'snapshot') snapshot = encodeSnapshotMeta(b, m.snapshot);
@@ -152,6 +157,16 @@ export function encodeEnvelope(group: string, m: PeerMessage): Uint8Array {
       Envelope.addSnapshotCrc(b, m.crc);
       Envelope.addChunkOffset(b, BigInt(m.held));
       Envelope.addReject(b, m.reject);
+      break;
+    case 'forward':
+      Envelope.addRequestId(b, BigInt(m.requestId));
+      Envelope.addPayload(b, forwarded);
+      break;
+    case 'forwardResp':
+      Envelope.addRequestId(b, BigInt(m.requestId));
+      Envelope.addIndex(b, BigInt(m.index));
+      Envelope.addError(b, error);
+      if (leaderHint) Envelope.addLeaderHint(b, leaderHint);
       break;
   }
   b.finish(Envelope.endEnvelope(b));
@@ -288,6 +303,21 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
           reject: env.reject(),
         };
         break;
+      case 'forward':
+        message = { ...base, type, requestId: num(env.requestId(), 'requestId'), data: env.payloadArray() ?? new Uint8Array(0) };
+        break;
+      case 'forwardResp': {
+        const hint = env.leaderHint();
+        message = {
+          ...base,
+          type,
+          requestId: num(env.requestId(), 'requestId'),
+          index: num(env.index(), 'index'),
+          error: env.error() ?? '',
+          leaderHint: hint ? id(hint, 'leaderHint') : null,
+        };
+        break;
+      }
     }
     return { group, message };
   } catch (err) {

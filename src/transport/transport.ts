@@ -35,8 +35,33 @@ export interface SnapshotChunkResponse {
   reject: boolean;
 }
 
-/** Everything peers send each other: the core's messages and the runtime's snapshot stream. */
-export type PeerMessage = Message | SnapshotChunk | SnapshotChunkResponse;
+/** A command a follower passes to its leader to propose (any node accepts writes). */
+export interface ForwardProposal {
+  type: 'forward';
+  from: NodeId;
+  to: NodeId;
+  term: number;
+  requestId: number;
+  data: Uint8Array;
+}
+
+/**
+ * The leader's answer: the index the command got in the leader's term (`term`),
+ * or why it was refused (a RaftError code, '' on success).
+ */
+export interface ForwardProposalResponse {
+  type: 'forwardResp';
+  from: NodeId;
+  to: NodeId;
+  term: number;
+  requestId: number;
+  index: number;
+  error: string;
+  leaderHint: NodeId | null;
+}
+
+/** Everything peers send each other: the core's messages, the runtime's snapshot stream and forwarded proposals. */
+export type PeerMessage = Message | SnapshotChunk | SnapshotChunkResponse | ForwardProposal | ForwardProposalResponse;
 
 /**
  * How RaftNodes reach each other. One transport serves every Raft group of a

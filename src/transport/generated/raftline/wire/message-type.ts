@@ -14,5 +14,7 @@ export enum MessageType {
   ReadIndex = 10,
   ReadIndexResp = 11,
   SnapshotChunk = 12,
-  SnapshotChunkResp = 13
+  SnapshotChunkResp = 13,
+  ForwardProposal = 14,
+  ForwardProposalResp = 15
 }
