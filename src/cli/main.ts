@@ -8,6 +8,8 @@ import path from 'node:path';
 const USAGE = `Usage: raftline <command>
 
 Commands:
+  dev         run a local cluster of raftline servers (see raftline dev --help)
+  serve       run one raftline server (see raftline serve --help)
   check       verify the native log addon, CRC32C hardware and uWebSockets.js load natively
   version     print the raftline version
 
@@ -44,6 +46,22 @@ async function main(argv: string[]): Promise<number> {
   if (command === '-v' || command === '--version' || command === 'version') {
     process.stdout.write(`${packageVersion()}\n`);
     return 0;
+  }
+  if (command === 'serve' || command === 'dev') {
+    const { ConfigError, SERVE_USAGE } = await import('./config.js');
+    const { DEV_USAGE } = await import('./dev.js');
+    const usage = command === 'serve' ? SERVE_USAGE : DEV_USAGE;
+    if (rest.includes('--help') || rest.includes('-h')) {
+      process.stdout.write(usage);
+      return 0;
+    }
+    try {
+      return command === 'serve' ? await (await import('./serve.js')).serve(rest) : await (await import('./dev.js')).dev(rest);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      process.stderr.write(`raftline ${command}: ${err.message}\n\n${usage}`);
+      return 2;
+    }
   }
   if (rest.length > 0) {
     process.stderr.write(`raftline ${command}: unexpected argument '${rest[0]}'\n\n${USAGE}`);

@@ -1,0 +1,145 @@
+// `raftline serve` settings: flags override environment variables, which
+// override the config file, which overrides defaults. Every problem names the
+// setting and where it came from.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Address, ServerConfig } from '../server/server.js';
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+interface Setting {
+  flag: string;
+  env: string;
+  key: string;
+  kind: 'string' | 'boolean' | 'number';
+}
+
+const SETTINGS: Setting[] = [
+  { flag: 'id', env: 'RAFTLINE_ID', key: 'id', kind: 'string' },
+  { flag: 'data', env: 'RAFTLINE_DATA', key: 'data', kind: 'string' },
+  { flag: 'peer-listen', env: 'RAFTLINE_PEER_LISTEN', key: 'peerListen', kind: 'string' },
+  { flag: 'client-listen', env: 'RAFTLINE_CLIENT_LISTEN', key: 'clientListen', kind: 'string' },
+  { flag: 'peers', env: 'RAFTLINE_PEERS', key: 'peers', kind: 'string' },
+  { flag: 'secret-file', env: 'RAFTLINE_SECRET_FILE', key: 'secretFile', kind: 'string' },
+  { flag: 'join', env: 'RAFTLINE_JOIN', key: 'join', kind: 'boolean' },
+  { flag: 'election-timeout-ms', env: 'RAFTLINE_ELECTION_TIMEOUT_MS', key: 'electionTimeoutMs', kind: 'number' },
+  { flag: 'heartbeat-interval-ms', env: 'RAFTLINE_HEARTBEAT_INTERVAL_MS', key: 'heartbeatIntervalMs', kind: 'number' },
+  { flag: 'max-key-bytes', env: 'RAFTLINE_MAX_KEY_BYTES', key: 'maxKeyBytes', kind: 'number' },
+  { flag: 'max-value-bytes', env: 'RAFTLINE_MAX_VALUE_BYTES', key: 'maxValueBytes', kind: 'number' },
+];
+
+export const SERVE_USAGE = `Usage: raftline serve --id ID --data DIR --peer-listen HOST:PORT --client-listen HOST:PORT
+                      --peers ID=HOST:PORT,... [--secret-file FILE] [--config FILE] [--join]
+                      [--election-timeout-ms N] [--heartbeat-interval-ms N] [--max-key-bytes N] [--max-value-bytes N]
+
+Each flag can also come from an environment variable (RAFTLINE_ID, RAFTLINE_PEERS, ...) or a
+JSON config file (keys id, data, peerListen, clientListen, peers, secretFile, join, ...).
+The cluster secret (at least 16 bytes, the same on every member) is read from --secret-file,
+or from RAFTLINE_SECRET.
+`;
+
+function address(value: string, name: string): Address {
+  const m = /^(.+):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : -1;
+  if (!m || port > 65535) throw new ConfigError(`${name} must be HOST:PORT, got '${value}'`);
+  return { host: m[1], port };
+}
+
+function number(raw: unknown, name: string, min: number): number {
+  const n = typeof raw === 'number' ? raw : Number(raw);
+  if (!Number.isSafeInteger(n) || n < min) throw new ConfigError(`${name} must be an integer ≥ ${min}, got '${String(raw)}'`);
+  return n;
+}
+
+/** Parses `serve` arguments (with the environment and an optional --config file) into a checked configuration. */
+export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): ServerConfig {
+  const flags = new Map<string, string | true>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument '${arg}'`);
+    const [name, inline] = arg.slice(2).split(/=(.*)/s, 2);
+    const setting = SETTINGS.find((s) => s.flag === name);
+    if (name !== 'config' && !setting) throw new ConfigError(`unknown flag --${name}`);
+    if (setting?.kind === 'boolean') flags.set(name, inline === undefined ? true : inline);
+    else {
+      const value = inline ?? argv[++i];
+      if (value === undefined || value.startsWith('--')) throw new ConfigError(`--${name} needs a value`);
+      flags.set(name, value);
+    }
+  }
+  let file: Record<string, unknown> = {};
+  const configPath = flags.get('config') ?? env.RAFTLINE_CONFIG;
+  if (typeof configPath === 'string') {
+    try {
+      file = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(`config file ${configPath}: ${(err as Error).message}`);
+    }
+    const known = new Set(SETTINGS.map((s) => s.key));
+    for (const key of Object.keys(file)) if (!known.has(key)) throw new ConfigError(`config file ${configPath}: unknown setting '${key}'`);
+  }
+  const value = (s: Setting): { raw: unknown; from: string } | undefined => {
+    if (flags.has(s.flag)) return { raw: flags.get(s.flag), from: `--${s.flag}` };
+    if (env[s.env] !== undefined) return { raw: env[s.env], from: s.env };
+    if (file[s.key] !== undefined) return { raw: file[s.key], from: `config ${s.key}` };
+    return undefined;
+  };
+  const get = (key: string) => value(SETTINGS.find((s) => s.key === key)!);
+  const required = (key: string): { raw: string; from: string } => {
+    const v = get(key);
+    const s = SETTINGS.find((x) => x.key === key)!;
+    if (!v || typeof v.raw !== 'string' || v.raw === '') throw new ConfigError(`missing --${s.flag} (or ${s.env})`);
+    return v as { raw: string; from: string };
+  };
+
+  const id = required('id');
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(id.raw)) throw new ConfigError(`${id.from} must be 1-64 letters, digits, '.', '_' or '-', got '${id.raw}'`);
+  const peersSetting = required('peers');
+  const peers: Record<string, string> = {};
+  for (const part of peersSetting.raw.split(',')) {
+    const [peerId, addr] = part.split('=');
+    if (!peerId || !addr) throw new ConfigError(`${peersSetting.from} must be ID=HOST:PORT,..., got '${part}'`);
+    address(addr, `${peersSetting.from} (${peerId})`);
+    if (peers[peerId]) throw new ConfigError(`${peersSetting.from} names ${peerId} twice`);
+    peers[peerId] = addr;
+  }
+  if (!peers[id.raw]) throw new ConfigError(`${peersSetting.from} must include this node (${id.raw})`);
+  let secret = env.RAFTLINE_SECRET ?? '';
+  const secretFile = get('secretFile');
+  if (secretFile) {
+    try {
+      secret = readFileSync(String(secretFile.raw), 'utf8').trim();
+    } catch (err) {
+      throw new ConfigError(`${secretFile.from}: cannot read ${String(secretFile.raw)} (${(err as Error).message})`);
+    }
+  }
+  if (Buffer.byteLength(secret) < 16) throw new ConfigError('the cluster secret must be at least 16 bytes: pass --secret-file FILE or set RAFTLINE_SECRET');
+  const join = get('join');
+  const optionalNumber = (key: string, fallback: number, min: number) => {
+    const v = get(key);
+    return v ? number(v.raw, v.from, min) : fallback;
+  };
+  const electionTimeoutMs = optionalNumber('electionTimeoutMs', 1000, 10);
+  const heartbeatIntervalMs = optionalNumber('heartbeatIntervalMs', 100, 1);
+  if (heartbeatIntervalMs * 2 > electionTimeoutMs) throw new ConfigError('the heartbeat interval must be at most half the election timeout');
+  const peerListen = required('peerListen');
+  const clientListen = required('clientListen');
+  return {
+    id: id.raw,
+    dataDir: path.resolve(required('data').raw),
+    peerListen: address(peerListen.raw, peerListen.from),
+    clientListen: address(clientListen.raw, clientListen.from),
+    peers,
+    secret,
+    join: join ? join.raw === true || join.raw === 'true' || join.raw === '1' : false,
+    electionTimeoutMs,
+    heartbeatIntervalMs,
+    maxKeyBytes: optionalNumber('maxKeyBytes', 1536, 1),
+    maxValueBytes: optionalNumber('maxValueBytes', 1 << 20, 0),
+  };
+}

@@ -1,0 +1,96 @@
+// `raftline dev`: a local cluster of real `raftline serve` processes on fixed
+// loopback ports, with its data (and a generated cluster secret) under one
+// directory, so the next run resumes where this one stopped.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from './config.js';
+
+export const DEV_USAGE = `Usage: raftline dev [--nodes N] [--dir DIR]
+
+Starts N (1-7, default 3) raftline servers on this machine: peers on 127.0.0.1:7101..,
+clients on 127.0.0.1:7201... Data and the cluster secret live in DIR (default ./.raftline);
+running it again resumes from them. Ctrl-C stops every server cleanly.
+`;
+
+const PEER_BASE_PORT = 7101;
+const CLIENT_BASE_PORT = 7201;
+
+function parse(argv: string[]): { nodes: number; dir: string } {
+  let nodes = 3;
+  let dir = '.raftline';
+  for (let i = 0; i < argv.length; i++) {
+    const [name, inline] = argv[i].split(/=(.*)/s, 2);
+    const value = inline ?? argv[++i];
+    if (name === '--nodes') {
+      nodes = Number(value);
+      if (!Number.isInteger(nodes) || nodes < 1 || nodes > 7) throw new ConfigError(`--nodes must be an integer from 1 to 7, got '${value}'`);
+    } else if (name === '--dir') {
+      if (!value) throw new ConfigError('--dir needs a value');
+      dir = value;
+    } else {
+      throw new ConfigError(`unknown argument '${argv[i]}'`);
+    }
+  }
+  return { nodes, dir: path.resolve(dir) };
+}
+
+async function ready(port: number, child: ChildProcess): Promise<void> {
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`a server exited with code ${child.exitCode} while starting`);
+    const ok = await fetch(`http://127.0.0.1:${port}/v1/kv?limit=1&consistency=stale`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function dev(argv: string[]): Promise<number> {
+  const { nodes, dir } = parse(argv);
+  mkdirSync(dir, { recursive: true });
+  const secretFile = path.join(dir, 'secret');
+  if (!existsSync(secretFile)) writeFileSync(secretFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+  const ids = Array.from({ length: nodes }, (_, i) => `n${i + 1}`);
+  const peers = ids.map((id, i) => `${id}=127.0.0.1:${PEER_BASE_PORT + i}`).join(',');
+  const main = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
+  const children = ids.map((id, i) =>
+    spawn(
+      process.execPath,
+      [main, 'serve', '--id', id, '--data', path.join(dir, id), '--peer-listen', `127.0.0.1:${PEER_BASE_PORT + i}`,
+        '--client-listen', `127.0.0.1:${CLIENT_BASE_PORT + i}`, '--peers', peers, '--secret-file', secretFile],
+      { stdio: ['ignore', 'inherit', 'inherit'] },
+    ),
+  );
+  const exited = children.map((c) => new Promise<number>((resolve) => c.once('exit', (code) => resolve(code ?? 1))));
+  let stopping = false;
+  const stopAll = () => {
+    stopping = true;
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  };
+  process.on('SIGINT', stopAll);
+  process.on('SIGTERM', stopAll);
+  try {
+    await Promise.all(children.map((c, i) => ready(CLIENT_BASE_PORT + i, c)));
+  } catch (err) {
+    stopAll();
+    await Promise.all(exited);
+    throw err;
+  }
+  const endpoints = ids.map((id, i) => `  ${id}  http://127.0.0.1:${CLIENT_BASE_PORT + i}`).join('\n');
+  process.stdout.write(
+    `\nraftline dev: ${nodes} node(s) running, data in ${dir}\n${endpoints}\n\n` +
+      `Try:\n  curl -X PUT --data-binary hello http://127.0.0.1:${CLIENT_BASE_PORT}/v1/kv/greeting\n` +
+      `  curl http://127.0.0.1:${CLIENT_BASE_PORT + nodes - 1}/v1/kv/greeting\n\nCtrl-C stops the cluster.\n`,
+  );
+  const first = await Promise.race(exited);
+  if (!stopping) {
+    process.stderr.write(`raftline dev: a server exited unexpectedly (code ${first}); stopping the others\n`);
+    stopAll();
+  }
+  const codes = await Promise.all(exited);
+  return stopping && codes.every((c) => c === 0) ? 0 : 1;
+}

@@ -1,0 +1,402 @@
+// The client-facing HTTP APIs on a uWebSockets.js app: `/v1` (plain keys and
+// values) and the etcd v3 JSON gateway subset (`/v3/kv/*`, shaped as etcd 3.4
+// answers). Any node serves any request: writes are forwarded to the leader,
+// linearizable reads go through a ReadIndex barrier.
+import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
+import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TimeoutError, type RaftNode } from '../node/index.js';
+import { encodeCommand, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
+import type { KeyValue, KvStore, OperationResult, TxnResult } from './kv-store.js';
+
+export interface HttpApiOptions {
+  /** Largest key accepted, in bytes. Default 1536 (etcd's gateway allows about that much in practice). */
+  maxKeyBytes?: number;
+  /** Largest value accepted, in bytes. Default 1 MiB. */
+  maxValueBytes?: number;
+  /** Largest request body, in bytes. Default 2 MiB. */
+  maxBodyBytes?: number;
+  /** Numeric identity for etcd-shaped headers. */
+  clusterId: string;
+  memberId: string;
+}
+
+/** An answer other than 200: status, stable code, message, and any extra headers. */
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly leader: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: '200 OK',
+  400: '400 Bad Request',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  412: '412 Precondition Failed',
+  413: '413 Payload Too Large',
+  500: '500 Internal Server Error',
+  503: '503 Service Unavailable',
+  504: '504 Gateway Timeout',
+};
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function base64(value: unknown, field: string, required: boolean): Buffer | undefined {
+  if (value === undefined || value === null) {
+    if (required) throw new HttpError(400, 'bad_request', `${field} is required`);
+    return undefined;
+  }
+  if (typeof value !== 'string' || value.length % 4 !== 0 || !BASE64.test(value)) {
+    throw new HttpError(400, 'bad_request', `${field} must be base64`);
+  }
+  return Buffer.from(value, 'base64');
+}
+
+function int(value: unknown, field: string): number {
+  if (value === undefined || value === null) return 0;
+  const n = typeof value === 'string' ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new HttpError(400, 'bad_request', `${field} must be a non-negative integer`);
+  return n;
+}
+
+function bool(value: unknown, field: string): boolean {
+  if (value === undefined || value === null) return false;
+  if (typeof value !== 'boolean') throw new HttpError(400, 'bad_request', `${field} must be a boolean`);
+  return value;
+}
+
+/** Maps runtime errors to HTTP answers. */
+function fromRaft(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  if (err instanceof NotLeaderError) return new HttpError(503, 'no_leader', err.message, err.leaderHint);
+  if (err instanceof TimeoutError) return new HttpError(504, 'timeout', err.message);
+  if (err instanceof BusyError || err instanceof ShutdownError) return new HttpError(503, err instanceof BusyError ? 'busy' : 'shutting_down', err.message);
+  if (err instanceof OutcomeUnknownError) return new HttpError(500, 'outcome_unknown', err.message);
+  if (err instanceof RaftError) return new HttpError(503, err.code, err.message);
+  return new HttpError(500, 'internal', (err as Error).message ?? String(err));
+}
+
+const TARGETS: Record<string, CompareTarget> = { VERSION: 'version', CREATE: 'create', MOD: 'mod', VALUE: 'value' };
+const RESULTS: Record<string, CompareResult> = { EQUAL: 'equal', GREATER: 'greater', LESS: 'less', NOT_EQUAL: 'notEqual' };
+
+export class HttpApi {
+  private readonly maxKeyBytes: number;
+  private readonly maxValueBytes: number;
+  private readonly maxBodyBytes: number;
+
+  constructor(
+    private readonly node: RaftNode,
+    private readonly store: KvStore,
+    private readonly opts: HttpApiOptions,
+  ) {
+    this.maxKeyBytes = opts.maxKeyBytes ?? 1536;
+    this.maxValueBytes = opts.maxValueBytes ?? 1 << 20;
+    this.maxBodyBytes = opts.maxBodyBytes ?? 2 << 20;
+  }
+
+  attach(app: TemplatedApp): void {
+    app.any('/v1/kv/*', (res, req) => this.handle(res, req, (method, url, query, headers, body) => this.v1Key(method, url, query, headers, body), ['if-match', 'if-none-match']));
+    app.any('/v1/kv', (res, req) => this.handle(res, req, (method, _url, query) => this.v1List(method, query)));
+    app.any('/v3/kv/:op', (res, req) => this.handle(res, req, (method, url, _query, _headers, body) => this.v3(method, url, body)));
+    app.any('/*', (res, req) => this.handle(res, req, async (_m, url) => Promise.reject(new HttpError(404, 'not_found', `no route ${url}`))));
+  }
+
+  // ------------------------------------------------------------------ /v1
+
+  private async v1Key(method: string, url: string, query: URLSearchParams, headers: Record<string, string>, body: Buffer): Promise<Reply> {
+    let key: Buffer;
+    try {
+      key = Buffer.from(decodeURIComponent(url.slice('/v1/kv/'.length)));
+    } catch {
+      throw new HttpError(400, 'bad_request', 'the key is not valid percent-encoding');
+    }
+    this.checkKey(key);
+    switch (method) {
+      case 'put': {
+        this.checkValue(body);
+        const compare: Compare[] = [];
+        if (headers['if-match']) compare.push({ key, target: 'mod', result: 'equal', number: int(headers['if-match'], 'If-Match') });
+        if (headers['if-none-match'] === '*') compare.push({ key, target: 'create', result: 'equal', number: 0 });
+        else if (headers['if-none-match']) throw new HttpError(400, 'bad_request', 'If-None-Match supports only *');
+        const r = await this.write({ compare, success: [{ type: 'put', key, value: body }], failure: [] });
+        if (!r.succeeded) throw new HttpError(412, 'precondition_failed', 'the key does not match the precondition');
+        return json({ revision: r.revision });
+      }
+      case 'get': {
+        await this.readBarrier(query.get('consistency') ?? 'linearizable');
+        const kv = this.store.get(key);
+        if (!kv) throw new HttpError(404, 'key_not_found', 'no such key');
+        return {
+          status: 200,
+          body: kv.value,
+          headers: { 'Content-Type': 'application/octet-stream', 'X-Raftline-Revision': String(this.store.revision), 'X-Raftline-Mod-Revision': String(kv.modRevision) },
+        };
+      }
+      case 'delete': {
+        const r = await this.write({ compare: [], success: [{ type: 'delete', key }], failure: [] });
+        const deleted = r.responses[0]?.type === 'delete' ? r.responses[0].deleted : 0;
+        return json({ revision: r.revision, deleted });
+      }
+      default:
+        throw new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on /v1/kv/{key}`);
+    }
+  }
+
+  private async v1List(method: string, query: URLSearchParams): Promise<Reply> {
+    if (method !== 'get') throw new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on /v1/kv`);
+    const prefix = Buffer.from(query.get('prefix') ?? '');
+    this.checkKey(prefix, true);
+    const limit = int(query.get('limit') ?? undefined, 'limit');
+    await this.readBarrier(query.get('consistency') ?? 'linearizable');
+    const r = this.store.range({ type: 'range', key: prefix.length ? prefix : Buffer.from('\0'), rangeEnd: prefixEnd(prefix), limit });
+    return json({
+      revision: this.store.revision,
+      count: r.count,
+      more: r.more,
+      kvs: r.kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString(), createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version })),
+    });
+  }
+
+  // ------------------------------------------------------------------ /v3
+
+  private async v3(method: string, url: string, body: Buffer): Promise<Reply> {
+    if (method !== 'post') throw new HttpError(405, 'method_not_allowed', 'the etcd gateway takes POST');
+    let req: Record<string, unknown>;
+    try {
+      req = JSON.parse(body.length ? body.toString('utf8') : '{}') as Record<string, unknown>;
+    } catch {
+      throw new HttpError(400, 'bad_request', 'the body is not JSON');
+    }
+    if (typeof req !== 'object' || req === null || Array.isArray(req)) throw new HttpError(400, 'bad_request', 'the body must be a JSON object');
+    switch (url) {
+      case '/v3/kv/put': {
+        const op = this.v3Put(req);
+        const r = await this.write({ compare: [], success: [op], failure: [] });
+        return json({ header: this.header(r.revision), ...this.v3Response(r.responses[0]) });
+      }
+      case '/v3/kv/range': {
+        const op = this.v3Range(req);
+        await this.readBarrier(bool(req.serializable, 'serializable') ? 'stale' : 'linearizable');
+        return json({ header: this.header(this.store.revision), ...this.v3Response(this.store.range(op)) });
+      }
+      case '/v3/kv/deleterange': {
+        const op = this.v3Delete(req);
+        const r = await this.write({ compare: [], success: [op], failure: [] });
+        return json({ header: this.header(r.revision), ...this.v3Response(r.responses[0]) });
+      }
+      case '/v3/kv/txn': {
+        const txn = this.v3Txn(req);
+        const r = await this.write(txn);
+        const out: Record<string, unknown> = { header: this.header(r.revision) };
+        if (r.succeeded) out.succeeded = true;
+        const responses = r.responses.map((resp) => {
+          const name = resp.type === 'put' ? 'response_put' : resp.type === 'delete' ? 'response_delete_range' : 'response_range';
+          return { [name]: { header: this.header(r.revision), ...this.v3Response(resp) } };
+        });
+        if (responses.length) out.responses = responses;
+        return json(out);
+      }
+      default:
+        throw new HttpError(404, 'not_found', `no route ${url}`);
+    }
+  }
+
+  private v3Put(req: Record<string, unknown>): Operation {
+    const key = base64(req.key, 'key', true)!;
+    const value = base64(req.value, 'value', false) ?? Buffer.alloc(0);
+    this.checkKey(key);
+    this.checkValue(value);
+    return { type: 'put', key, value, prevKv: bool(req.prev_kv, 'prev_kv') };
+  }
+
+  private v3Range(req: Record<string, unknown>): Extract<Operation, { type: 'range' }> {
+    const key = base64(req.key, 'key', true)!;
+    this.checkKey(key);
+    return {
+      type: 'range',
+      key,
+      rangeEnd: base64(req.range_end, 'range_end', false),
+      limit: int(req.limit, 'limit'),
+      countOnly: bool(req.count_only, 'count_only'),
+      keysOnly: bool(req.keys_only, 'keys_only'),
+    };
+  }
+
+  private v3Delete(req: Record<string, unknown>): Operation {
+    const key = base64(req.key, 'key', true)!;
+    this.checkKey(key);
+    return { type: 'delete', key, rangeEnd: base64(req.range_end, 'range_end', false), prevKv: bool(req.prev_kv, 'prev_kv') };
+  }
+
+  private v3Txn(req: Record<string, unknown>): Txn {
+    const list = (v: unknown, field: string): Record<string, unknown>[] => {
+      if (v === undefined || v === null) return [];
+      if (!Array.isArray(v) || v.some((x) => typeof x !== 'object' || x === null)) throw new HttpError(400, 'bad_request', `${field} must be an array of objects`);
+      return v as Record<string, unknown>[];
+    };
+    const compare = list(req.compare, 'compare').map((c): Compare => {
+      const target = TARGETS[String(c.target ?? 'VERSION')];
+      const result = RESULTS[String(c.result ?? 'EQUAL')];
+      if (!target) throw new HttpError(400, 'bad_request', `compare.target must be one of ${Object.keys(TARGETS).join(', ')}`);
+      if (!result) throw new HttpError(400, 'bad_request', `compare.result must be one of ${Object.keys(RESULTS).join(', ')}`);
+      const key = base64(c.key, 'compare.key', true)!;
+      this.checkKey(key);
+      const rangeEnd = base64(c.range_end, 'compare.range_end', false);
+      if (target === 'value') return { key, rangeEnd, target, result, value: base64(c.value, 'compare.value', false) ?? Buffer.alloc(0) };
+      const field = target === 'version' ? 'version' : target === 'create' ? 'create_revision' : 'mod_revision';
+      return { key, rangeEnd, target, result, number: int(c[field], `compare.${field}`) };
+    });
+    const ops = (field: string) =>
+      list(req[field], field).map((o): Operation => {
+        if (o.request_put && typeof o.request_put === 'object') return this.v3Put(o.request_put as Record<string, unknown>);
+        if (o.request_range && typeof o.request_range === 'object') return this.v3Range(o.request_range as Record<string, unknown>);
+        if (o.request_delete_range && typeof o.request_delete_range === 'object') return this.v3Delete(o.request_delete_range as Record<string, unknown>);
+        throw new HttpError(400, 'bad_request', `each ${field} operation needs request_put, request_range or request_delete_range`);
+      });
+    return { compare, success: ops('success'), failure: ops('failure') };
+  }
+
+  /** etcd 3.4's JSON for one operation's result (int64 as strings, zero values omitted). */
+  private v3Response(r: OperationResult | undefined): Record<string, unknown> {
+    if (!r) return {};
+    switch (r.type) {
+      case 'put':
+        return r.prevKv ? { prev_kv: etcdKv(r.prevKv) } : {};
+      case 'delete': {
+        const out: Record<string, unknown> = {};
+        if (r.deleted) out.deleted = String(r.deleted);
+        if (r.prevKvs?.length) out.prev_kvs = r.prevKvs.map(etcdKv);
+        return out;
+      }
+      case 'range': {
+        const out: Record<string, unknown> = {};
+        if (r.kvs.length) out.kvs = r.kvs.map(etcdKv);
+        if (r.more) out.more = true;
+        if (r.count) out.count = String(r.count);
+        return out;
+      }
+    }
+  }
+
+  private header(revision: number): Record<string, string> {
+    return { cluster_id: this.opts.clusterId, member_id: this.opts.memberId, revision: String(revision), raft_term: String(this.node.status().term) };
+  }
+
+  // ------------------------------------------------------------ plumbing
+
+  private async write(txn: Txn): Promise<TxnResult> {
+    try {
+      const r = (await this.node.apply(encodeCommand({ clientId: '', sequence: 0, txn }), { forward: true })) as TxnResult;
+      if (r.error) throw new HttpError(400, 'bad_request', r.error);
+      return r;
+    } catch (err) {
+      throw fromRaft(err);
+    }
+  }
+
+  private async readBarrier(consistency: string): Promise<void> {
+    if (consistency === 'stale') return;
+    if (consistency !== 'linearizable' && consistency !== 'lease') throw new HttpError(400, 'bad_request', 'consistency must be linearizable, lease or stale');
+    try {
+      await this.node.readBarrier({ mode: consistency === 'lease' ? 'lease' : 'readIndex' });
+    } catch (err) {
+      throw fromRaft(err);
+    }
+  }
+
+  private checkKey(key: Buffer, allowEmpty = false): void {
+    if (!allowEmpty && key.length === 0) throw new HttpError(400, 'bad_request', 'the key is empty');
+    if (key.length > this.maxKeyBytes) throw new HttpError(413, 'key_too_large', `the key is ${key.length} bytes; the limit is ${this.maxKeyBytes}`);
+  }
+
+  private checkValue(value: Buffer): void {
+    if (value.length > this.maxValueBytes) throw new HttpError(413, 'value_too_large', `the value is ${value.length} bytes; the limit is ${this.maxValueBytes}`);
+  }
+
+  /**
+   * Reads what uWS only lends during the call (method, URL, headers), then
+   * the body, runs `route`, and answers once — unless the client went away.
+   */
+  private handle(
+    res: HttpResponse,
+    req: HttpRequest,
+    route: (method: string, url: string, query: URLSearchParams, headers: Record<string, string>, body: Buffer) => Promise<Reply>,
+    headerNames: string[] = [],
+  ): void {
+    const method = req.getMethod();
+    const url = req.getUrl();
+    const query = new URLSearchParams(req.getQuery() ?? '');
+    const headers: Record<string, string> = {};
+    for (const name of headerNames) headers[name] = req.getHeader(name);
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const send = (reply: Reply) => {
+      if (aborted) return;
+      res.cork(() => {
+        res.writeStatus(STATUS_TEXT[reply.status] ?? `${reply.status} Error`);
+        for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v);
+        res.end(reply.body);
+      });
+    };
+    const fail = (err: unknown) => send(errorReply(fromRaft(err)));
+    const parts: Buffer[] = [];
+    let bytes = 0;
+    res.onData((chunk, isLast) => {
+      if (bytes < 0) return;
+      bytes += chunk.byteLength;
+      if (bytes > this.maxBodyBytes) {
+        bytes = -1;
+        fail(new HttpError(413, 'body_too_large', `the body exceeds ${this.maxBodyBytes} bytes`));
+        return;
+      }
+      // uWS reuses the chunk's memory after this call.
+      parts.push(Buffer.from(new Uint8Array(chunk)));
+      if (isLast) route(method, url, query, headers, Buffer.concat(parts, bytes)).then(send, fail);
+    });
+  }
+}
+
+interface Reply {
+  status: number;
+  body: string | Uint8Array;
+  headers: Record<string, string>;
+}
+
+function json(value: unknown, status = 200): Reply {
+  return { status, body: JSON.stringify(value), headers: { 'Content-Type': 'application/json' } };
+}
+
+function errorReply(err: HttpError): Reply {
+  const reply = json({ error: err.message, code: err.code, ...(err.leader ? { leader: err.leader } : {}) }, err.status);
+  if (err.status === 503) reply.headers['Retry-After'] = '1';
+  return reply;
+}
+
+function etcdKv(kv: KeyValue): Record<string, string> {
+  const out: Record<string, string> = {
+    key: kv.key.toString('base64'),
+    create_revision: String(kv.createRevision),
+    mod_revision: String(kv.modRevision),
+    version: String(kv.version),
+  };
+  if (kv.value.length) out.value = kv.value.toString('base64');
+  return out;
+}
+
+/** The smallest key after every key with `prefix` (etcd's prefix range end); "\0" (everything) for an empty prefix. */
+export function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i] < 0xff) {
+      end[i]++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}

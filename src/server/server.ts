@@ -1,0 +1,125 @@
+// One raftline server process: the peer transport, the Raft node of the
+// key-value group, and the client HTTP listener.
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import type { TemplatedApp, us_listen_socket } from '@trufflesuite/uws-js-unofficial';
+import { RaftNode } from '../node/index.js';
+import { loadUws } from '../transport/uws.js';
+import { UwsTransport } from '../transport/index.js';
+import { HttpApi } from './http-api.js';
+import { KvStore } from './kv-store.js';
+
+export interface Address {
+  host: string;
+  port: number;
+}
+
+export interface ServerConfig {
+  id: string;
+  dataDir: string;
+  peerListen: Address;
+  clientListen: Address;
+  /** Every member's peer address, this one included. */
+  peers: Record<string, string>;
+  secret: string;
+  /** Start as a node joining an existing cluster (added by `ctl add-peer`) rather than as one of the initial members. */
+  join: boolean;
+  electionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  maxKeyBytes: number;
+  maxValueBytes: number;
+}
+
+const GROUP = 'kv';
+
+/** etcd reports 64-bit ids as decimal strings; ours are stable hashes of the names. */
+function numericId(text: string): string {
+  return BigInt(`0x${createHash('sha256').update(text).digest('hex').slice(0, 16)}`).toString();
+}
+
+export class RaftlineServer {
+  private listenSocket: us_listen_socket | null = null;
+
+  private constructor(
+    readonly config: ServerConfig,
+    readonly transport: UwsTransport,
+    readonly node: RaftNode,
+    readonly store: KvStore,
+    private readonly app: TemplatedApp,
+  ) {}
+
+  static async start(config: ServerConfig): Promise<RaftlineServer> {
+    const peers = Object.fromEntries(Object.entries(config.peers).filter(([id]) => id !== config.id));
+    const transport = await UwsTransport.listen({ id: config.id, host: config.peerListen.host, port: config.peerListen.port, peers, secret: config.secret });
+    const store = new KvStore();
+    let node: RaftNode;
+    try {
+      node = await RaftNode.start({
+        groupId: GROUP,
+        id: config.id,
+        peers: config.join ? [] : Object.keys(config.peers),
+        dataDir: path.join(config.dataDir, GROUP),
+        fsm: store,
+        transport,
+        electionTimeoutMs: config.electionTimeoutMs,
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+      });
+    } catch (err) {
+      await transport.close();
+      throw err;
+    }
+    const app = loadUws().App();
+    const api = new HttpApi(node, store, {
+      maxKeyBytes: config.maxKeyBytes,
+      maxValueBytes: config.maxValueBytes,
+      clusterId: numericId(Object.keys(config.peers).sort().join(',')),
+      memberId: numericId(config.id),
+    });
+    api.attach(app);
+    const server = new RaftlineServer(config, transport, node, store, app);
+    await server.listen();
+    return server;
+  }
+
+  private listen(): Promise<void> {
+    const { host, port } = this.config.clientListen;
+    return new Promise((resolve, reject) => {
+      this.app.listen(host, port, (socket) => {
+        if (!socket) {
+          reject(new Error(`cannot listen for clients on ${host}:${port} (in use or not permitted)`));
+          return;
+        }
+        this.listenSocket = socket;
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Graceful stop: no new connections, leadership handed to another voter if
+   * this node leads, then the node and its log close (everything synced).
+   */
+  async stop(): Promise<void> {
+    if (this.listenSocket) {
+      loadUws().us_listen_socket_close(this.listenSocket);
+      this.listenSocket = null;
+    }
+    const status = this.node.status();
+    if (status.role === 'leader') {
+      const target = Object.entries(status.peers)
+        .filter(([id]) => status.configuration.voters.includes(id))
+        .sort((a, b) => b[1].match - a[1].match)[0]?.[0];
+      if (target) {
+        try {
+          this.node.transferLeadership(target);
+          const deadline = Date.now() + this.config.electionTimeoutMs;
+          while (this.node.status().role === 'leader' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+        } catch {
+          // Shutting down anyway: the others elect a leader after a timeout.
+        }
+      }
+    }
+    await this.node.shutdown();
+    await this.transport.close();
+  }
+}

@@ -1,0 +1,208 @@
+// `raftline serve` processes on loopback, driven over HTTP like a user would.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { tempDir } from './support/tmp.js';
+
+const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
+const IDS = ['n1', 'n2', 'n3'];
+
+/** Ports below Linux's ephemeral range (32768+), checked free, so nothing else grabs them meanwhile. */
+async function freePorts(count: number): Promise<number[]> {
+  const ports: number[] = [];
+  for (let port = 17000 + (process.pid % 500) * 20; ports.length < count; port++) {
+    const free = await new Promise<boolean>((resolve) => {
+      const s = net.createServer().once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (free) ports.push(port);
+  }
+  return ports;
+}
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+describe('raftline serve', () => {
+  const { dir, cleanup } = tempDir('server');
+  const children = new Map<string, ChildProcess>();
+  let clientUrl: Record<string, string> = {};
+  let args: Record<string, string[]> = {};
+
+  function start(id: string): ChildProcess {
+    const child = spawn(process.execPath, [MAIN, 'serve', ...args[id]], { stdio: ['ignore', 'ignore', 'inherit'] });
+    children.set(id, child);
+    return child;
+  }
+
+  async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    while (!(await check().catch(() => false))) {
+      if (Date.now() > deadline) throw new Error(`not within 30 s: ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async function put(id: string, key: string, value: string, headers: Record<string, string> = {}): Promise<Response> {
+    return fetch(`${clientUrl[id]}/v1/kv/${encodeURIComponent(key)}`, { method: 'PUT', body: value, headers });
+  }
+
+  async function v3(id: string, op: string, body: unknown): Promise<{ status: number; json: Record<string, any> }> {
+    const r = await fetch(`${clientUrl[id]}/v3/kv/${op}`, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body) });
+    return { status: r.status, json: (await r.json()) as Record<string, any> };
+  }
+
+  before(async () => {
+    const ports = await freePorts(6);
+    const secretFile = path.join(dir, 'secret');
+    writeFileSync(secretFile, 'server-test-secret-0123456789');
+    const peers = IDS.map((id, i) => `${id}=127.0.0.1:${ports[i]}`).join(',');
+    args = Object.fromEntries(
+      IDS.map((id, i) => [
+        id,
+        ['--id', id, '--data', path.join(dir, id), '--peer-listen', `127.0.0.1:${ports[i]}`, '--client-listen', `127.0.0.1:${ports[3 + i]}`,
+          '--peers', peers, '--secret-file', secretFile, '--election-timeout-ms', '500', '--heartbeat-interval-ms', '50'],
+      ]),
+    );
+    clientUrl = Object.fromEntries(IDS.map((id, i) => [id, `http://127.0.0.1:${ports[3 + i]}`]));
+    for (const id of IDS) start(id);
+    await until('a write succeeds', async () => (await put('n1', 'ready', '1')).status === 200);
+  });
+
+  after(async () => {
+    for (const c of children.values()) if (c.exitCode === null) c.kill('SIGKILL');
+    cleanup();
+  });
+
+  test('/v1: any node takes writes, reads are linearizable, preconditions and deletes behave', async () => {
+    const r = await put('n2', 'color', 'blue');
+    assert.equal(r.status, 200);
+    const { revision } = (await r.json()) as { revision: number };
+    const got = await fetch(`${clientUrl.n3}/v1/kv/color`);
+    assert.equal(got.status, 200);
+    assert.equal(await got.text(), 'blue');
+    assert.equal(got.headers.get('x-raftline-mod-revision'), String(revision));
+    assert.equal((await put('n1', 'color', 'red', { 'If-Match': String(revision + 100) })).status, 412);
+    assert.equal((await put('n3', 'color', 'red', { 'If-Match': String(revision) })).status, 200);
+    assert.equal((await put('n1', 'color', 'green', { 'If-None-Match': '*' })).status, 412);
+    assert.equal((await put('n1', 'shape', 'round', { 'If-None-Match': '*' })).status, 200);
+    assert.equal(await (await fetch(`${clientUrl.n1}/v1/kv/color?consistency=lease`)).text(), 'red');
+    const del = await fetch(`${clientUrl.n2}/v1/kv/color`, { method: 'DELETE' });
+    assert.equal(((await del.json()) as { deleted: number }).deleted, 1);
+    const missing = await fetch(`${clientUrl.n1}/v1/kv/color`);
+    assert.equal(missing.status, 404);
+    assert.equal(((await missing.json()) as { code: string }).code, 'key_not_found');
+  });
+
+  test('/v1: listing by prefix is ordered and limited', async () => {
+    for (const k of ['dir/c', 'dir/a', 'dir/b', 'dis']) assert.equal((await put('n1', k, k.toUpperCase())).status, 200);
+    const list = (await (await fetch(`${clientUrl.n2}/v1/kv?prefix=dir/&limit=2`)).json()) as { kvs: { key: string; value: string }[]; more: boolean; count: number };
+    assert.deepEqual(list.kvs.map((kv) => kv.key), ['dir/a', 'dir/b']);
+    assert.equal(list.kvs[0].value, 'DIR/A');
+    assert.equal(list.more, true);
+    assert.equal(list.count, 3);
+  });
+
+  test('bad requests get a 4xx with a JSON reason, and the servers keep serving', async () => {
+    const cases: [string, RequestInit, number, string][] = [
+      ['/v1/kv/' + 'k'.repeat(2000), { method: 'PUT', body: 'v' }, 413, 'key_too_large'],
+      ['/v1/kv/k', { method: 'PUT', body: 'v'.repeat((1 << 20) + 1) }, 413, 'value_too_large'],
+      ['/v1/kv/k?consistency=eventual', {}, 400, 'bad_request'],
+      ['/v1/kv/k', { method: 'PATCH' }, 405, 'method_not_allowed'],
+      ['/v1/kv/%E0%A4%A', {}, 400, 'bad_request'],
+      ['/v1/kv/k', { method: 'PUT', body: 'v', headers: { 'If-Match': 'abc' } }, 400, 'bad_request'],
+      ['/nowhere', {}, 404, 'not_found'],
+      ['/v3/kv/put', { method: 'POST', body: '{nope' }, 400, 'bad_request'],
+      ['/v3/kv/put', { method: 'POST', body: '[]' }, 400, 'bad_request'],
+      ['/v3/kv/put', { method: 'POST', body: JSON.stringify({ key: 'not base64!' }) }, 400, 'bad_request'],
+      ['/v3/kv/range', { method: 'POST', body: JSON.stringify({}) }, 400, 'bad_request'],
+      ['/v3/kv/range', { method: 'GET' }, 405, 'method_not_allowed'],
+      ['/v3/kv/txn', { method: 'POST', body: JSON.stringify({ compare: [{ key: b64('a'), target: 'COLOR' }] }) }, 400, 'bad_request'],
+      ['/v3/kv/txn', { method: 'POST', body: JSON.stringify({ success: [{ request_nothing: {} }] }) }, 400, 'bad_request'],
+      ['/v3/kv/lease', { method: 'POST', body: '{}' }, 404, 'not_found'],
+    ];
+    for (const [url, init, status, code] of cases) {
+      const r = await fetch(`${clientUrl.n2}${url}`, init);
+      assert.equal(r.status, status, `${init.method ?? 'GET'} ${url.slice(0, 40)}`);
+      const body = (await r.json()) as { code: string; error: string };
+      assert.equal(body.code, code);
+      assert.ok(body.error.length > 0);
+    }
+    assert.equal((await put('n2', 'still', 'alive')).status, 200);
+  });
+
+  test('/v3: the etcd JSON gateway shapes for put, range, deleterange and txn', async () => {
+    const p = await v3('n3', 'put', { key: b64('etcd/a'), value: b64('1') });
+    assert.equal(p.status, 200);
+    assert.deepEqual(Object.keys(p.json.header).sort(), ['cluster_id', 'member_id', 'raft_term', 'revision']);
+    assert.match(p.json.header.revision, /^\d+$/);
+    await v3('n1', 'put', { key: b64('etcd/b'), value: b64('2') });
+    const prev = await v3('n2', 'put', { key: b64('etcd/a'), value: b64('11'), prev_kv: true });
+    assert.equal(Buffer.from(prev.json.prev_kv.value, 'base64').toString(), '1');
+    const range = await v3('n2', 'range', { key: b64('etcd/'), range_end: b64('etcd0') });
+    assert.equal(range.json.count, '2');
+    assert.deepEqual(range.json.kvs.map((kv: { key: string }) => Buffer.from(kv.key, 'base64').toString()), ['etcd/a', 'etcd/b']);
+    assert.deepEqual(Object.keys(range.json.kvs[0]).sort(), ['create_revision', 'key', 'mod_revision', 'value', 'version']);
+    assert.equal(range.json.kvs[0].version, '2');
+    const empty = await v3('n1', 'range', { key: b64('nothing-here') });
+    assert.equal(empty.json.kvs, undefined, 'etcd omits empty kvs');
+    assert.equal(empty.json.count, undefined, 'and a zero count');
+    const mod = Number(range.json.kvs[1].mod_revision);
+    const txn = (expected: number) =>
+      v3('n3', 'txn', {
+        compare: [{ key: b64('etcd/b'), target: 'MOD', result: 'EQUAL', mod_revision: String(expected) }],
+        success: [{ request_put: { key: b64('etcd/b'), value: b64('3') } }],
+        failure: [{ request_range: { key: b64('etcd/b') } }],
+      });
+    const won = await txn(mod);
+    assert.equal(won.json.succeeded, true);
+    assert.ok(won.json.responses[0].response_put.header);
+    const lost = await txn(mod);
+    assert.equal(lost.json.succeeded, undefined, 'etcd omits succeeded when false');
+    assert.equal(Buffer.from(lost.json.responses[0].response_range.kvs[0].value, 'base64').toString(), '3');
+    const del = await v3('n1', 'deleterange', { key: b64('etcd/'), range_end: b64('etcd0'), prev_kv: true });
+    assert.equal(del.json.deleted, '2');
+    assert.equal(del.json.prev_kvs.length, 2);
+  });
+
+  test('SIGTERM stops a node cleanly (exit 0); the others carry on and it rejoins with its data', async () => {
+    const child = children.get('n1')!;
+    const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    assert.equal(await exit, 0);
+    await until('the others take writes', async () => (await put('n2', 'after-stop', 'yes')).status === 200);
+    start('n1');
+    await until('the restarted node serves what was written while it was down', async () => {
+      const r = await fetch(`${clientUrl.n1}/v1/kv/after-stop`);
+      return r.status === 200 && (await r.text()) === 'yes';
+    });
+    assert.equal(await (await fetch(`${clientUrl.n1}/v1/kv/shape`)).text(), 'round', 'its own data survived');
+  });
+
+  test('wrong flags are refused with the setting named and exit code 2', () => {
+    const run = (secret: string, ...argv: string[]) =>
+      spawnSync(process.execPath, [MAIN, 'serve', ...argv], { encoding: 'utf8', env: { PATH: process.env.PATH, RAFTLINE_SECRET: secret } });
+    const secret = 'a-secret-long-enough-1234';
+    const base = ['--id', 'a', '--data', dir, '--peer-listen', '127.0.0.1:1', '--client-listen', '127.0.0.1:2'];
+    const cases: [string[], RegExp][] = [
+      [[], /missing --id/],
+      [[...base, '--peers', 'a=127.0.0.1:1', '--secret-file', path.join(dir, 'no-such-secret')], /--secret-file: cannot read/],
+      [[...base, '--peers', 'b=127.0.0.1:1'], /must include this node \(a\)/],
+      [[...base, '--peers', 'a=localhost'], /must be HOST:PORT/],
+      [[...base, '--peers', 'a=127.0.0.1:1', '--bogus', '1'], /unknown flag --bogus/],
+      [[...base, '--peers', 'a=127.0.0.1:1', '--election-timeout-ms', 'soon'], /--election-timeout-ms must be an integer/],
+      [[...base, '--peers', 'a=127.0.0.1:1', '--config', path.join(dir, 'missing.json')], /config file .*missing\.json/],
+    ];
+    for (const [argv, message] of cases) {
+      const r = run(secret, ...argv);
+      assert.equal(r.status, 2, argv.join(' '));
+      assert.match(r.stderr, message);
+    }
+    const short = run('short', ...base, '--peers', 'a=127.0.0.1:1');
+    assert.equal(short.status, 2);
+    assert.match(short.stderr, /secret must be at least 16 bytes/);
+  });
+});
