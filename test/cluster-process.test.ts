@@ -4,18 +4,11 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { ProcessCluster, RemoteError } from './support/process-cluster.js';
+import { eventually } from './support/eventually.js';
 import { tempDir } from './support/tmp.js';
 
 const IDS = ['n1', 'n2', 'n3'];
 const FAST = { electionTimeoutMs: 500, heartbeatIntervalMs: 50 };
-
-async function eventually(what: string, check: () => Promise<boolean>, boundMs = 30_000): Promise<void> {
-  const deadline = Date.now() + boundMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not within ${boundMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /**
  * Writes keys through whichever process leads, following leader hints and

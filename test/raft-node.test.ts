@@ -15,6 +15,7 @@ import {
   type StateMachine,
 } from '../src/node/index.js';
 import { Prng } from './support/prng.js';
+import { eventually } from './support/eventually.js';
 import { tempDir } from './support/tmp.js';
 
 class KvMachine implements StateMachine {
@@ -42,15 +43,6 @@ class KvMachine implements StateMachine {
       this.data.set(key, value);
     }
     this.applied = reader.index;
-  }
-}
-
-/** Polls until `check` holds; a liveness wait with a generous bound, not a timing assertion. */
-async function eventually(what: string, check: () => boolean, boundMs = 15_000): Promise<void> {
-  const deadline = Date.now() + boundMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not within ${boundMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
   }
 }
 

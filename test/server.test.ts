@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { eventually } from './support/eventually.js';
 import { tempDir } from './support/tmp.js';
 
 const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
@@ -38,14 +39,6 @@ describe('raftline serve', () => {
     return child;
   }
 
-  async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-    const deadline = Date.now() + 30_000;
-    while (!(await check().catch(() => false))) {
-      if (Date.now() > deadline) throw new Error(`not within 30 s: ${what}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
   async function put(id: string, key: string, value: string, headers: Record<string, string> = {}): Promise<Response> {
     return fetch(`${clientUrl[id]}/v1/kv/${encodeURIComponent(key)}`, { method: 'PUT', body: value, headers });
   }
@@ -69,7 +62,7 @@ describe('raftline serve', () => {
     );
     clientUrl = Object.fromEntries(IDS.map((id, i) => [id, `http://127.0.0.1:${ports[3 + i]}`]));
     for (const id of IDS) start(id);
-    await until('a write succeeds', async () => (await put('n1', 'ready', '1')).status === 200);
+    await eventually('a write succeeds', async () => (await put('n1', 'ready', '1')).status === 200);
   });
 
   after(async () => {
@@ -173,9 +166,9 @@ describe('raftline serve', () => {
     const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.kill('SIGTERM');
     assert.equal(await exit, 0);
-    await until('the others take writes', async () => (await put('n2', 'after-stop', 'yes')).status === 200);
+    await eventually('the others take writes', async () => (await put('n2', 'after-stop', 'yes')).status === 200);
     start('n1');
-    await until('the restarted node serves what was written while it was down', async () => {
+    await eventually('the restarted node serves what was written while it was down', async () => {
       const r = await fetch(`${clientUrl.n1}/v1/kv/after-stop`);
       return r.status === 200 && (await r.text()) === 'yes';
     });

@@ -6,18 +6,10 @@ import { encodeEnvelope, UwsTransport, type UwsTransportOptions } from '../src/t
 import { packFrame } from '../src/transport/frame.js';
 import { decodeHello, encodeProof, newNonce, verifyWelcome } from '../src/transport/handshake.js';
 import { loadUws } from '../src/transport/uws.js';
+import { eventually } from './support/eventually.js';
 
 const SECRET = 'correct horse battery staple, 32b';
 const OVERALL_MS = 15_000;
-
-/** Resolves once `cond()` holds; fails the test with `what` if it does not within the overall timeout. */
-async function until(cond: () => boolean, what: string, timeoutMs = OVERALL_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 function within<T>(p: Promise<T>, what: string, timeoutMs = OVERALL_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -47,7 +39,7 @@ async function mesh(ids: string[], extra: Partial<UwsTransportOptions> = {}): Pr
   try {
     for (const id of ids) ts.set(id, await UwsTransport.listen(options(id, extra)));
     for (const [id, t] of ts) for (const [other, o] of ts) if (other !== id) t.setPeer(other, `127.0.0.1:${o.port}`);
-    await until(() => [...ts].every(([id, t]) => ids.every((o) => o === id || t.stats().peers[o]?.connected)), 'the mesh to connect');
+    await eventually('the mesh to connect', () => [...ts].every(([id, t]) => ids.every((o) => o === id || t.stats().peers[o]?.connected)));
   } catch (err) {
     await closeAll(ts);
     throw err;
@@ -122,7 +114,7 @@ test('messages of every group reach exactly the receiver registered for that gro
       }
     }
     const sent = [...expected.values()].reduce((n, ms) => n + ms.length, 0);
-    await until(() => total >= sent, `${sent} messages`);
+    await eventually(`${sent} messages`, () => total >= sent);
     assert.equal(total, sent);
     assert.deepEqual([...got.keys()].sort(), [...expected.keys()].sort());
     // Control messages overtake bulk ones, so compare without order across lanes.
@@ -146,7 +138,7 @@ test('500 heartbeats sent in one turn arrive in order in at most two frames', as
     });
     const before = a.stats().peers.b!.framesSent;
     for (let i = 0; i < 500; i++) a.send('g', heartbeat('a', 'b', i));
-    await until(() => rounds.length >= 500, '500 heartbeats');
+    await eventually('500 heartbeats', () => rounds.length >= 500);
     assert.deepEqual(rounds, Array.from({ length: 500 }, (_, i) => i));
     const after = a.stats().peers.b!;
     assert.ok(after.framesSent - before <= 2, `${after.framesSent - before} frames for 500 heartbeats`);
@@ -165,7 +157,7 @@ test('a heartbeat sent after a big append in the same turn is delivered first', 
     const a = ts.get('a')!;
     a.send('g', append('a', 'b', [512 * 1024, 512 * 1024, 512 * 1024]));
     a.send('g', heartbeat('a', 'b', 1));
-    await until(() => order.length >= 2, 'both messages');
+    await eventually('both messages', () => order.length >= 2);
     assert.deepEqual(order, ['heartbeat', 'append']);
   } finally {
     await closeAll(ts);
@@ -185,7 +177,7 @@ test('heartbeats overtake bulk that waits for the socket to drain', async () => 
     await new Promise((r) => setImmediate(r));
     assert.ok(a.stats().peers.b!.queuedBytes > 0, 'bulk should be held back by highWaterBytes');
     a.send('g', heartbeat('a', 'b', 1));
-    await until(() => arrivals.length >= appends + 1, 'every message');
+    await eventually('every message', () => arrivals.length >= appends + 1);
     const at = arrivals.indexOf('heartbeat');
     assert.ok(at < appends, `heartbeat arrived after all ${appends} appends`);
     assert.equal(a.stats().peers.b!.dropped, 0);
@@ -202,12 +194,12 @@ test('a transport with the wrong secret cannot deliver anything; the right one s
     const got: PeerMessage[] = [];
     b.register('g', 'b', (m) => got.push(m));
     evil = await UwsTransport.listen(options('evil', { secret: 'another secret of 32 bytes......', peers: { b: `127.0.0.1:${b.port}` } }));
-    await until(() => b.stats().rejected.auth >= 2 && evil!.stats().peers.b!.reconnects >= 2, 'rejected handshakes');
+    await eventually('rejected handshakes', () => b.stats().rejected.auth >= 2 && evil!.stats().peers.b!.reconnects >= 2);
     for (let i = 0; i < 10; i++) evil.send('g', heartbeat('evil', 'b', i));
     assert.equal(evil.stats().peers.b!.connected, false);
     assert.ok(evil.stats().peers.b!.dropped >= 10);
     ts.get('a')!.send('g', heartbeat('a', 'b', 7));
-    await until(() => got.length >= 1, 'the heartbeat from a');
+    await eventually('the heartbeat from a', () => got.length >= 1);
     assert.deepEqual(
       got.map((m) => m.from),
       ['a'],
@@ -237,7 +229,7 @@ test('a client refuses a server that cannot prove it holds the secret', async ()
   const port = uws.us_socket_local_port(socket as never);
   const a = await UwsTransport.listen(options('a', { peers: { fake: `127.0.0.1:${port}` } }));
   try {
-    await until(() => a.stats().rejected.auth >= 2, 'the client to reject the fake server twice');
+    await eventually('the client to reject the fake server twice', () => a.stats().rejected.auth >= 2);
     a.send('g', heartbeat('a', 'fake', 1));
     assert.equal(a.stats().peers.fake!.connected, false);
     assert.equal(a.stats().peers.fake!.framesSent, 0);
@@ -299,7 +291,7 @@ test('a raw client is closed without a handshake; after one, malformed frames ar
     badPrefix.writeUInt32LE(1000, 0);
     raw.ws.send(badPrefix);
     raw.ws.send(packFrame([encodeEnvelope('g', heartbeat('raw', 'b', 2))], 0, 1));
-    await until(() => got.length >= 1, 'the valid frame after the malformed ones');
+    await eventually('the valid frame after the malformed ones', () => got.length >= 1);
     assert.equal(b.stats().rejected.malformed, 2);
     assert.deepEqual(
       got.map((m) => [m.from, m.type]),
@@ -311,7 +303,7 @@ test('a raw client is closed without a handshake; after one, malformed frames ar
     assert.equal(b.stats().rejected.oversized, 1);
 
     ts.get('a')!.send('g', heartbeat('a', 'b', 3));
-    await until(() => got.length >= 2, 'the real peer to still get through');
+    await eventually('the real peer to still get through', () => got.length >= 2);
     assert.equal(got[1]!.from, 'a');
   } finally {
     await closeAll(ts);
@@ -326,7 +318,7 @@ test('a peer that restarts on the same port is reconnected to', async () => {
     const b = ts.get('b')!;
     const port = b.port;
     await b.close();
-    await until(() => !a.stats().peers.b!.connected, 'a to notice b is gone');
+    await eventually('a to notice b is gone', () => !a.stats().peers.b!.connected);
     const dropped = a.stats().peers.b!.dropped;
     for (let i = 0; i < 5; i++) a.send('g', heartbeat('a', 'b', i));
     assert.equal(a.stats().peers.b!.dropped, dropped + 5);
@@ -338,7 +330,7 @@ test('a peer that restarts on the same port is reconnected to', async () => {
     let round = 100;
     const resend = setInterval(() => a.send('g', heartbeat('a', 'b', round++)), 10);
     try {
-      await until(() => got.length > 0, 'a message through the new connection');
+      await eventually('a message through the new connection', () => got.length > 0);
     } finally {
       clearInterval(resend);
     }
@@ -361,7 +353,7 @@ test('unknown peers and unregistered groups are counted, never thrown', async ()
     assert.equal(a.stats().unknownPeerDropped, 1);
     a.send('unknown', heartbeat('a', 'b', 2));
     a.send('known', heartbeat('a', 'b', 3));
-    await until(() => got.length >= 1, 'the routable message');
+    await eventually('the routable message', () => got.length >= 1);
     assert.equal(b.stats().rejected.unroutable, 1);
     assert.equal(b.stats().messagesReceived, 1);
     assert.equal((got[0] as { round: number }).round, 3);
@@ -371,7 +363,7 @@ test('unknown peers and unregistered groups are counted, never thrown', async ()
     unregister();
     a.send('other', heartbeat('a', 'b', 4));
     a.send('known', heartbeat('a', 'b', 5));
-    await until(() => got.length >= 2, 'the second routable message');
+    await eventually('the second routable message', () => got.length >= 2);
     assert.equal(b.stats().rejected.unroutable, 2);
   } finally {
     await closeAll(ts);
