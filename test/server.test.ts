@@ -90,6 +90,22 @@ describe('raftline serve', () => {
     assert.equal(((await missing.json()) as { code: string }).code, 'key_not_found');
   });
 
+  test('/status shows each node, and the leader its followers', async () => {
+    let all: Record<string, any>[] = [];
+    await eventually('every node names the same single leader', async () => {
+      all = await Promise.all(IDS.map(async (id) => (await (await fetch(`${clientUrl[id]}/status`)).json()) as Record<string, any>));
+      const leaders = all.filter((s) => s.role === 'leader');
+      return leaders.length === 1 && all.every((s) => s.leader === leaders[0].id);
+    });
+    const leader = all.find((s) => s.role === 'leader')!;
+    assert.deepEqual(Object.keys(leader.followers).sort(), IDS.filter((id) => id !== leader.id));
+    for (const f of Object.values(leader.followers) as { match: number; lag: number }[]) assert.ok(f.match > 0 && f.lag >= 0);
+    for (const s of all) {
+      assert.deepEqual([...s.configuration.voters].sort(), IDS);
+      assert.ok(s.appliedIndex > 0 && s.revision >= 1);
+    }
+  });
+
   test('/v1: listing by prefix is ordered and limited', async () => {
     for (const k of ['dir/c', 'dir/a', 'dir/b', 'dis']) assert.equal((await put('n1', k, k.toUpperCase())).status, 200);
     const list = (await (await fetch(`${clientUrl.n2}/v1/kv?prefix=dir/&limit=2`)).json()) as { kvs: { key: string; value: string }[]; more: boolean; count: number };

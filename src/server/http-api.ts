@@ -101,6 +101,7 @@ export class HttpApi {
   attach(app: TemplatedApp): void {
     app.any('/v1/kv/*', (res, req) => this.handle(res, req, (method, url, query, headers, body) => this.v1Key(method, url, query, headers, body), ['if-match', 'if-none-match']));
     app.any('/v1/kv', (res, req) => this.handle(res, req, (method, _url, query) => this.v1List(method, query)));
+    app.any('/status', (res, req) => this.handle(res, req, async (method) => this.status(method)));
     app.any('/v3/kv/:op', (res, req) => this.handle(res, req, (method, url, _query, _headers, body) => this.v3(method, url, body)));
     app.any('/*', (res, req) => this.handle(res, req, async (_m, url) => Promise.reject(new HttpError(404, 'not_found', `no route ${url}`))));
   }
@@ -158,6 +159,27 @@ export class HttpApi {
       count: r.count,
       more: r.more,
       kvs: r.kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString(), createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version })),
+    });
+  }
+
+  /** The node as JSON: role, term, leader, commit and applied index, configuration, and on the leader each follower's progress. */
+  private async status(method: string): Promise<Reply> {
+    if (method !== 'get') throw new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on /status`);
+    const s = this.node.status();
+    return json({
+      id: s.id,
+      role: s.role,
+      term: s.term,
+      leader: s.leader,
+      commitIndex: s.commit,
+      appliedIndex: s.appliedIndex,
+      lastIndex: s.lastIndex,
+      firstIndex: s.firstIndex,
+      revision: this.store.revision,
+      keys: this.store.size,
+      configuration: s.configuration,
+      snapshot: s.snapshot ? { index: s.snapshot.index, term: s.snapshot.term } : null,
+      followers: s.peers,
     });
   }
 
