@@ -106,6 +106,25 @@ describe('raftline serve', () => {
     }
   });
 
+  test('/metrics speaks Prometheus text: requests by route and status, write latency, log appends, Raft state', async () => {
+    assert.equal((await put('n1', 'metric-probe', 'x')).status, 200);
+    assert.equal((await fetch(`${clientUrl.n1}/v3/kv/lease`, { method: 'POST', body: '{}' })).status, 404);
+    const r = await fetch(`${clientUrl.n1}/metrics`);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type') ?? '', /text\/plain/);
+    const text = await r.text();
+    assert.match(text, /raftline_http_requests_total\{route="\/v1\/kv\/\{key\}",status="200"\} [1-9]/);
+    assert.match(text, /raftline_http_requests_total\{route="\/v3\/kv\/unknown",status="404"\} 1/);
+    assert.match(text, /raftline_write_duration_seconds_count [1-9]/);
+    assert.match(text, /raftline_log_append_duration_seconds_count [1-9]/);
+    assert.match(text, /raftline_apply_batch_entries_count [1-9]/);
+    assert.match(text, /raftline_commit_index [1-9]/);
+    assert.match(text, /raftline_leader_changes_total [1-9]/);
+    const leaderId = ((await (await fetch(`${clientUrl.n1}/status`)).json()) as { leader: string }).leader;
+    const leaderText = await (await fetch(`${clientUrl[leaderId]}/metrics`)).text();
+    for (const id of IDS.filter((x) => x !== leaderId)) assert.match(leaderText, new RegExp(`raftline_follower_lag_entries\\{follower="${id}"\\} \\d+`));
+  });
+
   test('/v1: listing by prefix is ordered and limited', async () => {
     for (const k of ['dir/c', 'dir/a', 'dir/b', 'dis']) assert.equal((await put('n1', k, k.toUpperCase())).status, 200);
     const list = (await (await fetch(`${clientUrl.n2}/v1/kv?prefix=dir/&limit=2`)).json()) as { kvs: { key: string; value: string }[]; more: boolean; count: number };

@@ -3,6 +3,7 @@
 // vote) before acting on it, sends through a Transport, and feeds committed
 // entries to the StateMachine in order, one batch at a time (braft's FSMCaller).
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import {
   DEFAULT_CORE_OPTIONS,
   EntryType,
@@ -59,7 +60,18 @@ export interface RaftNodeOptions {
   segmentBytes?: number;
   /** 'none' skips fdatasync: for tests only. */
   sync?: 'batch' | 'none';
+  /** Observes what the node does, for metrics and logs; must not throw. */
+  onEvent?: (event: NodeEvent) => void;
 }
+
+/** What a node reports to `onEvent`. */
+export type NodeEvent =
+  | { type: 'roleChanged'; role: string; leader: NodeId | null; term: number }
+  /** A log append (write + fdatasync) of `entries` became durable after `durationMs`. */
+  | { type: 'appended'; entries: number; durationMs: number }
+  | { type: 'applied'; entries: number }
+  | { type: 'snapshotSaved'; index: number; bytes: number; durationMs: number }
+  | { type: 'snapshotInstalled'; index: number; from: NodeId | null; durationMs: number };
 
 export interface FollowerStatus extends PeerStatus {
   /** Entries the follower is behind the leader's last index. */
@@ -583,7 +595,12 @@ export class RaftNode {
       const first = r.entries[0].index;
       // The log queues operations in call order, so the truncation lands first.
       if (first <= this.log.lastIndex) writes.push(this.log.truncateSuffix(first - 1));
-      writes.push(this.log.append(r.entries));
+      const onEvent = this.opts.onEvent;
+      const started = onEvent ? performance.now() : 0;
+      const count = r.entries.length;
+      const append = this.log.append(r.entries);
+      if (onEvent) void append.then(() => onEvent({ type: 'appended', entries: count, durationMs: performance.now() - started }), () => undefined);
+      writes.push(append);
     }
     const after = r.messagesAfterPersist;
     // Acknowledgements wait for this Ready's writes and every earlier one's.
@@ -628,6 +645,7 @@ export class RaftNode {
       }
     }
     if (commands.length > 0) await this.opts.fsm.onApply(new Batch(commands));
+    this.opts.onEvent?.({ type: 'applied', entries: fresh.length });
     for (const e of fresh) {
       if (e.type === EntryType.Config) this.opts.fsm.onConfigurationCommitted?.(this.core.configurationAt(e.index));
       const w = this.waiters.get(e.index);
@@ -674,6 +692,7 @@ export class RaftNode {
     }
     if (role === 'leader' && this.role !== 'leader') fsm.onLeaderStart?.(term);
     else if (leader !== null && leader !== this.id && leader !== this.leader) fsm.onStartFollowing?.({ leader, term });
+    if (role !== this.role || leader !== this.leader) this.opts.onEvent?.({ type: 'roleChanged', role, leader, term });
     this.role = role;
     this.leader = leader;
   }
@@ -698,7 +717,9 @@ export class RaftNode {
     if (this.appliedIndex === 0) throw new BusyError('nothing to snapshot: no entry has been applied yet');
     const meta: SnapshotMeta = { index: this.appliedIndex, term: this.appliedTerm, configuration: this.core.configurationAt(this.appliedIndex) };
     const save = this.opts.fsm.onSnapshotSave!.bind(this.opts.fsm);
+    const started = performance.now();
     const file = await this.store.save(meta, save);
+    this.opts.onEvent?.({ type: 'snapshotSaved', index: file.meta.index, bytes: file.bytes, durationMs: performance.now() - started });
     this.lastSnapshotMs = Date.now();
     await this.compact(file.meta);
     return meta;
@@ -732,7 +753,9 @@ export class RaftNode {
     if (this.stopped) return;
     const load = this.opts.fsm.onSnapshotLoad;
     if (!load) throw new RaftError('received a snapshot but the state machine has no onSnapshotLoad', 'ERR_RAFTLINE_CONFIG');
+    const started = performance.now();
     await load.call(this.opts.fsm, this.store.reader(file));
+    this.opts.onEvent?.({ type: 'snapshotInstalled', index: file.meta.index, from: this.leader, durationMs: performance.now() - started });
     this.appliedIndex = file.meta.index;
     this.appliedTerm = file.meta.term;
     // Commands proposed here that the snapshot replaced: whether they made it is unknown.

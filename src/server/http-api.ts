@@ -2,10 +2,12 @@
 // values) and the etcd v3 JSON gateway subset (`/v3/kv/*`, shaped as etcd 3.4
 // answers). Any node serves any request: writes are forwarded to the leader,
 // linearizable reads go through a ReadIndex barrier.
+import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
 import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TimeoutError, type RaftNode } from '../node/index.js';
 import { encodeCommand, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
 import type { KeyValue, KvStore, OperationResult, TxnResult } from './kv-store.js';
+import type { ServerMetrics } from './metrics.js';
 
 export interface HttpApiOptions {
   /** Largest key accepted, in bytes. Default 1536 (etcd's gateway allows about that much in practice). */
@@ -17,6 +19,7 @@ export interface HttpApiOptions {
   /** Numeric identity for etcd-shaped headers. */
   clusterId: string;
   memberId: string;
+  metrics: ServerMetrics;
 }
 
 /** An answer other than 200: status, stable code, message, and any extra headers. */
@@ -42,6 +45,9 @@ const STATUS_TEXT: Record<number, string> = {
   503: '503 Service Unavailable',
   504: '504 Gateway Timeout',
 };
+
+/** Route labels for metrics: a fixed set, whatever clients ask for. */
+const V3_ROUTES = new Set(['/v3/kv/put', '/v3/kv/range', '/v3/kv/deleterange', '/v3/kv/txn']);
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
@@ -99,11 +105,17 @@ export class HttpApi {
   }
 
   attach(app: TemplatedApp): void {
-    app.any('/v1/kv/*', (res, req) => this.handle(res, req, (method, url, query, headers, body) => this.v1Key(method, url, query, headers, body), ['if-match', 'if-none-match']));
-    app.any('/v1/kv', (res, req) => this.handle(res, req, (method, _url, query) => this.v1List(method, query)));
-    app.any('/status', (res, req) => this.handle(res, req, async (method) => this.status(method)));
-    app.any('/v3/kv/:op', (res, req) => this.handle(res, req, (method, url, _query, _headers, body) => this.v3(method, url, body)));
-    app.any('/*', (res, req) => this.handle(res, req, async (_m, url) => Promise.reject(new HttpError(404, 'not_found', `no route ${url}`))));
+    app.any('/v1/kv/*', (res, req) =>
+      this.handle(res, req, '/v1/kv/{key}', (method, url, query, headers, body) => this.v1Key(method, url, query, headers, body), ['if-match', 'if-none-match']),
+    );
+    app.any('/v1/kv', (res, req) => this.handle(res, req, '/v1/kv', (method, _url, query) => this.v1List(method, query)));
+    app.any('/status', (res, req) => this.handle(res, req, '/status', async (method) => this.status(method)));
+    app.any('/metrics', (res, req) => this.handle(res, req, '/metrics', async (method) => this.metrics(method)));
+    app.any('/v3/kv/:op', (res, req) => {
+      const url = req.getUrl();
+      this.handle(res, req, V3_ROUTES.has(url) ? url : '/v3/kv/unknown', (method, _url, _query, _headers, body) => this.v3(method, url, body));
+    });
+    app.any('/*', (res, req) => this.handle(res, req, 'unknown', async (_m, url) => Promise.reject(new HttpError(404, 'not_found', `no route ${url}`))));
   }
 
   // ------------------------------------------------------------------ /v1
@@ -181,6 +193,12 @@ export class HttpApi {
       snapshot: s.snapshot ? { index: s.snapshot.index, term: s.snapshot.term } : null,
       followers: s.peers,
     });
+  }
+
+  private async metrics(method: string): Promise<Reply> {
+    if (method !== 'get') throw new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on /metrics`);
+    const registry = this.opts.metrics.registry;
+    return { status: 200, body: await registry.metrics(), headers: { 'Content-Type': registry.contentType } };
   }
 
   // ------------------------------------------------------------------ /v3
@@ -311,8 +329,10 @@ export class HttpApi {
   // ------------------------------------------------------------ plumbing
 
   private async write(txn: Txn): Promise<TxnResult> {
+    const started = performance.now();
     try {
       const r = (await this.node.apply(encodeCommand({ clientId: '', sequence: 0, txn }), { forward: true })) as TxnResult;
+      this.opts.metrics.write((performance.now() - started) / 1000);
       if (r.error) throw new HttpError(400, 'bad_request', r.error);
       return r;
     } catch (err) {
@@ -346,6 +366,8 @@ export class HttpApi {
   private handle(
     res: HttpResponse,
     req: HttpRequest,
+    /** The metrics label: the route's pattern, never the raw URL. */
+    routeName: string,
     route: (method: string, url: string, query: URLSearchParams, headers: Record<string, string>, body: Buffer) => Promise<Reply>,
     headerNames: string[] = [],
   ): void {
@@ -359,6 +381,7 @@ export class HttpApi {
       aborted = true;
     });
     const send = (reply: Reply) => {
+      this.opts.metrics.request(routeName, reply.status);
       if (aborted) return;
       res.cork(() => {
         res.writeStatus(STATUS_TEXT[reply.status] ?? `${reply.status} Error`);

@@ -8,6 +8,7 @@ import { loadUws } from '../transport/uws.js';
 import { UwsTransport } from '../transport/index.js';
 import { HttpApi } from './http-api.js';
 import { KvStore } from './kv-store.js';
+import { ServerMetrics } from './metrics.js';
 
 export interface Address {
   host: string;
@@ -52,7 +53,8 @@ export class RaftlineServer {
     const peers = Object.fromEntries(Object.entries(config.peers).filter(([id]) => id !== config.id));
     const transport = await UwsTransport.listen({ id: config.id, host: config.peerListen.host, port: config.peerListen.port, peers, secret: config.secret });
     const store = new KvStore();
-    let node: RaftNode;
+    let node: RaftNode | null = null;
+    const metrics = new ServerMetrics(() => node);
     try {
       node = await RaftNode.start({
         groupId: GROUP,
@@ -63,6 +65,7 @@ export class RaftlineServer {
         transport,
         electionTimeoutMs: config.electionTimeoutMs,
         heartbeatIntervalMs: config.heartbeatIntervalMs,
+        onEvent: metrics.onNodeEvent,
       });
     } catch (err) {
       await transport.close();
@@ -74,6 +77,7 @@ export class RaftlineServer {
       maxValueBytes: config.maxValueBytes,
       clusterId: numericId(Object.keys(config.peers).sort().join(',')),
       memberId: numericId(config.id),
+      metrics,
     });
     api.attach(app);
     const server = new RaftlineServer(config, transport, node, store, app);
