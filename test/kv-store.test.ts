@@ -121,7 +121,9 @@ test('a snapshot restores keys, revisions and client sessions exactly', async ()
   const store = await SnapshotStore.open(path.join(root, 'snap'));
   const file = await store.save({ index: 3000, term: 1, configuration: { voters: ['n1'], learners: [] } }, (w) => s.onSnapshotSave(w));
   const restored = new KvStore();
-  await restored.onSnapshotLoad(store.reader(file));
+  const reader = await store.reader(file);
+  await restored.onSnapshotLoad(reader);
+  await reader.close();
   assert.equal(restored.revision, s.revision);
   assert.equal(restored.size, s.size);
   const all = { type: 'range' as const, key: b('\0'), rangeEnd: b('\0') };

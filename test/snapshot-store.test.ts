@@ -27,11 +27,16 @@ function payload(bytes: number, seed: number): Buffer {
 test('a saved snapshot reads back identically after reopening, and replaces the older one', async () => {
   const dir = path.join(root, 'roundtrip');
   const data = payload(50_000, 1);
-  const { store } = await saved(dir, data);
+  const { store, file } = await saved(dir, data);
+  const pinned = await store.reader(file);
   const newer = await store.save({ ...meta, index: 2000 }, (w) => w.write(Buffer.from('newer')));
+  assert.deepEqual(await pinned.readAll(), data, 'a reader opened before a newer snapshot replaced the file still reads it');
+  await pinned.close();
   const reopened = await SnapshotStore.open(dir);
   assert.equal(reopened.latest?.meta.index, 2000);
-  assert.equal((await reopened.reader(reopened.latest!).readAll()).toString(), 'newer');
+  const latest = await reopened.reader(reopened.latest!);
+  assert.equal((await latest.readAll()).toString(), 'newer');
+  await latest.close();
   assert.deepEqual((await fs.readdir(dir)).filter((n) => n.endsWith('.snap')), [path.basename(newer.path)]);
   const older = await store.save(meta, (w) => w.write(data));
   assert.equal(older.meta.index, 2000, 'an older snapshot finishing late does not replace a newer one');
@@ -53,7 +58,9 @@ test('a transfer interrupted by a restart resumes from the bytes already held', 
   assert.equal(await second.receive(id, 10_000, bytes.subarray(10_000)), bytes.length);
   const done = await second.completeIncoming(id);
   assert.equal(done.meta.index, meta.index);
-  assert.deepEqual(await second.reader(done).readAll(), data);
+  const reader = await second.reader(done);
+  assert.deepEqual(await reader.readAll(), data);
+  await reader.close();
 });
 
 test('a received file whose bytes differ from the announced checksum is refused and discarded', async () => {

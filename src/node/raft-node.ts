@@ -244,7 +244,12 @@ export class RaftNode {
         if (!opts.fsm.onSnapshotLoad) {
           throw new RaftError(`${store.dir} holds a snapshot but the state machine has no onSnapshotLoad`, 'ERR_RAFTLINE_CONFIG');
         }
-        await opts.fsm.onSnapshotLoad(store.reader(snap));
+        const reader = await store.reader(snap);
+        try {
+          await opts.fsm.onSnapshotLoad(reader);
+        } finally {
+          await reader.close();
+        }
         configuration = snap.meta.configuration;
         applied = { index: snap.meta.index, term: snap.meta.term };
         await alignLog(log, snap.meta);
@@ -358,8 +363,10 @@ export class RaftNode {
   async resetPeers(voters: NodeId[]): Promise<void> {
     if (this.stopped) throw this.stopped;
     if (voters.length === 0) throw new RaftError('resetPeers needs at least one voter', 'ERR_RAFTLINE_CONFIG');
-    // Let every queued write land, so the new entry follows the durable log.
+    // Let every queued write land, so the new entry follows the durable log,
+    // and every handed-out entry be applied, so the new core starts where the state machine is.
     await this.persistTail;
+    await this.applyTail;
     if (this.stopped) throw this.stopped;
     this.abandonRequests(new NotLeaderError(null));
     const term = this.core.currentTerm + 1;
@@ -516,6 +523,8 @@ export class RaftNode {
   }
 
   private wait(index: number, term: number, resolve: (value: unknown) => void, reject: (err: Error) => void): void {
+    // An earlier proposal at this index (an older term) was overwritten by this one.
+    this.waiters.get(index)?.reject(new NotLeaderError(this.core.currentLeader));
     this.waiters.set(index, { term, resolve, reject, deadlineMs: Date.now() + this.applyTimeoutMs });
   }
 
@@ -743,19 +752,26 @@ export class RaftNode {
     if (!file || file.meta.index !== meta.index || file.meta.term !== meta.term) {
       return Promise.reject(new RaftError(`snapshot ${meta.index}@${meta.term} to install is not on disk`, 'ERR_RAFTLINE_SNAPSHOT'));
     }
+    // Opened now: a newer snapshot may replace the file before the apply chain gets to it.
+    const reader = this.store.reader(file);
     this.reader.base = { index: meta.index, term: meta.term };
     const reset = this.log.reset(meta.index + 1);
-    this.applyTail = this.applyTail.then(() => this.loadSnapshot(file)).catch((err: Error) => this.fail(err));
-    return reset;
+    this.applyTail = this.applyTail.then(() => this.loadSnapshot(file, reader)).catch((err: Error) => this.fail(err));
+    return Promise.all([reset, reader]).then(() => undefined);
   }
 
-  private async loadSnapshot(file: SnapshotFile): Promise<void> {
-    if (this.stopped) return;
-    const load = this.opts.fsm.onSnapshotLoad;
-    if (!load) throw new RaftError('received a snapshot but the state machine has no onSnapshotLoad', 'ERR_RAFTLINE_CONFIG');
-    const started = performance.now();
-    await load.call(this.opts.fsm, this.store.reader(file));
-    this.opts.onEvent?.({ type: 'snapshotInstalled', index: file.meta.index, from: this.leader, durationMs: performance.now() - started });
+  private async loadSnapshot(file: SnapshotFile, opening: ReturnType<SnapshotStore['reader']>): Promise<void> {
+    const reader = await opening;
+    try {
+      if (this.stopped) return;
+      const load = this.opts.fsm.onSnapshotLoad;
+      if (!load) throw new RaftError('received a snapshot but the state machine has no onSnapshotLoad', 'ERR_RAFTLINE_CONFIG');
+      const started = performance.now();
+      await load.call(this.opts.fsm, reader);
+      this.opts.onEvent?.({ type: 'snapshotInstalled', index: file.meta.index, from: this.leader, durationMs: performance.now() - started });
+    } finally {
+      await reader.close();
+    }
     this.appliedIndex = file.meta.index;
     this.appliedTerm = file.meta.term;
     // Commands proposed here that the snapshot replaced: whether they made it is unknown.
@@ -809,20 +825,20 @@ export class RaftNode {
     if (this.stopped || m.term < this.core.currentTerm) return;
     const id = m.file;
     let held: number;
-    let complete = false;
+    let complete: SnapshotMeta | null = null;
     try {
       held = m.data.length === 0 ? await this.store.offer(id) : await this.store.receive(id, m.offset, m.data);
-      if (held === id.bytes) {
-        await this.store.completeIncoming(id);
-        complete = true;
-      }
+      // The store may keep a newer snapshot it already has: that one, committed too, is what to install.
+      if (held === id.bytes) complete = (await this.store.completeIncoming(id)).meta;
     } catch (err) {
       this.opts.fsm.onError?.(new RaftError(`receiving snapshot ${id.meta.index}@${id.meta.term} from ${m.from}: ${(err as Error).message}`, 'ERR_RAFTLINE_SNAPSHOT'));
+      // Start over from nothing, so what we report is what we hold.
+      await this.store.discardIncoming().catch(() => undefined);
       held = 0;
     }
     if (this.stopped) return;
     if (complete) {
-      this.core.step({ type: 'snapshot', from: m.from, to: this.id, term: m.term, snapshot: id.meta });
+      this.core.step({ type: 'snapshot', from: m.from, to: this.id, term: m.term, snapshot: complete });
       this.schedule();
     }
     const reject = m.data.length > 0 && held !== m.offset + m.data.length;

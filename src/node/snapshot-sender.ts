@@ -29,6 +29,8 @@ export class SnapshotSender {
   private offered = false;
   /** Where a rejection last moved us back to: later rejections of the same window say nothing new. */
   private rewoundTo = -1;
+  /** The most the follower ever held: only passing it counts as progress, so a transfer that keeps starting over is abandoned. */
+  private highestHeld = 0;
   private finished = false;
   private handle: fs.FileHandle | null = null;
   private reading = false;
@@ -53,13 +55,19 @@ export class SnapshotSender {
   }
 
   async start(): Promise<void> {
+    let handle: fs.FileHandle;
     try {
       // Our own descriptor: a newer snapshot may replace (unlink) the file mid-transfer.
-      this.handle = await fs.open(this.opts.file.path, 'r');
+      handle = await fs.open(this.opts.file.path, 'r');
     } catch {
       this.finish(false);
       return;
     }
+    if (this.finished) {
+      await handle.close();
+      return;
+    }
+    this.handle = handle;
     this.sendChunk(0, new Uint8Array(0));
   }
 
@@ -84,7 +92,10 @@ export class SnapshotSender {
     } else {
       return;
     }
-    this.lastProgressTick = nowTick;
+    if (this.acked > this.highestHeld) {
+      this.highestHeld = this.acked;
+      this.lastProgressTick = nowTick;
+    }
     if (this.acked === this.opts.file.bytes) {
       this.finish(true);
       return;

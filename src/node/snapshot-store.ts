@@ -9,7 +9,6 @@
 // crash leaves either the old snapshot or the new one. The same bytes travel
 // to lagging followers, which keep a partial file (named by the snapshot's
 // identity) so an interrupted transfer resumes where it stopped.
-import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { SnapshotMeta } from '../core/index.js';
@@ -186,8 +185,12 @@ class FileWriter implements SnapshotWriter {
   }
 }
 
+/** Reads through its own descriptor, so a newer snapshot replacing the file does not pull it away. */
 class FileReader implements SnapshotReader {
-  constructor(private readonly file: SnapshotFile) {}
+  constructor(
+    private readonly file: SnapshotFile,
+    private readonly handle: fs.FileHandle,
+  ) {}
 
   get index(): number {
     return this.file.meta.index;
@@ -203,10 +206,11 @@ class FileReader implements SnapshotReader {
 
   async *chunks(): AsyncIterable<Uint8Array> {
     if (this.file.dataBytes === 0) return;
-    const stream = createReadStream(this.file.path, {
+    const stream = this.handle.createReadStream({
       start: this.file.dataOffset,
       end: this.file.dataOffset + this.file.dataBytes - 1,
       highWaterMark: READ_CHUNK_BYTES,
+      autoClose: false,
     });
     for await (const chunk of stream) yield chunk as Buffer;
   }
@@ -215,6 +219,10 @@ class FileReader implements SnapshotReader {
     const parts: Buffer[] = [];
     for await (const chunk of this.chunks()) parts.push(Buffer.from(chunk));
     return Buffer.concat(parts, this.file.dataBytes);
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
   }
 }
 
@@ -246,9 +254,12 @@ export class SnapshotStore {
     return this.latestFile;
   }
 
-  /** A reader of the latest snapshot's data. */
-  reader(file: SnapshotFile): SnapshotReader {
-    return new FileReader(file);
+  /**
+   * Opens a reader of `file`'s data now: it keeps working if the file is
+   * replaced or deleted before it is read. Close it when done.
+   */
+  async reader(file: SnapshotFile): Promise<SnapshotReader & { close(): Promise<void> }> {
+    return new FileReader(file, await fs.open(file.path, 'r'));
   }
 
   /** Writes a snapshot through `meta.index`; `fill` streams the state machine's data into the writer. */
@@ -354,6 +365,13 @@ export class SnapshotStore {
     this.latestFile = file;
     if (previous && previous.path !== file.path) await fs.rm(previous.path, { force: true });
     return file;
+  }
+
+  /** Forgets a partial transfer (after a write error), so the next offer starts from nothing. */
+  async discardIncoming(): Promise<void> {
+    const incoming = this.incoming;
+    await this.dropIncoming();
+    if (incoming) await fs.rm(path.join(this.dir, incomingName(incoming.id)), { force: true });
   }
 
   private async dropIncoming(): Promise<void> {
