@@ -33,9 +33,20 @@ describe('raftline serve', () => {
   let clientUrl: Record<string, string> = {};
   let args: Record<string, string[]> = {};
 
+  /** Each process's JSON log lines, parsed. */
+  const logs = new Map<string, Record<string, unknown>[]>();
+
   function start(id: string): ChildProcess {
-    const child = spawn(process.execPath, [MAIN, 'serve', ...args[id]], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawn(process.execPath, [MAIN, 'serve', ...args[id]], { stdio: ['ignore', 'pipe', 'inherit'] });
     children.set(id, child);
+    const lines: Record<string, unknown>[] = [];
+    logs.set(id, lines);
+    let rest = '';
+    child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+      const parts = (rest + text).split('\n');
+      rest = parts.pop()!;
+      for (const line of parts) lines.push(JSON.parse(line) as Record<string, unknown>);
+    });
     return child;
   }
 
@@ -199,8 +210,14 @@ describe('raftline serve', () => {
   test('SIGTERM stops a node cleanly (exit 0); the others carry on and it rejoins with its data', async () => {
     const child = children.get('n1')!;
     const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const before = logs.get('n1')!;
     child.kill('SIGTERM');
     assert.equal(await exit, 0);
+    assert.ok(before.some((l) => l.msg === 'serving' && l.node === 'n1'), 'a structured line says it started');
+    assert.ok(before.some((l) => l.msg === 'stopped'), 'and one that it stopped');
+    assert.ok(before.every((l) => typeof l.level === 'number' && typeof l.time === 'number'));
+    const requestLines = before.filter((l) => /kv|request/i.test(String(l.msg)));
+    assert.deepEqual(requestLines, [], 'no line per request at info');
     await eventually('the others take writes', async () => (await put('n2', 'after-stop', 'yes')).status === 200);
     start('n1');
     await eventually('the restarted node serves what was written while it was down', async () => {

@@ -31,11 +31,17 @@ const SETTINGS: Setting[] = [
   { flag: 'heartbeat-interval-ms', env: 'RAFTLINE_HEARTBEAT_INTERVAL_MS', key: 'heartbeatIntervalMs', kind: 'number' },
   { flag: 'max-key-bytes', env: 'RAFTLINE_MAX_KEY_BYTES', key: 'maxKeyBytes', kind: 'number' },
   { flag: 'max-value-bytes', env: 'RAFTLINE_MAX_VALUE_BYTES', key: 'maxValueBytes', kind: 'number' },
+  { flag: 'log-level', env: 'RAFTLINE_LOG_LEVEL', key: 'logLevel', kind: 'string' },
 ];
+
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 
 export const SERVE_USAGE = `Usage: raftline serve --id ID --data DIR --peer-listen HOST:PORT --client-listen HOST:PORT
                       --peers ID=HOST:PORT,... [--secret-file FILE] [--config FILE] [--join]
                       [--election-timeout-ms N] [--heartbeat-interval-ms N] [--max-key-bytes N] [--max-value-bytes N]
+                      [--log-level debug|info|warn|error|silent]
+
+Logs are JSON lines (pino) on stdout.
 
 Each flag can also come from an environment variable (RAFTLINE_ID, RAFTLINE_PEERS, ...) or a
 JSON config file (keys id, data, peerListen, clientListen, peers, secretFile, join, ...).
@@ -127,6 +133,9 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
   const electionTimeoutMs = optionalNumber('electionTimeoutMs', 1000, 10);
   const heartbeatIntervalMs = optionalNumber('heartbeatIntervalMs', 100, 1);
   if (heartbeatIntervalMs * 2 > electionTimeoutMs) throw new ConfigError('the heartbeat interval must be at most half the election timeout');
+  const logLevelSetting = get('logLevel');
+  const logLevel = (logLevelSetting?.raw ?? 'info') as ServerConfig['logLevel'];
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`${logLevelSetting!.from} must be one of ${LOG_LEVELS.join(', ')}, got '${String(logLevel)}'`);
   const peerListen = required('peerListen');
   const clientListen = required('clientListen');
   return {
@@ -141,5 +150,6 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
     heartbeatIntervalMs,
     maxKeyBytes: optionalNumber('maxKeyBytes', 1536, 1),
     maxValueBytes: optionalNumber('maxValueBytes', 1 << 20, 0),
+    logLevel,
   };
 }

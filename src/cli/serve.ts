@@ -5,8 +5,6 @@ import { parseServeConfig } from './config.js';
 export async function serve(argv: string[]): Promise<number> {
   const config = parseServeConfig(argv, process.env);
   const server = await RaftlineServer.start(config);
-  const { peerListen: p, clientListen: c } = config;
-  process.stdout.write(`raftline ${config.id}: peers on ${p.host}:${p.port}, clients on http://${c.host}:${c.port}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGTERM', stop);
@@ -17,6 +15,5 @@ export async function serve(argv: string[]): Promise<number> {
     process.on('SIGINT', stop);
   });
   await server.stop();
-  process.stdout.write(`raftline ${config.id}: stopped\n`);
   return 0;
 }

@@ -3,7 +3,8 @@
 // transactions that changed something; each key carries its create and mod
 // revision and its version, as etcd defines them. Retried commands with the
 // same client id and sequence apply at most once.
-import type { ApplyIterator, SnapshotReader, SnapshotWriter, StateMachine } from '../node/index.js';
+import type { Configuration } from '../core/quorum.js';
+import type { ApplyIterator, RaftError, SnapshotReader, SnapshotWriter, StateMachine } from '../node/index.js';
 import { decodeCommand, type Bytes, type Compare, type KvCommand, type Operation } from './kv-command.js';
 
 export interface KeyValue {
@@ -52,6 +53,9 @@ export class KvStore implements StateMachine {
   private readonly sessions = new Map<string, Session>();
   private sorted: string[] | null = [];
   private revisionValue = 1;
+  /** Hooks the server sets for logging. */
+  onError?: (err: RaftError) => void;
+  onConfigurationCommitted?: (conf: Configuration) => void;
 
   /** The revision of the last change (etcd starts an empty store at 1). */
   get revision(): number {

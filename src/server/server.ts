@@ -3,7 +3,8 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { TemplatedApp, us_listen_socket } from '@trufflesuite/uws-js-unofficial';
-import { RaftNode } from '../node/index.js';
+import { pino, type Logger } from 'pino';
+import { RaftNode, type NodeEvent } from '../node/index.js';
 import { loadUws } from '../transport/uws.js';
 import { UwsTransport } from '../transport/index.js';
 import { HttpApi } from './http-api.js';
@@ -29,6 +30,7 @@ export interface ServerConfig {
   heartbeatIntervalMs: number;
   maxKeyBytes: number;
   maxValueBytes: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
 
 const GROUP = 'kv';
@@ -38,10 +40,31 @@ function numericId(text: string): string {
   return BigInt(`0x${createHash('sha256').update(text).digest('hex').slice(0, 16)}`).toString();
 }
 
+/** One log line per event that matters; nothing per request or per entry, so info stays quiet under load. */
+function logNodeEvent(log: Logger, e: NodeEvent): void {
+  switch (e.type) {
+    case 'roleChanged':
+      log.info({ role: e.role, leader: e.leader, term: e.term }, e.role === 'leader' ? 'became leader' : e.leader ? `following ${e.leader}` : 'no leader');
+      break;
+    case 'snapshotSaved':
+      log.info({ index: e.index, bytes: e.bytes, ms: Math.round(e.durationMs) }, 'snapshot saved, log compacted');
+      break;
+    case 'snapshotInstalled':
+      log.info({ index: e.index, from: e.from, ms: Math.round(e.durationMs) }, 'snapshot installed from the leader');
+      break;
+    case 'appended':
+      if (e.durationMs > 1000) log.warn({ entries: e.entries, ms: Math.round(e.durationMs) }, 'slow log append (disk)');
+      break;
+    case 'applied':
+      break;
+  }
+}
+
 export class RaftlineServer {
   private listenSocket: us_listen_socket | null = null;
 
   private constructor(
+    readonly log: Logger,
     readonly config: ServerConfig,
     readonly transport: UwsTransport,
     readonly node: RaftNode,
@@ -50,9 +73,19 @@ export class RaftlineServer {
   ) {}
 
   static async start(config: ServerConfig): Promise<RaftlineServer> {
+    const log = pino({ level: config.logLevel, base: { node: config.id } });
     const peers = Object.fromEntries(Object.entries(config.peers).filter(([id]) => id !== config.id));
-    const transport = await UwsTransport.listen({ id: config.id, host: config.peerListen.host, port: config.peerListen.port, peers, secret: config.secret });
+    const transport = await UwsTransport.listen({
+      id: config.id,
+      host: config.peerListen.host,
+      port: config.peerListen.port,
+      peers,
+      secret: config.secret,
+      onLog: (e) => log[e.level]({ component: 'transport', peer: e.peer, remote: e.remote }, e.message),
+    });
     const store = new KvStore();
+    store.onError = (err) => log.error({ code: err.code }, err.message);
+    store.onConfigurationCommitted = (conf) => log.info({ voters: conf.voters, learners: conf.learners, joint: conf.outgoing !== undefined }, 'configuration committed');
     let node: RaftNode | null = null;
     const metrics = new ServerMetrics(() => node);
     try {
@@ -65,7 +98,10 @@ export class RaftlineServer {
         transport,
         electionTimeoutMs: config.electionTimeoutMs,
         heartbeatIntervalMs: config.heartbeatIntervalMs,
-        onEvent: metrics.onNodeEvent,
+        onEvent: (e) => {
+          metrics.onNodeEvent(e);
+          logNodeEvent(log, e);
+        },
       });
     } catch (err) {
       await transport.close();
@@ -80,8 +116,9 @@ export class RaftlineServer {
       metrics,
     });
     api.attach(app);
-    const server = new RaftlineServer(config, transport, node, store, app);
+    const server = new RaftlineServer(log, config, transport, node, store, app);
     await server.listen();
+    log.info({ peerListen: config.peerListen, clientListen: config.clientListen, peers: config.peers, join: config.join }, 'serving');
     return server;
   }
 
@@ -125,5 +162,7 @@ export class RaftlineServer {
     }
     await this.node.shutdown();
     await this.transport.close();
+    this.log.info('stopped');
+    this.log.flush();
   }
 }
