@@ -32,6 +32,7 @@ describe('raftline serve', () => {
   const children = new Map<string, ChildProcess>();
   let clientUrl: Record<string, string> = {};
   let args: Record<string, string[]> = {};
+  let n4PeerAddress = '';
 
   /** Each process's JSON log lines, parsed. */
   const logs = new Map<string, Record<string, unknown>[]>();
@@ -60,7 +61,7 @@ describe('raftline serve', () => {
   }
 
   before(async () => {
-    const ports = await freePorts(6);
+    const ports = await freePorts(8);
     const secretFile = path.join(dir, 'secret');
     writeFileSync(secretFile, 'server-test-secret-0123456789');
     const peers = IDS.map((id, i) => `${id}=127.0.0.1:${ports[i]}`).join(',');
@@ -72,6 +73,11 @@ describe('raftline serve', () => {
       ]),
     );
     clientUrl = Object.fromEntries(IDS.map((id, i) => [id, `http://127.0.0.1:${ports[3 + i]}`]));
+    // A fourth server, joining later through raftline ctl.
+    args.n4 = ['--id', 'n4', '--data', path.join(dir, 'n4'), '--peer-listen', `127.0.0.1:${ports[6]}`, '--client-listen', `127.0.0.1:${ports[7]}`,
+      '--peers', `${peers},n4=127.0.0.1:${ports[6]}`, '--secret-file', secretFile, '--election-timeout-ms', '500', '--heartbeat-interval-ms', '50', '--join'];
+    clientUrl.n4 = `http://127.0.0.1:${ports[7]}`;
+    n4PeerAddress = `127.0.0.1:${ports[6]}`;
     for (const id of IDS) start(id);
     await eventually('a write succeeds', async () => (await put('n1', 'ready', '1')).status === 200);
   });
@@ -225,6 +231,47 @@ describe('raftline serve', () => {
       return r.status === 200 && (await r.text()) === 'yes';
     });
     assert.equal(await (await fetch(`${clientUrl.n1}/v1/kv/shape`)).text(), 'round', 'its own data survived');
+  });
+
+  test('raftline ctl: status, members, a node joins as learner and is promoted, leadership moves, snapshots, removal', async () => {
+    const endpoints = IDS.map((id) => clientUrl[id]).join(',');
+    const ctl = (...argv: string[]) => {
+      const r = spawnSync(process.execPath, [MAIN, 'ctl', '--endpoints', endpoints, ...argv], { encoding: 'utf8' });
+      assert.equal(r.status, 0, `ctl ${argv.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    const status = JSON.parse(ctl('status', '--json')) as { status: { role: string } }[];
+    assert.equal(status.filter((s) => s.status.role === 'leader').length, 1);
+    assert.match(ctl('status'), /leader/);
+    const members = JSON.parse(ctl('members', '--json')) as { voters: string[] };
+    assert.deepEqual([...members.voters].sort(), IDS);
+
+    start('n4');
+    await eventually('n4 answers', async () => (await fetch(`${clientUrl.n4}/status`)).ok);
+    assert.match(ctl('add-learner', 'n4', n4PeerAddress), /learners n4/);
+    await eventually('n4 caught up as a learner', async () => (await fetch(`${clientUrl.n4}/v1/kv/shape?consistency=stale`).then((r) => r.text())) === 'round');
+    ctl('promote', 'n4');
+    const grown = JSON.parse(ctl('members', '--json')) as { voters: string[]; addresses: Record<string, string> };
+    assert.deepEqual([...grown.voters].sort(), [...IDS, 'n4']);
+    assert.equal(grown.addresses.n4, n4PeerAddress);
+    assert.equal((await put('n4', 'from-n4', 'yes')).status, 200, 'the new voter takes writes');
+
+    ctl('transfer-leader', 'n4');
+    await eventually('n4 leads', async () => ((await (await fetch(`${clientUrl.n4}/status`)).json()) as { role: string }).role === 'leader');
+    const snap = JSON.parse(ctl('snapshot', '--json')) as { index: number }[];
+    assert.equal(snap.length, 3);
+    for (const s of snap) assert.ok(s.index > 0);
+
+    const withN4 = `${endpoints},${clientUrl.n4}`;
+    const r = spawnSync(process.execPath, [MAIN, 'ctl', '--endpoints', withN4, 'transfer-leader', 'n1'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    await eventually('n1 leads again', async () => ((await (await fetch(`${clientUrl.n1}/status`)).json()) as { role: string }).role === 'leader');
+    ctl('remove-peer', 'n4');
+    const final = JSON.parse(ctl('members', '--json')) as { voters: string[] };
+    assert.deepEqual([...final.voters].sort(), IDS);
+    const bad = spawnSync(process.execPath, [MAIN, 'ctl', '--endpoints', endpoints, 'add-peer', 'n5'], { encoding: 'utf8' });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /add-peer takes 2 arguments/);
   });
 
   test('wrong flags are refused with the setting named and exit code 2', () => {

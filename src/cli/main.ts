@@ -10,6 +10,7 @@ const USAGE = `Usage: raftline <command>
 Commands:
   dev         run a local cluster of raftline servers (see raftline dev --help)
   serve       run one raftline server (see raftline serve --help)
+  ctl         administer a running cluster (see raftline ctl --help)
   check       verify the native log addon, CRC32C hardware and uWebSockets.js load natively
   version     print the raftline version
 
@@ -47,16 +48,19 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${packageVersion()}\n`);
     return 0;
   }
-  if (command === 'serve' || command === 'dev') {
+  if (command === 'serve' || command === 'dev' || command === 'ctl') {
     const { ConfigError, SERVE_USAGE } = await import('./config.js');
     const { DEV_USAGE } = await import('./dev.js');
-    const usage = command === 'serve' ? SERVE_USAGE : DEV_USAGE;
+    const { CTL_USAGE } = await import('./ctl.js');
+    const usage = command === 'serve' ? SERVE_USAGE : command === 'dev' ? DEV_USAGE : CTL_USAGE;
     if (rest.includes('--help') || rest.includes('-h')) {
       process.stdout.write(usage);
       return 0;
     }
     try {
-      return command === 'serve' ? await (await import('./serve.js')).serve(rest) : await (await import('./dev.js')).dev(rest);
+      if (command === 'serve') return await (await import('./serve.js')).serve(rest);
+      if (command === 'dev') return await (await import('./dev.js')).dev(rest);
+      return await (await import('./ctl.js')).ctl(rest);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       process.stderr.write(`raftline ${command}: ${err.message}\n\n${usage}`);

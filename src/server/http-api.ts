@@ -48,6 +48,10 @@ const STATUS_TEXT: Record<number, string> = {
 
 /** Route labels for metrics: a fixed set, whatever clients ask for. */
 const V3_ROUTES = new Set(['/v3/kv/put', '/v3/kv/range', '/v3/kv/deleterange', '/v3/kv/txn']);
+const ADMIN_OPS = ['members', 'add-peer', 'add-learner', 'promote', 'remove-peer', 'change-peers', 'transfer-leader', 'snapshot', 'reset-peers'];
+const ADMIN_ROUTES = new Set(ADMIN_OPS.map((op) => `/v1/admin/${op}`));
+const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const ADDRESS = /^[^\s:]+:\d{1,5}$/;
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
@@ -111,6 +115,10 @@ export class HttpApi {
     app.any('/v1/kv', (res, req) => this.handle(res, req, '/v1/kv', (method, _url, query) => this.v1List(method, query)));
     app.any('/status', (res, req) => this.handle(res, req, '/status', async (method) => this.status(method)));
     app.any('/metrics', (res, req) => this.handle(res, req, '/metrics', async (method) => this.metrics(method)));
+    app.any('/v1/admin/:op', (res, req) => {
+      const url = req.getUrl();
+      this.handle(res, req, ADMIN_ROUTES.has(url) ? url : '/v1/admin/unknown', (method, _url, _query, _headers, body) => this.admin(method, url, body));
+    });
     app.any('/v3/kv/:op', (res, req) => {
       const url = req.getUrl();
       this.handle(res, req, V3_ROUTES.has(url) ? url : '/v3/kv/unknown', (method, _url, _query, _headers, body) => this.v3(method, url, body));
@@ -193,6 +201,83 @@ export class HttpApi {
       snapshot: s.snapshot ? { index: s.snapshot.index, term: s.snapshot.term } : null,
       followers: s.peers,
     });
+  }
+
+  /**
+   * Membership and maintenance (what `raftline ctl` calls). Changes run on
+   * the leader (elsewhere: 503 with its id); `snapshot` and `reset-peers`
+   * act on this node.
+   */
+  private async admin(method: string, url: string, body: Buffer): Promise<Reply> {
+    const op = url.slice('/v1/admin/'.length);
+    if (op === 'members') {
+      if (method !== 'get') throw new HttpError(405, 'method_not_allowed', 'members takes GET');
+      const s = this.node.status();
+      return json({ leader: s.leader, term: s.term, ...s.configuration, addresses: this.store.addresses });
+    }
+    if (!ADMIN_OPS.includes(op)) throw new HttpError(404, 'not_found', `no admin operation ${op}`);
+    if (method !== 'post') throw new HttpError(405, 'method_not_allowed', `${op} takes POST`);
+    let req: Record<string, unknown>;
+    try {
+      req = JSON.parse(body.length ? body.toString('utf8') : '{}') as Record<string, unknown>;
+    } catch {
+      throw new HttpError(400, 'bad_request', 'the body is not JSON');
+    }
+    const id = (field: string): string => {
+      const v = req[field];
+      if (typeof v !== 'string' || !NODE_ID.test(v)) throw new HttpError(400, 'bad_request', `${field} must be a node id`);
+      return v;
+    };
+    const ids = (field: string): string[] => {
+      const v = req[field];
+      if (!Array.isArray(v) || v.length === 0 || v.some((x) => typeof x !== 'string' || !NODE_ID.test(x))) throw new HttpError(400, 'bad_request', `${field} must be a non-empty array of node ids`);
+      return v as string[];
+    };
+    const address = (): string => {
+      const v = req.address;
+      if (typeof v !== 'string' || !ADDRESS.test(v)) throw new HttpError(400, 'bad_request', 'address must be HOST:PORT');
+      return v;
+    };
+    const setAddress = (member: string, peerAddress: string) =>
+      this.write({ compare: [], success: [{ type: 'member', key: Buffer.from(member), address: peerAddress }], failure: [] });
+    try {
+      switch (op) {
+        case 'add-peer':
+        case 'add-learner': {
+          const member = id('id');
+          await setAddress(member, address());
+          await (op === 'add-peer' ? this.node.addPeer(member) : this.node.addLearner(member));
+          break;
+        }
+        case 'promote':
+          await this.node.promoteLearner(id('id'));
+          break;
+        case 'remove-peer': {
+          const member = id('id');
+          const s = this.node.status();
+          await (s.configuration.learners.includes(member) ? this.node.removeLearner(member) : this.node.removePeer(member));
+          await setAddress(member, '').catch(() => undefined);
+          break;
+        }
+        case 'change-peers':
+          await this.node.changePeers(ids('voters'));
+          break;
+        case 'transfer-leader':
+          this.node.transferLeadership(id('to'));
+          break;
+        case 'snapshot': {
+          const meta = await this.node.snapshot();
+          return json({ index: meta.index, term: meta.term });
+        }
+        case 'reset-peers':
+          await this.node.resetPeers(ids('voters'));
+          break;
+      }
+    } catch (err) {
+      throw fromRaft(err);
+    }
+    const s = this.node.status();
+    return json({ ok: true, leader: s.leader, term: s.term, ...s.configuration });
   }
 
   private async metrics(method: string): Promise<Reply> {
@@ -319,6 +404,8 @@ export class HttpApi {
         if (r.count) out.count = String(r.count);
         return out;
       }
+      case 'member':
+        return {};
     }
   }
 

@@ -28,7 +28,9 @@ export interface Compare {
 export type Operation =
   | { type: 'put'; key: Bytes; value: Bytes; prevKv?: boolean }
   | { type: 'delete'; key: Bytes; rangeEnd?: Bytes; prevKv?: boolean }
-  | { type: 'range'; key: Bytes; rangeEnd?: Bytes; limit?: number; countOnly?: boolean; keysOnly?: boolean };
+  | { type: 'range'; key: Bytes; rangeEnd?: Bytes; limit?: number; countOnly?: boolean; keysOnly?: boolean }
+  /** Cluster metadata, not a key: a member's peer address (empty to forget it), replicated so every node can reach it. */
+  | { type: 'member'; key: Bytes; address: string };
 
 export interface Txn {
   compare: Compare[];
@@ -46,7 +48,7 @@ export interface KvCommand {
 const VERSION = 1;
 const TARGETS: CompareTarget[] = ['value', 'version', 'create', 'mod'];
 const RESULTS: CompareResult[] = ['equal', 'notEqual', 'greater', 'less'];
-const OPS = ['put', 'delete', 'range'] as const;
+const OPS = ['put', 'delete', 'range', 'member'] as const;
 
 export class CommandDecodeError extends Error {
   constructor(reason: string) {
@@ -158,6 +160,9 @@ function writeOp(w: Writer, op: Operation): void {
       w.varint(op.limit ?? 0);
       w.u8((op.countOnly ? 1 : 0) | (op.keysOnly ? 2 : 0));
       break;
+    case 'member':
+      w.bytes(Buffer.from(op.address));
+      break;
   }
 }
 
@@ -176,6 +181,8 @@ function readOp(r: Reader): Operation {
       const flags = r.u8();
       return { type, key, rangeEnd, limit: limit || undefined, countOnly: (flags & 1) !== 0, keysOnly: (flags & 2) !== 0 };
     }
+    case 'member':
+      return { type, key, address: Buffer.from(r.bytes()).toString() };
   }
 }
 

@@ -18,7 +18,8 @@ export interface KeyValue {
 export type OperationResult =
   | { type: 'put'; prevKv?: KeyValue }
   | { type: 'delete'; deleted: number; prevKvs?: KeyValue[] }
-  | { type: 'range'; kvs: KeyValue[]; count: number; more: boolean };
+  | { type: 'range'; kvs: KeyValue[]; count: number; more: boolean }
+  | { type: 'member' };
 
 export interface TxnResult {
   /** The store's revision after the command. */
@@ -51,11 +52,20 @@ const ALL = '\u0000';
 export class KvStore implements StateMachine {
   private readonly data = new Map<string, KeyValue>();
   private readonly sessions = new Map<string, Session>();
+  /** Peer addresses of members, by node id (cluster metadata replicated with the data). */
+  private readonly memberAddresses = new Map<string, string>();
   private sorted: string[] | null = [];
   private revisionValue = 1;
   /** Hooks the server sets for logging. */
   onError?: (err: RaftError) => void;
   onConfigurationCommitted?: (conf: Configuration) => void;
+  /** Called when a member's address is set or forgotten (and for each one after a snapshot load). */
+  onMemberAddress?: (id: string, address: string | null) => void;
+
+  /** Member peer addresses recorded through the log. */
+  get addresses(): Record<string, string> {
+    return Object.fromEntries(this.memberAddresses);
+  }
 
   /** The revision of the last change (etcd starts an empty store at 1). */
   get revision(): number {
@@ -101,7 +111,7 @@ export class KvStore implements StateMachine {
   }
 
   async onSnapshotSave(writer: SnapshotWriter): Promise<void> {
-    const header = Buffer.from(JSON.stringify({ revision: this.revisionValue, sessions: [...this.sessions] }));
+    const header = Buffer.from(JSON.stringify({ revision: this.revisionValue, sessions: [...this.sessions], members: [...this.memberAddresses] }));
     const head = Buffer.allocUnsafe(4);
     head.writeUInt32LE(header.length);
     await writer.write(Buffer.concat([head, header]));
@@ -128,6 +138,8 @@ export class KvStore implements StateMachine {
   async onSnapshotLoad(reader: SnapshotReader): Promise<void> {
     this.data.clear();
     this.sessions.clear();
+    for (const id of this.memberAddresses.keys()) this.onMemberAddress?.(id, null);
+    this.memberAddresses.clear();
     this.sorted = null;
     let pending = Buffer.alloc(0);
     let headerDone = false;
@@ -137,9 +149,13 @@ export class KvStore implements StateMachine {
       if (!headerDone) {
         if (pending.length < 4 || pending.length < 4 + pending.readUInt32LE(0)) continue;
         const length = pending.readUInt32LE(0);
-        const header = JSON.parse(pending.toString('utf8', 4, 4 + length)) as { revision: number; sessions: [string, Session][] };
+        const header = JSON.parse(pending.toString('utf8', 4, 4 + length)) as { revision: number; sessions: [string, Session][]; members: [string, string][] };
         this.revisionValue = header.revision;
         for (const [id, s] of header.sessions) this.sessions.set(id, s);
+        for (const [id, address] of header.members) {
+          this.memberAddresses.set(id, address);
+          this.onMemberAddress?.(id, address);
+        }
         at = 4 + length;
         headerDone = true;
       }
@@ -209,6 +225,14 @@ export class KvStore implements StateMachine {
         case 'range':
           responses.push(this.range(op));
           break;
+        case 'member': {
+          const id = Buffer.from(op.key).toString();
+          if (op.address) this.memberAddresses.set(id, op.address);
+          else this.memberAddresses.delete(id);
+          this.onMemberAddress?.(id, op.address || null);
+          responses.push({ type: 'member' });
+          break;
+        }
       }
     }
     if (changed) this.revisionValue = next;

@@ -85,6 +85,11 @@ export class RaftlineServer {
     });
     const store = new KvStore();
     store.onError = (err) => log.error({ code: err.code }, err.message);
+    store.onMemberAddress = (member, address) => {
+      if (member === config.id) return;
+      if (address) transport.setPeer(member, address);
+      else transport.removePeer(member);
+    };
     store.onConfigurationCommitted = (conf) => log.info({ voters: conf.voters, learners: conf.learners, joint: conf.outgoing !== undefined }, 'configuration committed');
     let node: RaftNode | null = null;
     const metrics = new ServerMetrics(() => node);

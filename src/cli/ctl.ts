@@ -1,0 +1,141 @@
+// `raftline ctl`: cluster administration over the servers' HTTP admin API
+// (braft_cli's set). Changes go to whichever endpoint reports itself leader.
+import { ConfigError } from './config.js';
+
+export const CTL_USAGE = `Usage: raftline ctl --endpoints URL[,URL...] [--json] <command> [arguments]
+
+Commands:
+  status                      every endpoint's role, term, leader, commit/applied index, followers' lag
+  members                     voters, learners and their peer addresses
+  add-peer ID HOST:PORT       add a voter (start it first with raftline serve --join)
+  add-learner ID HOST:PORT    add a non-voting member
+  promote ID                  make a learner a voter
+  remove-peer ID              remove a voter or learner
+  change-peers ID,ID,...      make exactly these the voters (joint consensus when several change)
+  transfer-leader ID          hand leadership to ID
+  snapshot                    snapshot and compact the log on every endpoint given
+  reset-peers ID,ID,...       UNSAFE: force this configuration on every endpoint given (majority lost for good)
+`;
+
+interface Parsed {
+  endpoints: string[];
+  json: boolean;
+  command: string;
+  args: string[];
+}
+
+const ARITY: Record<string, number> = {
+  status: 0,
+  members: 0,
+  'add-peer': 2,
+  'add-learner': 2,
+  promote: 1,
+  'remove-peer': 1,
+  'change-peers': 1,
+  'transfer-leader': 1,
+  snapshot: 0,
+  'reset-peers': 1,
+};
+
+function parse(argv: string[]): Parsed {
+  let endpoints: string[] = [];
+  let json = false;
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const [name, inline] = argv[i].split(/=(.*)/s, 2);
+    if (name === '--endpoints') {
+      const value = inline ?? argv[++i];
+      if (!value) throw new ConfigError('--endpoints needs a value');
+      endpoints = value.split(',').map((e) => e.trim().replace(/\/+$/, ''));
+      for (const e of endpoints) if (!/^https?:\/\/[^/]+$/.test(e)) throw new ConfigError(`--endpoints: '${e}' is not an http://HOST:PORT URL`);
+    } else if (name === '--json') json = true;
+    else if (name.startsWith('--')) throw new ConfigError(`unknown flag ${name}`);
+    else rest.push(argv[i]);
+  }
+  if (endpoints.length === 0) throw new ConfigError('missing --endpoints');
+  const [command, ...args] = rest;
+  if (command === undefined) throw new ConfigError('missing command');
+  const arity = ARITY[command];
+  if (arity === undefined) throw new ConfigError(`unknown command '${command}'`);
+  if (args.length !== arity) throw new ConfigError(`${command} takes ${arity} argument${arity === 1 ? '' : 's'}, got ${args.length}`);
+  return { endpoints, json, command, args };
+}
+
+async function call(endpoint: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
+  const r = await fetch(`${endpoint}${path}`, body === undefined ? {} : { method: 'POST', body: JSON.stringify(body) });
+  const out = (await r.json()) as Record<string, unknown>;
+  if (!r.ok) throw new Error(`${endpoint}: ${String(out.error ?? r.statusText)} (${String(out.code ?? r.status)})`);
+  return out;
+}
+
+async function statuses(endpoints: string[]): Promise<{ endpoint: string; status: Record<string, any> | null; error?: string }[]> {
+  return Promise.all(
+    endpoints.map((endpoint) =>
+      call(endpoint, '/status').then(
+        (status) => ({ endpoint, status }),
+        (err: Error) => ({ endpoint, status: null, error: err.message }),
+      ),
+    ),
+  );
+}
+
+async function leaderEndpoint(endpoints: string[]): Promise<string> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const found = (await statuses(endpoints)).find((s) => s.status?.role === 'leader');
+    if (found) return found.endpoint;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`none of ${endpoints.join(', ')} is the leader; include the leader's endpoint`);
+}
+
+const list = (text: string) => text.split(',').map((x) => x.trim()).filter(Boolean);
+
+export async function ctl(argv: string[]): Promise<number> {
+  const { endpoints, json, command, args } = parse(argv);
+  const print = (value: unknown, human: string) => process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human}\n`);
+  switch (command) {
+    case 'status': {
+      const all = await statuses(endpoints);
+      const lines = all.map(({ endpoint, status: s, error }) => {
+        if (!s) return `${endpoint}  unreachable: ${error}`;
+        const followers = Object.entries(s.followers as Record<string, { lag: number; state: string }>)
+          .map(([id, f]) => `${id} lag ${f.lag} (${f.state})`)
+          .join(', ');
+        return `${endpoint}  ${s.id}  ${s.role}  term ${s.term}  leader ${s.leader ?? '-'}  commit ${s.commitIndex}  applied ${s.appliedIndex}${followers ? `  followers: ${followers}` : ''}`;
+      });
+      print(all, lines.join('\n'));
+      return all.every((s) => s.status) ? 0 : 1;
+    }
+    case 'members': {
+      const leader = await leaderEndpoint(endpoints);
+      const m = await call(leader, '/v1/admin/members');
+      const addresses = m.addresses as Record<string, string>;
+      const show = (ids: string[]) => ids.map((id) => (addresses[id] ? `${id} (${addresses[id]})` : id)).join(', ') || '-';
+      print(m, `leader ${String(m.leader)}  term ${String(m.term)}\nvoters: ${show(m.voters as string[])}\nlearners: ${show(m.learners as string[])}`);
+      return 0;
+    }
+    case 'snapshot':
+    case 'reset-peers': {
+      const results: Record<string, unknown>[] = [];
+      for (const endpoint of endpoints) {
+        const r = await call(endpoint, `/v1/admin/${command}`, command === 'snapshot' ? {} : { voters: list(args[0]) });
+        results.push({ endpoint, ...r });
+      }
+      print(results, results.map((r) => `${r.endpoint}: ${command === 'snapshot' ? `snapshot at index ${String(r.index)}` : 'configuration reset'}`).join('\n'));
+      return 0;
+    }
+    default: {
+      const body =
+        command === 'add-peer' || command === 'add-learner'
+          ? { id: args[0], address: args[1] }
+          : command === 'change-peers'
+            ? { voters: list(args[0]) }
+            : command === 'transfer-leader'
+              ? { to: args[0] }
+              : { id: args[0] };
+      const r = await call(await leaderEndpoint(endpoints), `/v1/admin/${command}`, body);
+      print(r, `${command}: done; voters ${(r.voters as string[]).join(', ')}${(r.learners as string[]).length ? `; learners ${(r.learners as string[]).join(', ')}` : ''}`);
+      return 0;
+    }
+  }
+}
