@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { ApplyIterator, Command } from '../src/node/index.js';
 import { SnapshotStore } from '../src/node/snapshot-store.js';
 import { decodeCommand, encodeCommand, type KvCommand, type Operation, type Txn } from '../src/server/kv-command.js';
-import { KvStore, type TxnResult } from '../src/server/kv-store.js';
+import { KvStore, SESSION_WINDOW, type TxnResult } from '../src/server/kv-store.js';
 import { Prng } from './support/prng.js';
 import { tempDir } from './support/tmp.js';
 
@@ -102,16 +102,20 @@ test('ranges by prefix are ordered by bytes and honour limits', () => {
   assert.deepEqual(s.range({ type: 'range', key: b('\0'), rangeEnd: b('\0') }).kvs.map((kv) => kv.key.toString()), ['o', 'p', 'q']);
 });
 
-test('a retried command applies once; an older sequence is refused', () => {
+test('a retried command applies once, in or out of order; one older than the session window is refused', () => {
   const s = new KvStore();
   const first = apply(s, txn(put('x', '1')), 'client-a', 1);
   const retry = apply(s, txn(put('x', '1')), 'client-a', 1);
   assert.equal(retry.duplicate, true);
   assert.equal(retry.revision, first.revision);
   assert.equal(s.revision, first.revision, 'the retry changed nothing');
-  apply(s, txn(put('x', '2')), 'client-a', 2);
-  assert.equal(apply(s, txn(put('x', '0')), 'client-a', 1).error, 'staleSequence');
-  assert.equal(s.get(b('x'))?.value.toString(), '2');
+  apply(s, txn(put('x', '3')), 'client-a', 3);
+  assert.equal(apply(s, txn(put('y', '2')), 'client-a', 2).duplicate, undefined, 'a pipelined write applied after a later one still applies');
+  assert.equal(apply(s, txn(put('x', '0')), 'client-a', 2).duplicate, true);
+  for (let seq = 4; seq <= SESSION_WINDOW + 10; seq++) apply(s, txn(put('n', String(seq))), 'client-a', seq);
+  assert.equal(apply(s, txn(put('x', 'late')), 'client-a', 1).error, 'staleSequence');
+  assert.equal(apply(s, txn(put('x', 'again')), 'client-a', SESSION_WINDOW).duplicate, true);
+  assert.equal(s.get(b('x'))?.value.toString(), '3');
 });
 
 test('a snapshot restores keys, revisions and client sessions exactly', async () => {

@@ -28,18 +28,24 @@ export interface TxnResult {
   responses: OperationResult[];
   /** Set when this answers a retry of a command already applied: only revision and succeeded are known. */
   duplicate?: boolean;
-  /** Set when the command was refused: a sequence older than the client's last. */
+  /** Set when the command was refused: its sequence is older than every one the client's session still remembers. */
   error?: 'staleSequence';
 }
 
+/**
+ * What a client's writes did, by sequence number: the last SESSION_WINDOW
+ * applied (in any order, so a pipelining client may retry any of them), and a
+ * floor at or below which every sequence counts as settled.
+ */
 interface Session {
-  sequence: number;
-  revision: number;
-  succeeded: boolean;
+  floor: number;
+  applied: Map<number, { revision: number; succeeded: boolean }>;
 }
 
-/** Clients remembered for deduplication; the oldest is forgotten beyond this. */
+/** Clients remembered for deduplication; the least recently active is forgotten beyond this. */
 const MAX_SESSIONS = 100_000;
+/** Applied sequences remembered per client: a client keeps fewer writes than this outstanding. */
+export const SESSION_WINDOW = 1024;
 const SNAPSHOT_CHUNK_BYTES = 1 << 20;
 
 /** Keys as binary strings: their order is the byte order of the keys. */
@@ -111,7 +117,8 @@ export class KvStore implements StateMachine {
   }
 
   async onSnapshotSave(writer: SnapshotWriter): Promise<void> {
-    const header = Buffer.from(JSON.stringify({ revision: this.revisionValue, sessions: [...this.sessions], members: [...this.memberAddresses] }));
+    const sessions = [...this.sessions].map(([id, s]) => [id, s.floor, [...s.applied].map(([seq, r]) => [seq, r.revision, r.succeeded])]);
+    const header = Buffer.from(JSON.stringify({ revision: this.revisionValue, sessions, members: [...this.memberAddresses] }));
     const head = Buffer.allocUnsafe(4);
     head.writeUInt32LE(header.length);
     await writer.write(Buffer.concat([head, header]));
@@ -149,9 +156,15 @@ export class KvStore implements StateMachine {
       if (!headerDone) {
         if (pending.length < 4 || pending.length < 4 + pending.readUInt32LE(0)) continue;
         const length = pending.readUInt32LE(0);
-        const header = JSON.parse(pending.toString('utf8', 4, 4 + length)) as { revision: number; sessions: [string, Session][]; members: [string, string][] };
+        const header = JSON.parse(pending.toString('utf8', 4, 4 + length)) as {
+          revision: number;
+          sessions: [string, number, [number, number, boolean][]][];
+          members: [string, string][];
+        };
         this.revisionValue = header.revision;
-        for (const [id, s] of header.sessions) this.sessions.set(id, s);
+        for (const [id, floor, applied] of header.sessions) {
+          this.sessions.set(id, { floor, applied: new Map(applied.map(([seq, revision, succeeded]) => [seq, { revision, succeeded }])) });
+        }
         for (const [id, address] of header.members) {
           this.memberAddresses.set(id, address);
           this.onMemberAddress?.(id, address);
@@ -185,8 +198,9 @@ export class KvStore implements StateMachine {
   private applyCommand(c: KvCommand): TxnResult {
     const session = c.clientId ? this.sessions.get(c.clientId) : undefined;
     if (session) {
-      if (c.sequence === session.sequence) return { revision: session.revision, succeeded: session.succeeded, responses: [], duplicate: true };
-      if (c.sequence < session.sequence) return { revision: this.revisionValue, succeeded: false, responses: [], error: 'staleSequence' };
+      const earlier = session.applied.get(c.sequence);
+      if (earlier) return { revision: earlier.revision, succeeded: earlier.succeeded, responses: [], duplicate: true };
+      if (c.sequence <= session.floor) return { revision: this.revisionValue, succeeded: false, responses: [], error: 'staleSequence' };
     }
     const succeeded = c.txn.compare.every((cmp) => this.holds(cmp));
     const ops = succeeded ? c.txn.success : c.txn.failure;
@@ -236,12 +250,23 @@ export class KvStore implements StateMachine {
       }
     }
     if (changed) this.revisionValue = next;
-    if (c.clientId) {
-      this.sessions.delete(c.clientId);
-      this.sessions.set(c.clientId, { sequence: c.sequence, revision: this.revisionValue, succeeded });
-      if (this.sessions.size > MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
-    }
+    if (c.clientId) this.remember(c.clientId, session, c.sequence, succeeded);
     return { revision: this.revisionValue, succeeded, responses };
+  }
+
+  private remember(clientId: string, existing: Session | undefined, sequence: number, succeeded: boolean): void {
+    const session = existing ?? { floor: 0, applied: new Map() };
+    session.applied.set(sequence, { revision: this.revisionValue, succeeded });
+    if (session.applied.size > SESSION_WINDOW) {
+      // Sequences arrive nearly in order, so the oldest entry is (about) the smallest.
+      const oldest = session.applied.keys().next().value!;
+      session.applied.delete(oldest);
+      session.floor = Math.max(session.floor, oldest);
+    }
+    // Most recently active last, so the least recently active is evicted first.
+    this.sessions.delete(clientId);
+    this.sessions.set(clientId, session);
+    if (this.sessions.size > MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
   }
 
   private holds(cmp: Compare): boolean {
