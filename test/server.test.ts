@@ -1,29 +1,14 @@
 // `raftline serve` processes on loopback, driven over HTTP like a user would.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { eventually } from './support/eventually.js';
+import { clusterArgs, freePorts, MAIN, spawnServer } from './support/servers.js';
 import { tempDir } from './support/tmp.js';
 
-const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
 const IDS = ['n1', 'n2', 'n3'];
-
-/** Ports below Linux's ephemeral range (32768+), checked free, so nothing else grabs them meanwhile. */
-async function freePorts(count: number): Promise<number[]> {
-  const ports: number[] = [];
-  for (let port = 17000 + (process.pid % 500) * 20; ports.length < count; port++) {
-    const free = await new Promise<boolean>((resolve) => {
-      const s = net.createServer().once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-    if (free) ports.push(port);
-  }
-  return ports;
-}
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
@@ -38,16 +23,9 @@ describe('raftline serve', () => {
   const logs = new Map<string, Record<string, unknown>[]>();
 
   function start(id: string): ChildProcess {
-    const child = spawn(process.execPath, [MAIN, 'serve', ...args[id]], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const { child, logs: lines } = spawnServer(args[id]);
     children.set(id, child);
-    const lines: Record<string, unknown>[] = [];
     logs.set(id, lines);
-    let rest = '';
-    child.stdout!.setEncoding('utf8').on('data', (text: string) => {
-      const parts = (rest + text).split('\n');
-      rest = parts.pop()!;
-      for (const line of parts) lines.push(JSON.parse(line) as Record<string, unknown>);
-    });
     return child;
   }
 
@@ -61,18 +39,11 @@ describe('raftline serve', () => {
   }
 
   before(async () => {
-    const ports = await freePorts(8);
+    const ports = await freePorts(8, 10_000);
     const secretFile = path.join(dir, 'secret');
     writeFileSync(secretFile, 'server-test-secret-0123456789');
+    ({ args, clientUrl } = clusterArgs(IDS, ports, dir, secretFile));
     const peers = IDS.map((id, i) => `${id}=127.0.0.1:${ports[i]}`).join(',');
-    args = Object.fromEntries(
-      IDS.map((id, i) => [
-        id,
-        ['--id', id, '--data', path.join(dir, id), '--peer-listen', `127.0.0.1:${ports[i]}`, '--client-listen', `127.0.0.1:${ports[3 + i]}`,
-          '--peers', peers, '--secret-file', secretFile, '--election-timeout-ms', '500', '--heartbeat-interval-ms', '50'],
-      ]),
-    );
-    clientUrl = Object.fromEntries(IDS.map((id, i) => [id, `http://127.0.0.1:${ports[3 + i]}`]));
     // A fourth server, joining later through raftline ctl.
     args.n4 = ['--id', 'n4', '--data', path.join(dir, 'n4'), '--peer-listen', `127.0.0.1:${ports[6]}`, '--client-listen', `127.0.0.1:${ports[7]}`,
       '--peers', `${peers},n4=127.0.0.1:${ports[6]}`, '--secret-file', secretFile, '--election-timeout-ms', '500', '--heartbeat-interval-ms', '50', '--join'];

@@ -5,7 +5,8 @@
 import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
 import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TimeoutError, type RaftNode } from '../node/index.js';
-import { encodeCommand, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
+import { ClientFrameError, decodeRequest, encodeResponse, type ClientResponse, type ClientResult } from '../transport/client-codec.js';
+import { decodeCommand, encodeCommand, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
 import type { KeyValue, KvStore, OperationResult, TxnResult } from './kv-store.js';
 import type { ServerMetrics } from './metrics.js';
 
@@ -109,6 +110,28 @@ export class HttpApi {
   }
 
   attach(app: TemplatedApp): void {
+    app.ws<ClientSocketData>('/v1/ws', {
+      maxPayloadLength: this.maxBodyBytes,
+      idleTimeout: 120,
+      maxBackpressure: 64 << 20,
+      upgrade: (res, req, context) => {
+        res.upgrade<ClientSocketData>({ closed: false }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+      },
+      message: (ws, message, isBinary) => {
+        // uWS reuses the message's memory after this call.
+        const bytes = Buffer.from(new Uint8Array(message));
+        if (!isBinary) {
+          ws.end(1003, 'binary frames only');
+          return;
+        }
+        void this.clientRequest(bytes).then((response) => {
+          if (!ws.getUserData().closed) ws.cork(() => ws.send(response, true));
+        });
+      },
+      close: (ws) => {
+        ws.getUserData().closed = true;
+      },
+    });
     app.any('/v1/kv/*', (res, req) =>
       this.handle(res, req, '/v1/kv/{key}', (method, url, query, headers, body) => this.v1Key(method, url, query, headers, body), ['if-match', 'if-none-match']),
     );
@@ -413,12 +436,56 @@ export class HttpApi {
     return { cluster_id: this.opts.clusterId, member_id: this.opts.memberId, revision: String(revision), raft_term: String(this.node.status().term) };
   }
 
+  // ---------------------------------------------------- binary protocol
+
+  /** One binary-protocol request; always answers (errors included), never throws. */
+  private async clientRequest(bytes: Uint8Array): Promise<Uint8Array> {
+    let id = 0;
+    let route = 'ws:malformed';
+    const answer = (fields: Partial<ClientResponse>, status = 200): Uint8Array => {
+      this.opts.metrics.request(route, status);
+      return encodeResponse({ id, errorCode: '', error: '', leader: null, revision: this.store.revision, succeeded: true, duplicate: false, results: [], ...fields });
+    };
+    try {
+      const req = decodeRequest(bytes);
+      id = req.id;
+      route = req.command ? 'ws:write' : 'ws:read';
+      if (req.command) {
+        let command;
+        try {
+          command = decodeCommand(req.command);
+        } catch (err) {
+          throw new HttpError(400, 'bad_request', (err as Error).message);
+        }
+        for (const op of [...command.txn.success, ...command.txn.failure]) {
+          if (op.type === 'member') throw new HttpError(400, 'bad_request', 'member operations go through the admin API');
+          this.checkKey(Buffer.from(op.key));
+          if (op.type === 'put') this.checkValue(Buffer.from(op.value));
+        }
+        const r = await this.propose(req.command);
+        return answer({ revision: r.revision, succeeded: r.succeeded, duplicate: r.duplicate === true, results: r.responses.map(toClientResult) });
+      }
+      const read = req.read!;
+      this.checkKey(Buffer.from(read.key));
+      await this.readBarrier(read.consistency === 'lease' ? 'lease' : read.consistency === 'stale' ? 'stale' : 'linearizable');
+      const range = this.store.range({ type: 'range', key: read.key, rangeEnd: read.rangeEnd, limit: read.limit, keysOnly: read.keysOnly, countOnly: read.countOnly });
+      return answer({ results: [toClientResult(range)] });
+    } catch (err) {
+      const e = err instanceof ClientFrameError ? new HttpError(400, 'bad_request', err.message) : fromRaft(err);
+      return answer({ errorCode: e.code, error: e.message, leader: e.leader, succeeded: false }, e.status);
+    }
+  }
+
   // ------------------------------------------------------------ plumbing
 
-  private async write(txn: Txn): Promise<TxnResult> {
+  private write(txn: Txn): Promise<TxnResult> {
+    return this.propose(encodeCommand({ clientId: '', sequence: 0, txn }));
+  }
+
+  private async propose(command: Uint8Array): Promise<TxnResult> {
     const started = performance.now();
     try {
-      const r = (await this.node.apply(encodeCommand({ clientId: '', sequence: 0, txn }), { forward: true })) as TxnResult;
+      const r = (await this.node.apply(command, { forward: true })) as TxnResult;
       this.opts.metrics.write((performance.now() - started) / 1000);
       if (r.error) throw new HttpError(400, 'bad_request', r.error);
       return r;
@@ -491,6 +558,24 @@ export class HttpApi {
       parts.push(Buffer.from(new Uint8Array(chunk)));
       if (isLast) route(method, url, query, headers, Buffer.concat(parts, bytes)).then(send, fail);
     });
+  }
+}
+
+interface ClientSocketData {
+  closed: boolean;
+}
+
+function toClientResult(r: OperationResult): ClientResult {
+  const base: ClientResult = { type: r.type, deleted: 0, count: 0, more: false, kvs: [], prevKvs: [] };
+  switch (r.type) {
+    case 'put':
+      return { ...base, prevKvs: r.prevKv ? [r.prevKv] : [] };
+    case 'delete':
+      return { ...base, deleted: r.deleted, prevKvs: r.prevKvs ?? [] };
+    case 'range':
+      return { ...base, count: r.count, more: r.more, kvs: r.kvs };
+    case 'member':
+      return base;
   }
 }
 

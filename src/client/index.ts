@@ -1,0 +1,305 @@
+// raftline/client: a TypeScript client for raftline servers over the binary
+// WebSocket protocol (schema/client.fbs). It pipelines requests on one
+// connection, prefers the leader (saving the followers' forwarding hop),
+// reconnects to another endpoint when a connection fails, and retries
+// safely: every write carries this client's id and a sequence number, and the
+// server's state machine applies a given (id, sequence) at most once.
+import { randomUUID } from 'node:crypto';
+import WebSocket from 'ws';
+import { encodeCommand, type Operation, type Txn } from '../server/kv-command.js';
+import {
+  decodeResponse,
+  encodeRequest,
+  type ClientKeyValue,
+  type ClientRead,
+  type ClientResponse,
+  type ClientResult,
+  type ReadConsistency,
+} from '../transport/client-codec.js';
+
+export type { ClientKeyValue as KeyValue, ClientResult as OperationResult, ReadConsistency } from '../transport/client-codec.js';
+export type { Compare, Operation, Txn } from '../server/kv-command.js';
+
+export interface ClientOptions {
+  /** Servers' client URLs, e.g. `http://127.0.0.1:7201`. */
+  endpoints: string[];
+  /** Identifies this client's writes for at-most-once retries; default a random UUID. */
+  clientId?: string;
+  /** A request that has not succeeded after this long rejects with RaftlineClientError('timeout'). Default 30000. */
+  requestTimeoutMs?: number;
+}
+
+/** A request the cluster refused or could not complete; `code` is the server's error code. */
+export class RaftlineClientError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RaftlineClientError';
+  }
+}
+
+export interface TxnResponse {
+  revision: number;
+  succeeded: boolean;
+  results: ClientResult[];
+  /** This answer is for a retry of a write the cluster had already applied: results are not repeated. */
+  duplicate: boolean;
+}
+
+/** Errors after which the same request may simply be sent again (writes keep their sequence). */
+const RETRYABLE = new Set(['no_leader', 'timeout', 'busy', 'shutting_down', 'outcome_unknown']);
+/** The server keeps this many of a client's applied sequences: stay well inside it. */
+const MAX_OUTSTANDING_WRITES = 512;
+
+interface Pending {
+  frame: Uint8Array;
+  isWrite: boolean;
+  deadlineMs: number;
+  resolve: (r: ClientResponse) => void;
+  reject: (err: Error) => void;
+}
+
+const bytes = (v: string | Uint8Array): Uint8Array => (typeof v === 'string' ? Buffer.from(v) : v);
+
+/**
+ * ```ts
+ * const client = await RaftlineClient.connect({ endpoints: ['http://127.0.0.1:7201', 'http://127.0.0.1:7202'] });
+ * const { revision } = await client.put('greeting', 'hello');
+ * const kv = await client.get('greeting');       // linearizable by default
+ * await client.close();
+ * ```
+ */
+export class RaftlineClient {
+  readonly clientId: string;
+  private readonly endpoints: string[];
+  private readonly requestTimeoutMs: number;
+  private readonly pending = new Map<number, Pending>();
+  private readonly writeSlots: (() => void)[] = [];
+  private writesInFlight = 0;
+  private socket: WebSocket | null = null;
+  private connecting: Promise<void> | null = null;
+  private endpointIndex = 0;
+  private nextId = 1;
+  private sequence = 0;
+  private closed = false;
+  private readonly sweeper: NodeJS.Timeout;
+
+  private constructor(opts: ClientOptions) {
+    if (opts.endpoints.length === 0) throw new RaftlineClientError('bad_request', 'at least one endpoint is needed');
+    this.endpoints = opts.endpoints.map((e) => e.replace(/\/+$/, ''));
+    this.clientId = opts.clientId ?? randomUUID();
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+    this.sweeper = setInterval(() => this.expire(), 250);
+    this.sweeper.unref();
+  }
+
+  /** Connects to the leader if one of the endpoints reports it, else to the first that answers. */
+  static async connect(opts: ClientOptions): Promise<RaftlineClient> {
+    const client = new RaftlineClient(opts);
+    await client.preferLeader();
+    await client.ensureConnected();
+    return client;
+  }
+
+  async put(key: string | Uint8Array, value: string | Uint8Array, opts: { ifModRevision?: number; ifAbsent?: boolean; prevKv?: boolean } = {}): Promise<TxnResponse> {
+    const k = bytes(key);
+    const compare: Txn['compare'] = [];
+    if (opts.ifModRevision !== undefined) compare.push({ key: k, target: 'mod', result: 'equal', number: opts.ifModRevision });
+    if (opts.ifAbsent) compare.push({ key: k, target: 'create', result: 'equal', number: 0 });
+    return this.txn({ compare, success: [{ type: 'put', key: k, value: bytes(value), prevKv: opts.prevKv }], failure: [] });
+  }
+
+  async delete(key: string | Uint8Array, opts: { rangeEnd?: string | Uint8Array; prevKv?: boolean } = {}): Promise<TxnResponse> {
+    const op: Operation = { type: 'delete', key: bytes(key), rangeEnd: opts.rangeEnd === undefined ? undefined : bytes(opts.rangeEnd), prevKv: opts.prevKv };
+    return this.txn({ compare: [], success: [op], failure: [] });
+  }
+
+  /** Applies comparisons, then `success` or `failure` operations, atomically (etcd's Txn). */
+  async txn(txn: Txn): Promise<TxnResponse> {
+    await this.writeSlot();
+    try {
+      const command = encodeCommand({ clientId: this.clientId, sequence: ++this.sequence, txn });
+      const r = await this.send((id) => encodeRequest({ id, command }), true);
+      return { revision: r.revision, succeeded: r.succeeded, results: r.results, duplicate: r.duplicate };
+    } finally {
+      this.writesInFlight--;
+      this.writeSlots.shift()?.();
+    }
+  }
+
+  async get(key: string | Uint8Array, opts: { consistency?: ReadConsistency } = {}): Promise<(ClientKeyValue & { revision: number }) | null> {
+    const r = await this.range(key, undefined, { consistency: opts.consistency });
+    return r.kvs[0] ? { ...r.kvs[0], revision: r.revision } : null;
+  }
+
+  /** Keys in [key, rangeEnd) (exactly `key` without rangeEnd), in byte order. */
+  async range(
+    key: string | Uint8Array,
+    rangeEnd?: string | Uint8Array,
+    opts: { limit?: number; keysOnly?: boolean; countOnly?: boolean; consistency?: ReadConsistency } = {},
+  ): Promise<{ kvs: ClientKeyValue[]; count: number; more: boolean; revision: number }> {
+    const read: ClientRead = {
+      key: bytes(key),
+      rangeEnd: rangeEnd === undefined ? undefined : bytes(rangeEnd),
+      limit: opts.limit ?? 0,
+      keysOnly: opts.keysOnly ?? false,
+      countOnly: opts.countOnly ?? false,
+      consistency: opts.consistency ?? 'linearizable',
+    };
+    const r = await this.send((id) => encodeRequest({ id, read }), false);
+    const result = r.results[0];
+    return { kvs: result?.kvs ?? [], count: result?.count ?? 0, more: result?.more ?? false, revision: r.revision };
+  }
+
+  /** Every key starting with `prefix`. */
+  prefix(prefix: string | Uint8Array, opts: { limit?: number; consistency?: ReadConsistency } = {}) {
+    const p = Buffer.from(bytes(prefix));
+    let end = Buffer.from([0]);
+    for (let i = p.length - 1; i >= 0; i--) {
+      if (p[i] < 0xff) {
+        end = Buffer.from(p.subarray(0, i + 1));
+        end[i]++;
+        break;
+      }
+    }
+    return this.range(p.length ? p : Buffer.from([0]), end, opts);
+  }
+
+  /** Closes the connection; pending requests reject. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.sweeper);
+    for (const p of this.pending.values()) p.reject(new RaftlineClientError('closed', 'the client was closed'));
+    this.pending.clear();
+    this.socket?.close();
+    this.socket = null;
+  }
+
+  // --------------------------------------------------------------- internals
+
+  private writeSlot(): Promise<void> {
+    if (this.writesInFlight < MAX_OUTSTANDING_WRITES) {
+      this.writesInFlight++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) =>
+      this.writeSlots.push(() => {
+        this.writesInFlight++;
+        resolve();
+      }),
+    );
+  }
+
+  /** Sends a request and resolves with its successful answer, retrying what may be retried until the deadline. */
+  private send(frameFor: (id: number) => Uint8Array, isWrite: boolean): Promise<ClientResponse> {
+    if (this.closed) return Promise.reject(new RaftlineClientError('closed', 'the client was closed'));
+    const id = this.nextId++;
+    return new Promise<ClientResponse>((resolve, reject) => {
+      this.pending.set(id, { frame: frameFor(id), isWrite, deadlineMs: Date.now() + this.requestTimeoutMs, resolve, reject });
+      void this.transmit(id);
+    });
+  }
+
+  private async transmit(id: number): Promise<void> {
+    try {
+      await this.ensureConnected();
+    } catch {
+      return; // The sweeper times it out; reconnection goes on meanwhile.
+    }
+    const p = this.pending.get(id);
+    if (p && this.socket?.readyState === WebSocket.OPEN) this.socket.send(p.frame, { binary: true });
+  }
+
+  private onResponse(r: ClientResponse): void {
+    const p = this.pending.get(r.id);
+    if (!p) return;
+    if (!r.errorCode) {
+      this.pending.delete(r.id);
+      p.resolve(r);
+      return;
+    }
+    if (!RETRYABLE.has(r.errorCode)) {
+      this.pending.delete(r.id);
+      p.reject(new RaftlineClientError(r.errorCode, r.error));
+      return;
+    }
+    // The same frame again (a write keeps its sequence), after a pause; through the leader when hinted.
+    if (r.leader) void this.preferLeader();
+    setTimeout(() => void this.transmit(r.id), 50).unref();
+  }
+
+  private expire(): void {
+    const now = Date.now();
+    for (const [id, p] of this.pending) {
+      if (p.deadlineMs > now) continue;
+      this.pending.delete(id);
+      p.reject(new RaftlineClientError('timeout', `no answer within ${this.requestTimeoutMs} ms${p.isWrite ? '; the write may still apply' : ''}`));
+    }
+  }
+
+  /** Points the next connection at the endpoint that reports itself leader, if any does. */
+  private async preferLeader(): Promise<void> {
+    const found = await Promise.all(
+      this.endpoints.map((e) =>
+        fetch(`${e}/status`, { signal: AbortSignal.timeout(1000) })
+          .then((r) => r.json() as Promise<{ role?: string }>)
+          .then((s) => s.role === 'leader', () => false),
+      ),
+    );
+    const leader = found.indexOf(true);
+    if (leader >= 0 && leader !== this.endpointIndex) {
+      this.endpointIndex = leader;
+      this.socket?.close();
+    }
+  }
+
+  private ensureConnected(): Promise<void> {
+    if (this.socket?.readyState === WebSocket.OPEN) return Promise.resolve();
+    if (this.closed) return Promise.reject(new RaftlineClientError('closed', 'the client was closed'));
+    this.connecting ??= this.connectLoop().finally(() => {
+      this.connecting = null;
+    });
+    return this.connecting;
+  }
+
+  /** Tries the endpoints in turn, with growing pauses, until one accepts or every pending request has expired. */
+  private async connectLoop(): Promise<void> {
+    for (let attempt = 0; !this.closed; attempt++) {
+      const endpoint = this.endpoints[this.endpointIndex];
+      try {
+        await this.open(endpoint);
+        return;
+      } catch {
+        this.endpointIndex = (this.endpointIndex + 1) % this.endpoints.length;
+        if (attempt >= this.endpoints.length && this.pending.size === 0) throw new RaftlineClientError('unavailable', `no endpoint of ${this.endpoints.join(', ')} accepts connections`);
+        await new Promise((r) => setTimeout(r, Math.min(1000, 20 * 2 ** Math.min(attempt, 6))));
+      }
+    }
+    throw new RaftlineClientError('closed', 'the client was closed');
+  }
+
+  private open(endpoint: string): Promise<void> {
+    const socket = new WebSocket(`${endpoint.replace(/^http/, 'ws')}/v1/ws`, { perMessageDeflate: false, handshakeTimeout: 2000 });
+    return new Promise<void>((resolve, reject) => {
+      socket.on('error', reject);
+      socket.on('open', () => {
+        this.socket = socket;
+        socket.on('message', (data) => {
+          try {
+            this.onResponse(decodeResponse(data instanceof ArrayBuffer ? new Uint8Array(data) : Buffer.isBuffer(data) ? data : Buffer.concat(data)));
+          } catch {
+            socket.terminate();
+          }
+        });
+        socket.on('close', () => {
+          if (this.socket === socket) this.socket = null;
+          // Everything unanswered goes out again on the next connection.
+          if (!this.closed && this.pending.size > 0) for (const id of [...this.pending.keys()]) void this.transmit(id);
+        });
+        resolve();
+      });
+    });
+  }
+}

@@ -1,0 +1,212 @@
+// The binary client protocol's messages (schema/client.fbs) and their
+// encoding. Shared by the server and raftline/client.
+import * as flatbuffers from 'flatbuffers';
+import { Consistency } from './generated/raftline/client/consistency.js';
+import { KeyValue as WireKeyValue } from './generated/raftline/client/key-value.js';
+import { Request } from './generated/raftline/client/request.js';
+import { Response } from './generated/raftline/client/response.js';
+import { Result } from './generated/raftline/client/result.js';
+
+export type ReadConsistency = 'linearizable' | 'lease' | 'stale';
+
+export interface ClientKeyValue {
+  key: Uint8Array;
+  value: Uint8Array;
+  createRevision: number;
+  modRevision: number;
+  version: number;
+}
+
+export interface ClientRead {
+  key: Uint8Array;
+  /** Absent: exactly `key`. */
+  rangeEnd?: Uint8Array;
+  limit: number;
+  keysOnly: boolean;
+  countOnly: boolean;
+  consistency: ReadConsistency;
+}
+
+/** A write (`command`, the key-value command bytes) or a read. */
+export interface ClientRequest {
+  id: number;
+  command?: Uint8Array;
+  read?: ClientRead;
+}
+
+export const RESULT_TYPES = ['put', 'delete', 'range', 'member'] as const;
+
+export interface ClientResult {
+  type: (typeof RESULT_TYPES)[number];
+  deleted: number;
+  count: number;
+  more: boolean;
+  kvs: ClientKeyValue[];
+  prevKvs: ClientKeyValue[];
+}
+
+export interface ClientResponse {
+  id: number;
+  /** '' on success. */
+  errorCode: string;
+  error: string;
+  leader: string | null;
+  revision: number;
+  succeeded: boolean;
+  duplicate: boolean;
+  results: ClientResult[];
+}
+
+export class ClientFrameError extends Error {
+  constructor(reason: string) {
+    super(`malformed client frame: ${reason}`);
+    this.name = 'ClientFrameError';
+  }
+}
+
+const CONSISTENCY: ReadConsistency[] = ['linearizable', 'lease', 'stale'];
+
+function safe(value: bigint, field: string): number {
+  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new ClientFrameError(`${field} out of range`);
+  return Number(value);
+}
+
+/** Decoding runs without a FlatBuffers verifier: any damage surfaces as an exception, turned into ClientFrameError. */
+function guarded<T>(what: string, bytes: Uint8Array, decode: (bb: flatbuffers.ByteBuffer) => T): T {
+  if (bytes.byteLength < 8) throw new ClientFrameError(`${bytes.byteLength} bytes is too short for a ${what}`);
+  try {
+    return decode(new flatbuffers.ByteBuffer(bytes));
+  } catch (err) {
+    if (err instanceof ClientFrameError) throw err;
+    throw new ClientFrameError(`undecodable ${what} (${(err as Error).message})`);
+  }
+}
+
+export function encodeRequest(r: ClientRequest): Uint8Array {
+  const b = new flatbuffers.Builder(64 + (r.command?.length ?? 0) + (r.read ? r.read.key.length + (r.read.rangeEnd?.length ?? 0) : 0));
+  const command = r.command ? b.createByteVector(r.command) : 0;
+  const key = r.read ? b.createByteVector(r.read.key) : 0;
+  const rangeEnd = r.read?.rangeEnd ? b.createByteVector(r.read.rangeEnd) : 0;
+  Request.startRequest(b);
+  Request.addId(b, BigInt(r.id));
+  if (command) Request.addCommand(b, command);
+  if (r.read) {
+    Request.addKey(b, key);
+    if (rangeEnd) Request.addRangeEnd(b, rangeEnd);
+    Request.addLimit(b, BigInt(r.read.limit));
+    Request.addKeysOnly(b, r.read.keysOnly);
+    Request.addCountOnly(b, r.read.countOnly);
+    Request.addConsistency(b, CONSISTENCY.indexOf(r.read.consistency) as Consistency);
+  }
+  b.finish(Request.endRequest(b));
+  return b.asUint8Array();
+}
+
+export function decodeRequest(bytes: Uint8Array): ClientRequest {
+  return guarded('request', bytes, (bb) => {
+    const r = Request.getRootAsRequest(bb);
+    const id = safe(r.id(), 'id');
+    const command = r.commandArray();
+    if (command) return { id, command };
+    const key = r.keyArray();
+    if (!key) throw new ClientFrameError('a request needs a command or a key');
+    const consistency = CONSISTENCY[r.consistency()];
+    if (!consistency) throw new ClientFrameError(`unknown consistency ${r.consistency()}`);
+    return {
+      id,
+      read: { key, rangeEnd: r.rangeEndArray() ?? undefined, limit: safe(r.limit(), 'limit'), keysOnly: r.keysOnly(), countOnly: r.countOnly(), consistency },
+    };
+  });
+}
+
+function encodeKvs(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[]): flatbuffers.Offset {
+  const offsets = kvs.map((kv) => {
+    const key = b.createByteVector(kv.key);
+    const value = b.createByteVector(kv.value);
+    WireKeyValue.startKeyValue(b);
+    WireKeyValue.addKey(b, key);
+    WireKeyValue.addValue(b, value);
+    WireKeyValue.addCreateRevision(b, BigInt(kv.createRevision));
+    WireKeyValue.addModRevision(b, BigInt(kv.modRevision));
+    WireKeyValue.addVersion(b, BigInt(kv.version));
+    return WireKeyValue.endKeyValue(b);
+  });
+  return Result.createKvsVector(b, offsets);
+}
+
+export function encodeResponse(r: ClientResponse): Uint8Array {
+  const b = new flatbuffers.Builder(256);
+  const results = r.results.map((res) => {
+    const kvs = encodeKvs(b, res.kvs);
+    const prevKvs = encodeKvs(b, res.prevKvs);
+    Result.startResult(b);
+    Result.addType(b, RESULT_TYPES.indexOf(res.type));
+    Result.addDeleted(b, BigInt(res.deleted));
+    Result.addCount(b, BigInt(res.count));
+    Result.addMore(b, res.more);
+    Result.addKvs(b, kvs);
+    Result.addPrevKvs(b, prevKvs);
+    return Result.endResult(b);
+  });
+  const resultsVector = Response.createResultsVector(b, results);
+  const errorCode = b.createString(r.errorCode);
+  const error = b.createString(r.error);
+  const leader = r.leader ? b.createString(r.leader) : 0;
+  Response.startResponse(b);
+  Response.addId(b, BigInt(r.id));
+  Response.addErrorCode(b, errorCode);
+  Response.addError(b, error);
+  if (leader) Response.addLeader(b, leader);
+  Response.addRevision(b, BigInt(r.revision));
+  Response.addSucceeded(b, r.succeeded);
+  Response.addDuplicate(b, r.duplicate);
+  Response.addResults(b, resultsVector);
+  b.finish(Response.endResponse(b));
+  return b.asUint8Array();
+}
+
+function decodeKvs(length: number, at: (i: number) => WireKeyValue | null): ClientKeyValue[] {
+  const out: ClientKeyValue[] = [];
+  for (let i = 0; i < length; i++) {
+    const kv = at(i);
+    if (!kv) throw new ClientFrameError('missing key-value');
+    out.push({
+      key: kv.keyArray() ?? new Uint8Array(0),
+      value: kv.valueArray() ?? new Uint8Array(0),
+      createRevision: safe(kv.createRevision(), 'create_revision'),
+      modRevision: safe(kv.modRevision(), 'mod_revision'),
+      version: safe(kv.version(), 'version'),
+    });
+  }
+  return out;
+}
+
+export function decodeResponse(bytes: Uint8Array): ClientResponse {
+  return guarded('response', bytes, (bb) => {
+    const r = Response.getRootAsResponse(bb);
+    const results: ClientResult[] = [];
+    for (let i = 0; i < r.resultsLength(); i++) {
+      const res = r.results(i);
+      const type = res ? RESULT_TYPES[res.type()] : undefined;
+      if (!res || !type) throw new ClientFrameError('bad result');
+      results.push({
+        type,
+        deleted: safe(res.deleted(), 'deleted'),
+        count: safe(res.count(), 'count'),
+        more: res.more(),
+        kvs: decodeKvs(res.kvsLength(), (j) => res.kvs(j)),
+        prevKvs: decodeKvs(res.prevKvsLength(), (j) => res.prevKvs(j)),
+      });
+    }
+    return {
+      id: safe(r.id(), 'id'),
+      errorCode: r.errorCode() ?? '',
+      error: r.error() ?? '',
+      leader: r.leader(),
+      revision: safe(r.revision(), 'revision'),
+      succeeded: r.succeeded(),
+      duplicate: r.duplicate(),
+      results,
+    };
+  });
+}

@@ -1,0 +1,54 @@
+// Spawning `raftline serve` processes for the tests, on ports picked so that
+// concurrently running test files do not collide.
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The compiled CLI. */
+export const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
+
+/**
+ * Free loopback ports below Linux's ephemeral range (32768+), so nothing the
+ * kernel hands out takes them meanwhile. Each test file passes its own
+ * `region` (a multiple of 10000 below 30000), so files running at once never
+ * reach for the same ports.
+ */
+export async function freePorts(count: number, region: number): Promise<number[]> {
+  const ports: number[] = [];
+  for (let port = region + (process.pid % 400) * 20; ports.length < count; port++) {
+    const free = await new Promise<boolean>((resolve) => {
+      const s = net.createServer().once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (free) ports.push(port);
+  }
+  return ports;
+}
+
+/** A `raftline serve` child with its JSON log lines parsed as they arrive. */
+export function spawnServer(args: string[]): { child: ChildProcess; logs: Record<string, unknown>[] } {
+  const child = spawn(process.execPath, [MAIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const logs: Record<string, unknown>[] = [];
+  let rest = '';
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+    const parts = (rest + text).split('\n');
+    rest = parts.pop()!;
+    for (const line of parts) logs.push(JSON.parse(line) as Record<string, unknown>);
+  });
+  return { child, logs };
+}
+
+/** `serve` arguments for a local cluster of `ids` on `ports` (peer ports first, then client ports). */
+export function clusterArgs(ids: string[], ports: number[], dir: string, secretFile: string): { args: Record<string, string[]>; clientUrl: Record<string, string> } {
+  const peers = ids.map((id, i) => `${id}=127.0.0.1:${ports[i]}`).join(',');
+  const args: Record<string, string[]> = {};
+  const clientUrl: Record<string, string> = {};
+  ids.forEach((id, i) => {
+    const clientPort = ports[ids.length + i];
+    args[id] = ['--id', id, '--data', path.join(dir, id), '--peer-listen', `127.0.0.1:${ports[i]}`, '--client-listen', `127.0.0.1:${clientPort}`,
+      '--peers', peers, '--secret-file', secretFile, '--election-timeout-ms', '500', '--heartbeat-interval-ms', '50'];
+    clientUrl[id] = `http://127.0.0.1:${clientPort}`;
+  });
+  return { args, clientUrl };
+}
