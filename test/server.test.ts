@@ -222,9 +222,9 @@ describe('raftline serve', () => {
     assert.match(ctl('add-learner', 'n4', n4PeerAddress), /learners n4/);
     await eventually('n4 caught up as a learner', async () => (await fetch(`${clientUrl.n4}/v1/kv/shape?consistency=stale`).then((r) => r.text())) === 'round');
     ctl('promote', 'n4');
-    const grown = JSON.parse(ctl('members', '--json')) as { voters: string[]; addresses: Record<string, string> };
+    const grown = JSON.parse(ctl('members', '--json')) as { voters: string[]; members: Record<string, { peer: string }> };
     assert.deepEqual([...grown.voters].sort(), [...IDS, 'n4']);
-    assert.equal(grown.addresses.n4, n4PeerAddress);
+    assert.equal(grown.members.n4.peer, n4PeerAddress);
     assert.equal((await put('n4', 'from-n4', 'yes')).status, 200, 'the new voter takes writes');
 
     ctl('transfer-leader', 'n4');

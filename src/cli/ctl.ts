@@ -109,8 +109,8 @@ export async function ctl(argv: string[]): Promise<number> {
     case 'members': {
       const leader = await leaderEndpoint(endpoints);
       const m = await call(leader, '/v1/admin/members');
-      const addresses = m.addresses as Record<string, string>;
-      const show = (ids: string[]) => ids.map((id) => (addresses[id] ? `${id} (${addresses[id]})` : id)).join(', ') || '-';
+      const members = m.members as Record<string, { peer: string; client?: string }>;
+      const show = (ids: string[]) => ids.map((id) => (members[id] ? `${id} (${members[id].client ?? members[id].peer})` : id)).join(', ') || '-';
       print(m, `leader ${String(m.leader)}  term ${String(m.term)}\nvoters: ${show(m.voters as string[])}\nlearners: ${show(m.learners as string[])}`);
       return 0;
     }

@@ -2,12 +2,17 @@
 // values) and the etcd v3 JSON gateway subset (`/v3/kv/*`, shaped as etcd 3.4
 // answers). Any node serves any request: writes are forwarded to the leader,
 // linearizable reads go through a ReadIndex barrier.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
 import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TimeoutError, type RaftNode } from '../node/index.js';
 import { ClientFrameError, decodeRequest, encodeResponse, type ClientResponse, type ClientResult } from '../transport/client-codec.js';
 import { decodeCommand, encodeCommand, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
 import type { KeyValue, KvStore, OperationResult, TxnResult } from './kv-store.js';
+import { encodeMemberInfo, parseMemberInfo, type MemberInfo } from './members.js';
 import type { ServerMetrics } from './metrics.js';
 
 export interface HttpApiOptions {
@@ -98,6 +103,9 @@ export class HttpApi {
   private readonly maxKeyBytes: number;
   private readonly maxValueBytes: number;
   private readonly maxBodyBytes: number;
+  /** Writes completed through this node, and their total latency, for the status page's chart. */
+  private writeCount = 0;
+  private writeSumMs = 0;
 
   constructor(
     private readonly node: RaftNode,
@@ -110,6 +118,11 @@ export class HttpApi {
   }
 
   attach(app: TemplatedApp): void {
+    const page = statusPage();
+    app.get('/', (res, req) => this.handle(res, req, '/', async () => ({ status: 200, body: page.html, headers: { 'Content-Type': 'text/html; charset=utf-8' } })));
+    app.get('/assets/uplot.min.js', (res, req) => this.handle(res, req, '/assets', async () => ({ status: 200, body: page.uplotJs, headers: { 'Content-Type': 'text/javascript' } })));
+    app.get('/assets/uplot.min.css', (res, req) => this.handle(res, req, '/assets', async () => ({ status: 200, body: page.uplotCss, headers: { 'Content-Type': 'text/css' } })));
+    app.any('/v1/cluster', (res, req) => this.handle(res, req, '/v1/cluster', async (method) => this.cluster(method)));
     app.ws<ClientSocketData>('/v1/ws', {
       maxPayloadLength: this.maxBodyBytes,
       idleTimeout: 120,
@@ -209,7 +222,7 @@ export class HttpApi {
   private async status(method: string): Promise<Reply> {
     if (method !== 'get') throw new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on /status`);
     const s = this.node.status();
-    return json({
+    const reply = json({
       id: s.id,
       role: s.role,
       term: s.term,
@@ -223,7 +236,18 @@ export class HttpApi {
       configuration: s.configuration,
       snapshot: s.snapshot ? { index: s.snapshot.index, term: s.snapshot.term } : null,
       followers: s.peers,
+      writes: { count: this.writeCount, sumMs: this.writeSumMs },
     });
+    // The status page, served by any member, reads every member's status.
+    reply.headers['Access-Control-Allow-Origin'] = '*';
+    return reply;
+  }
+
+  /** Members as the replicated configuration and metadata know them: what the status page starts from. */
+  private async cluster(method: string): Promise<Reply> {
+    if (method !== 'get') throw new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on /v1/cluster`);
+    const s = this.node.status();
+    return json({ self: s.id, leader: s.leader, term: s.term, configuration: s.configuration, members: this.members() });
   }
 
   /**
@@ -236,7 +260,7 @@ export class HttpApi {
     if (op === 'members') {
       if (method !== 'get') throw new HttpError(405, 'method_not_allowed', 'members takes GET');
       const s = this.node.status();
-      return json({ leader: s.leader, term: s.term, ...s.configuration, addresses: this.store.addresses });
+      return json({ leader: s.leader, term: s.term, ...s.configuration, members: this.members() });
     }
     if (!ADMIN_OPS.includes(op)) throw new HttpError(404, 'not_found', `no admin operation ${op}`);
     if (method !== 'post') throw new HttpError(405, 'method_not_allowed', `${op} takes POST`);
@@ -262,7 +286,7 @@ export class HttpApi {
       return v;
     };
     const setAddress = (member: string, peerAddress: string) =>
-      this.write({ compare: [], success: [{ type: 'member', key: Buffer.from(member), address: peerAddress }], failure: [] });
+      this.write({ compare: [], success: [{ type: 'member', key: Buffer.from(member), address: peerAddress && encodeMemberInfo({ peer: peerAddress }) }], failure: [] });
     try {
       switch (op) {
         case 'add-peer':
@@ -301,6 +325,16 @@ export class HttpApi {
     }
     const s = this.node.status();
     return json({ ok: true, leader: s.leader, term: s.term, ...s.configuration });
+  }
+
+  /** What is recorded about each member (peer address, client URL). */
+  private members(): Record<string, MemberInfo> {
+    const out: Record<string, MemberInfo> = {};
+    for (const [id, text] of Object.entries(this.store.addresses)) {
+      const info = parseMemberInfo(text);
+      if (info) out[id] = info;
+    }
+    return out;
   }
 
   private async metrics(method: string): Promise<Reply> {
@@ -486,7 +520,10 @@ export class HttpApi {
     const started = performance.now();
     try {
       const r = (await this.node.apply(command, { forward: true })) as TxnResult;
-      this.opts.metrics.write((performance.now() - started) / 1000);
+      const elapsedMs = performance.now() - started;
+      this.opts.metrics.write(elapsedMs / 1000);
+      this.writeCount++;
+      this.writeSumMs += elapsedMs;
       if (r.error) throw new HttpError(400, 'bad_request', r.error);
       return r;
     } catch (err) {
@@ -559,6 +596,19 @@ export class HttpApi {
       if (isLast) route(method, url, query, headers, Buffer.concat(parts, bytes)).then(send, fail);
     });
   }
+}
+
+/** The status page and the charting library it uses, read once. */
+function statusPage(): { html: string; uplotJs: Buffer; uplotCss: Buffer } {
+  const require = createRequire(import.meta.url);
+  const uplotDir = path.join(path.dirname(require.resolve('uplot/package.json')), 'dist');
+  // Compiled to dist/src/server/; the page ships in src/server/page/.
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  return {
+    html: readFileSync(path.join(root, 'src', 'server', 'page', 'index.html'), 'utf8'),
+    uplotJs: readFileSync(path.join(uplotDir, 'uPlot.iife.min.js')),
+    uplotCss: readFileSync(path.join(uplotDir, 'uPlot.min.css')),
+  };
 }
 
 interface ClientSocketData {

@@ -8,7 +8,9 @@ import { RaftNode, type NodeEvent } from '../node/index.js';
 import { loadUws } from '../transport/uws.js';
 import { UwsTransport } from '../transport/index.js';
 import { HttpApi } from './http-api.js';
+import { encodeCommand } from './kv-command.js';
 import { KvStore } from './kv-store.js';
+import { encodeMemberInfo, parseMemberInfo } from './members.js';
 import { ServerMetrics } from './metrics.js';
 
 export interface Address {
@@ -62,6 +64,8 @@ function logNodeEvent(log: Logger, e: NodeEvent): void {
 
 export class RaftlineServer {
   private listenSocket: us_listen_socket | null = null;
+  private announcer: NodeJS.Timeout | null = null;
+  private announcing = false;
 
   private constructor(
     readonly log: Logger,
@@ -85,9 +89,10 @@ export class RaftlineServer {
     });
     const store = new KvStore();
     store.onError = (err) => log.error({ code: err.code }, err.message);
-    store.onMemberAddress = (member, address) => {
+    store.onMemberAddress = (member, text) => {
       if (member === config.id) return;
-      if (address) transport.setPeer(member, address);
+      const info = text ? parseMemberInfo(text) : null;
+      if (info) transport.setPeer(member, info.peer);
       else transport.removePeer(member);
     };
     store.onConfigurationCommitted = (conf) => log.info({ voters: conf.voters, learners: conf.learners, joint: conf.outgoing !== undefined }, 'configuration committed');
@@ -123,8 +128,35 @@ export class RaftlineServer {
     api.attach(app);
     const server = new RaftlineServer(log, config, transport, node, store, app);
     await server.listen();
+    server.announcer = setInterval(() => void server.announce(), 1000);
     log.info({ peerListen: config.peerListen, clientListen: config.clientListen, peers: config.peers, join: config.join }, 'serving');
     return server;
+  }
+
+  /** Where clients reach this server. */
+  get clientUrl(): string {
+    return `http://${this.config.clientListen.host}:${this.config.clientListen.port}`;
+  }
+
+  /**
+   * Records this member's addresses in the replicated metadata until they
+   * are there, so every member (and the status page) can find it.
+   */
+  private async announce(): Promise<void> {
+    const status = this.node.status();
+    const self = this.config.id;
+    if (this.announcing || status.leader === null || ![...status.configuration.voters, ...status.configuration.learners].includes(self)) return;
+    const wanted = encodeMemberInfo({ peer: this.config.peers[self], client: this.clientUrl });
+    if (this.store.addresses[self] === wanted) return;
+    this.announcing = true;
+    try {
+      const command = encodeCommand({ clientId: '', sequence: 0, txn: { compare: [], success: [{ type: 'member', key: Buffer.from(self), address: wanted }], failure: [] } });
+      await this.node.apply(command, { forward: true });
+    } catch {
+      // No leader right now: the next tick tries again.
+    } finally {
+      this.announcing = false;
+    }
   }
 
   private listen(): Promise<void> {
@@ -146,6 +178,7 @@ export class RaftlineServer {
    * this node leads, then the node and its log close (everything synced).
    */
   async stop(): Promise<void> {
+    if (this.announcer) clearInterval(this.announcer);
     if (this.listenSocket) {
       loadUws().us_listen_socket_close(this.listenSocket);
       this.listenSocket = null;

@@ -11,12 +11,12 @@ export const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..'
 /**
  * Free loopback ports below Linux's ephemeral range (32768+), so nothing the
  * kernel hands out takes them meanwhile. Each test file passes its own
- * `region` (a multiple of 10000 below 30000), so files running at once never
+ * `region` (a multiple of 5000 from 10000 to 25000), so files running at once never
  * reach for the same ports.
  */
 export async function freePorts(count: number, region: number): Promise<number[]> {
   const ports: number[] = [];
-  for (let port = region + (process.pid % 400) * 20; ports.length < count; port++) {
+  for (let port = region + (process.pid % 200) * 20; ports.length < count; port++) {
     const free = await new Promise<boolean>((resolve) => {
       const s = net.createServer().once('error', () => resolve(false));
       s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
