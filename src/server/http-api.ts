@@ -377,7 +377,8 @@ export class HttpApi {
         if (r.succeeded) out.succeeded = true;
         const responses = r.responses.map((resp) => {
           const name = resp.type === 'put' ? 'response_put' : resp.type === 'delete' ? 'response_delete_range' : 'response_range';
-          return { [name]: { header: this.header(r.revision), ...this.v3Response(resp) } };
+          // etcd gives the operations inside a transaction a header with the revision only.
+          return { [name]: { header: { revision: String(r.revision) }, ...this.v3Response(resp) } };
         });
         if (responses.length) out.responses = responses;
         return json(out);

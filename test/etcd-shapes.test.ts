@@ -1,0 +1,91 @@
+// The etcd v3 JSON gateway subset answered the way etcd 3.4 answers: the same
+// requests go to a real etcd (Debian's etcd-server, which .ci/run installs) and
+// to a one-node raftline, and the answers must match field for field (only
+// the cluster and member ids and the raft term, which name different things,
+// are set aside). Both stores start at revision 1, so revisions match too.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { eventually } from './support/eventually.js';
+import { clusterArgs, freePorts, spawnServer } from './support/servers.js';
+import { tempDir } from './support/tmp.js';
+
+const ETCD = '/usr/bin/etcd';
+const { dir, cleanup } = tempDir('etcd-shapes');
+const children: ChildProcess[] = [];
+let etcdUrl = '';
+let raftlineUrl = '';
+
+before(async () => {
+  assert.ok(existsSync(ETCD), `${ETCD} is missing: install Debian's etcd-server (apt-get install etcd-server), as .ci/run does`);
+  const ports = await freePorts(4, 25_000);
+  etcdUrl = `http://127.0.0.1:${ports[2]}`;
+  children.push(
+    spawn(ETCD, ['--name', 'shapes', '--data-dir', path.join(dir, 'etcd'), '--listen-client-urls', etcdUrl, '--advertise-client-urls', etcdUrl,
+      '--listen-peer-urls', `http://127.0.0.1:${ports[3]}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${ports[3]}`,
+      '--initial-cluster', `shapes=http://127.0.0.1:${ports[3]}`], { stdio: 'ignore' }),
+  );
+  const secretFile = path.join(dir, 'secret');
+  writeFileSync(secretFile, 'etcd-shapes-secret-0123456789');
+  const cluster = clusterArgs(['n1'], ports, dir, secretFile);
+  raftlineUrl = cluster.clientUrl.n1;
+  children.push(spawnServer(cluster.args.n1).child);
+  const ready = (url: string) => async () => (await fetch(`${url}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: b64('probe') }) })).ok;
+  await eventually('etcd answers', ready(etcdUrl));
+  await eventually('raftline answers', ready(raftlineUrl));
+});
+
+after(() => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  cleanup();
+});
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+/** Sets aside what differs by nature between two clusters: their ids and Raft terms. */
+function comparable(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(comparable);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, k === 'cluster_id' || k === 'member_id' || k === 'raft_term' ? typeof v : comparable(v)]),
+    );
+  }
+  return value;
+}
+
+test('put, range, deleterange and txn answer exactly as etcd 3.4 does', async () => {
+  const steps: [string, unknown][] = [
+    ['put', { key: b64('foo'), value: b64('bar') }],
+    ['put', { key: b64('foo'), value: b64('baz'), prev_kv: true }],
+    ['range', { key: b64('foo') }],
+    ['range', { key: b64('missing') }],
+    ['put', { key: b64('a/1'), value: b64('1') }],
+    ['put', { key: b64('a/2'), value: b64('2') }],
+    ['put', { key: b64('a/3'), value: b64('3') }],
+    ['put', { key: b64('empty'), value: '' }],
+    ['range', { key: b64('empty') }],
+    ['range', { key: b64('a/'), range_end: b64('a0'), limit: 2 }],
+    ['range', { key: b64('a/'), range_end: b64('a0'), count_only: true }],
+    ['range', { key: b64('a/'), range_end: b64('a0'), keys_only: true }],
+    ['range', { key: b64('\0'), range_end: b64('\0'), serializable: true }],
+    ['txn', { compare: [{ key: b64('foo'), target: 'VALUE', result: 'EQUAL', value: b64('baz') }], success: [{ request_put: { key: b64('foo'), value: b64('qux') } }], failure: [] }],
+    ['txn', { compare: [{ key: b64('foo'), target: 'MOD', result: 'LESS', mod_revision: '2' }], success: [], failure: [{ request_range: { key: b64('foo') } }] }],
+    ['txn', { compare: [{ key: b64('nope'), target: 'CREATE', result: 'EQUAL', create_revision: '0' }], success: [{ request_put: { key: b64('nope'), value: b64('1') } }, { request_range: { key: b64('a/'), range_end: b64('a0') } }] }],
+    ['txn', { compare: [{ key: b64('foo'), target: 'VERSION', result: 'GREATER', version: '1' }], success: [{ request_delete_range: { key: b64('nope'), prev_kv: true } }] }],
+    ['deleterange', { key: b64('a/'), range_end: b64('a0'), prev_kv: true }],
+    ['deleterange', { key: b64('missing') }],
+    ['range', { key: b64('\0'), range_end: b64('\0') }],
+  ];
+  for (const [op, body] of steps) {
+    const [etcd, ours] = await Promise.all(
+      [etcdUrl, raftlineUrl].map(async (url) => {
+        const r = await fetch(`${url}/v3/kv/${op}`, { method: 'POST', body: JSON.stringify(body) });
+        return { status: r.status, body: (await r.json()) as unknown };
+      }),
+    );
+    assert.equal(ours.status, etcd.status, `${op} ${JSON.stringify(body)}: status`);
+    assert.deepEqual(comparable(ours.body), comparable(etcd.body), `${op} ${JSON.stringify(body)}`);
+  }
+});
