@@ -246,6 +246,25 @@ describe('raftline serve', () => {
     assert.match(bad.stderr, /add-peer takes 2 arguments/);
   });
 
+  test('with no leader, requests get 503 with Retry-After and a JSON reason', async () => {
+    for (const id of ['n2', 'n3', 'n4']) {
+      const child = children.get(id);
+      if (!child || child.exitCode !== null) continue;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    let last: Response | undefined;
+    await eventually('n1 gives up leadership without a quorum', async () => {
+      last = await put('n1', 'lonely', 'x');
+      return last.status === 503;
+    });
+    assert.equal(last!.headers.get('retry-after'), '1');
+    const body = (await last!.json()) as { code: string; error: string };
+    assert.equal(body.code, 'no_leader');
+    assert.ok(body.error.length > 0);
+  });
+
   test('wrong flags are refused with the setting named and exit code 2', () => {
     const run = (secret: string, ...argv: string[]) =>
       spawnSync(process.execPath, [MAIN, 'serve', ...argv], { encoding: 'utf8', env: { PATH: process.env.PATH, RAFTLINE_SECRET: secret } });

@@ -49,6 +49,23 @@ async function ready(port: number, child: ChildProcess): Promise<void> {
   }
 }
 
+/** Waits until every node names the same leader, so the first request the user sends is served. */
+async function electedLeader(ports: number[], children: ChildProcess[]): Promise<void> {
+  for (;;) {
+    if (children.some((c) => c.exitCode !== null)) throw new Error('a server exited before a leader was elected');
+    const leaders = await Promise.all(
+      ports.map((port) =>
+        fetch(`http://127.0.0.1:${port}/status`).then(
+          (r) => r.json() as Promise<{ leader: string | null }>,
+          () => ({ leader: null }),
+        ),
+      ),
+    );
+    if (leaders[0].leader !== null && leaders.every((s) => s.leader === leaders[0].leader)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export async function dev(argv: string[]): Promise<number> {
   const { nodes, dir } = parse(argv);
   mkdirSync(dir, { recursive: true });
@@ -75,6 +92,7 @@ export async function dev(argv: string[]): Promise<number> {
   process.on('SIGTERM', stopAll);
   try {
     await Promise.all(children.map((c, i) => ready(CLIENT_BASE_PORT + i, c)));
+    await electedLeader(ids.map((_, i) => CLIENT_BASE_PORT + i), children);
   } catch (err) {
     stopAll();
     await Promise.all(exited);

@@ -1,0 +1,41 @@
+// `raftline dev`: the README's first command. It uses the fixed ports
+// 127.0.0.1:7101.. and :7201.., which no other test touches.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { eventually } from './support/eventually.js';
+import { MAIN } from './support/servers.js';
+import { tempDir } from './support/tmp.js';
+
+const { dir, cleanup } = tempDir('dev');
+after(cleanup);
+
+async function runDev(dataDir: string, body: () => Promise<void>): Promise<string> {
+  const child = spawn(process.execPath, [MAIN, 'dev', '--nodes', '3', '--dir', dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (t: string) => (out += t));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    await eventually('the endpoints are printed', () => out.includes('Ctrl-C stops the cluster'), 60_000);
+    await body();
+  } finally {
+    child.kill('SIGINT');
+  }
+  assert.equal(await exited, 0, 'Ctrl-C stops the cluster cleanly');
+  return out;
+}
+
+test('raftline dev starts a 3-node cluster, prints its endpoints and a curl example, stops on Ctrl-C, and resumes from its data', async () => {
+  const data = path.join(dir, 'cluster');
+  const out = await runDev(data, async () => {
+    const r = await fetch('http://127.0.0.1:7201/v1/kv/greeting', { method: 'PUT', body: 'hello' });
+    assert.equal(r.status, 200);
+    assert.equal(await (await fetch('http://127.0.0.1:7203/v1/kv/greeting')).text(), 'hello');
+  });
+  for (const port of [7201, 7202, 7203]) assert.ok(out.includes(`http://127.0.0.1:${port}`), `endpoint ${port} printed`);
+  assert.match(out, /curl -X PUT --data-binary hello http:\/\/127\.0\.0\.1:7201\/v1\/kv\/greeting/);
+  await runDev(data, async () => {
+    await eventually('the data survived the restart', async () => (await (await fetch('http://127.0.0.1:7202/v1/kv/greeting')).text()) === 'hello');
+  });
+});
