@@ -39,15 +39,24 @@ export function spawnServer(args: string[]): { child: ChildProcess; logs: Record
   return { child, logs };
 }
 
-/** `serve` arguments for a local cluster of `ids` on `ports` (peer ports first, then client ports). */
-export function clusterArgs(ids: string[], ports: number[], dir: string, secretFile: string): { args: Record<string, string[]>; clientUrl: Record<string, string> } {
+/**
+ * `serve` arguments for a local cluster of `ids` on `ports` (peer ports
+ * first, then client ports); `fastElections` shortens the timeouts for tests.
+ */
+export function clusterArgs(
+  ids: string[],
+  ports: number[],
+  dir: string,
+  secretFile: string,
+  fastElections = true,
+): { args: Record<string, string[]>; clientUrl: Record<string, string> } {
   const peers = ids.map((id, i) => `${id}=127.0.0.1:${ports[i]}`).join(',');
   const args: Record<string, string[]> = {};
   const clientUrl: Record<string, string> = {};
   ids.forEach((id, i) => {
     const clientPort = ports[ids.length + i];
     args[id] = ['--id', id, '--data', path.join(dir, id), '--peer-listen', `127.0.0.1:${ports[i]}`, '--client-listen', `127.0.0.1:${clientPort}`,
-      '--peers', peers, '--secret-file', secretFile, '--election-timeout-ms', '500', '--heartbeat-interval-ms', '50'];
+      '--peers', peers, '--secret-file', secretFile, ...(fastElections ? ['--election-timeout-ms', '500', '--heartbeat-interval-ms', '50'] : [])];
     clientUrl[id] = `http://127.0.0.1:${clientPort}`;
   });
   return { args, clientUrl };
