@@ -1,0 +1,253 @@
+// Fault scenarios against real `raftline serve` processes: clients run a
+// put / get / compare-and-set workload on a few keys through random members,
+// recording when each operation was invoked and when it returned, while the
+// scenario injects faults; afterwards the history must be linearizable
+// (the simulator's checker) and every acknowledged write must be present.
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { checkLinearizable, type HistoryOp, type KvOp } from '../sim/linearizability.js';
+import { Prng } from '../support/prng.js';
+import { clusterArgs, freePorts, spawnServer } from '../support/servers.js';
+
+export interface ScenarioReport {
+  scenario: string;
+  operations: number;
+  /** Writes acknowledged to clients. */
+  acknowledged: number;
+  faults: number;
+  /** Linearizability violations and acknowledged writes missing at the end: must be 0. */
+  anomalies: number;
+  detail: string;
+}
+
+interface Answer {
+  status: number;
+  body: string;
+}
+
+const THINK_MS = 20;
+
+/** Codes after which a write certainly did not take effect (refused before or instead of being proposed). */
+const NOT_APPLIED = new Set(['no_leader', 'busy', 'bad_request', 'precondition_failed']);
+
+export class FaultCluster {
+  readonly ids: string[];
+  private readonly children = new Map<string, ChildProcess>();
+  private args: Record<string, string[]> = {};
+  clientUrl: Record<string, string> = {};
+  faults = 0;
+
+  constructor(
+    private readonly dir: string,
+    size = 3,
+  ) {
+    this.ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+  }
+
+  async start(region: number): Promise<void> {
+    const ports = await freePorts(this.ids.length * 2, region);
+    mkdirSync(this.dir, { recursive: true });
+    const secretFile = path.join(this.dir, 'secret');
+    writeFileSync(secretFile, 'fault-tests-secret-0123456789');
+    ({ args: this.args, clientUrl: this.clientUrl } = clusterArgs(this.ids, ports, this.dir, secretFile));
+    for (const id of this.ids) this.spawn(id);
+    await this.until('a leader', async () => (await this.leader()) !== null);
+  }
+
+  spawn(id: string): void {
+    this.children.set(id, spawnServer([...this.args[id], '--log-level', 'warn']).child);
+  }
+
+  /** HOST:PORT of a member's peer transport. */
+  peerAddress(id: string): string {
+    const args = this.args[id];
+    return args[args.indexOf('--peer-listen') + 1];
+  }
+
+  running(id: string): boolean {
+    const c = this.children.get(id);
+    return c !== undefined && c.exitCode === null && c.signalCode === null;
+  }
+
+  async signal(id: string, signal: NodeJS.Signals): Promise<void> {
+    const c = this.children.get(id)!;
+    this.faults++;
+    if (signal === 'SIGSTOP' || signal === 'SIGCONT') {
+      c.kill(signal);
+      return;
+    }
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill(signal);
+    await exited;
+  }
+
+  /** The member every reachable member names as leader, if they agree. */
+  async leader(): Promise<string | null> {
+    const names = await Promise.all(
+      this.ids.filter((id) => this.running(id)).map((id) =>
+        fetch(`${this.clientUrl[id]}/status`, { signal: AbortSignal.timeout(500) })
+          .then((r) => r.json() as Promise<{ role: string; id: string }>)
+          .catch(() => null),
+      ),
+    );
+    const leaders = names.filter((s) => s?.role === 'leader');
+    return leaders.length === 1 ? leaders[0]!.id : null;
+  }
+
+  async until(what: string, check: () => Promise<boolean>, boundMs = 30_000): Promise<void> {
+    const deadline = Date.now() + boundMs;
+    while (!(await check().catch(() => false))) {
+      if (Date.now() > deadline) throw new Error(`not within ${boundMs} ms: ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  stopAll(): void {
+    for (const c of this.children.values()) {
+      if (c.signalCode === 'SIGSTOP') c.kill('SIGCONT');
+      if (c.exitCode === null) c.kill('SIGKILL');
+    }
+  }
+}
+
+/**
+ * Closed-loop clients doing puts, linearizable gets and compare-and-sets on
+ * `keys` keys through random running members, each operation timestamped.
+ */
+export class Workload {
+  readonly history: HistoryOp[] = [];
+  private readonly agent = new http.Agent({ keepAlive: true });
+  private stopped = false;
+  private loops: Promise<void>[] = [];
+  private counter = 0;
+
+  constructor(
+    private readonly cluster: FaultCluster,
+    private readonly keys = 4,
+    private readonly seed = 1,
+  ) {}
+
+  start(clients: number): void {
+    this.loops = Array.from({ length: clients }, (_, c) => this.loop(c, new Prng(this.seed * 1000 + c)));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.loops);
+    this.agent.destroy();
+  }
+
+  /** Acknowledged writes (puts and successful compare-and-sets). */
+  get acknowledged(): number {
+    return this.history.filter((h) => h.ret !== Infinity && (h.op.kind === 'put' || (h.op.kind === 'cas' && h.op.result))).length;
+  }
+
+  private async loop(client: number, rng: Prng): Promise<void> {
+    while (!this.stopped) {
+      const live = this.cluster.ids.filter((id) => this.cluster.running(id));
+      if (live.length === 0) {
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
+      const base = this.cluster.clientUrl[live[rng.int(0, live.length - 1)]];
+      const key = `k${rng.int(0, this.keys - 1)}`;
+      const roll = rng.next();
+      const call = performance.now();
+      if (roll < 0.4) await this.put(base, client, key, call);
+      else if (roll < 0.75) await this.get(base, client, key, call);
+      else await this.cas(base, client, key, call, rng);
+      // A paced workload keeps each key's history within what the checker can search.
+      await new Promise((r) => setTimeout(r, THINK_MS));
+    }
+  }
+
+  private async put(base: string, client: number, key: string, call: number): Promise<void> {
+    const value = `c${client}-${++this.counter}`;
+    const a = await this.request(base, 'PUT', `/v1/kv/${key}`, value);
+    this.record(client, key, { kind: 'put', value }, call, a, a?.status === 200);
+  }
+
+  private async get(base: string, client: number, key: string, call: number): Promise<void> {
+    const a = await this.request(base, 'GET', `/v1/kv/${key}`);
+    if (a?.status === 200) this.history.push({ client, key, op: { kind: 'get', result: a.body }, call, ret: performance.now() });
+    else if (a?.status === 404) this.history.push({ client, key, op: { kind: 'get', result: null }, call, ret: performance.now() });
+  }
+
+  private async cas(base: string, client: number, key: string, call: number, rng: Prng): Promise<void> {
+    // Expect the value this client last saw on the key, or absence.
+    const seen = [...this.history].reverse().find((h) => h.key === key && h.op.kind === 'get');
+    const expected = seen && seen.op.kind === 'get' && rng.chance(0.8) ? seen.op.result : null;
+    const value = `c${client}-${++this.counter}`;
+    const b64 = (s: string) => Buffer.from(s).toString('base64');
+    const compare = expected === null
+      ? { key: b64(key), target: 'CREATE', result: 'EQUAL', create_revision: '0' }
+      : { key: b64(key), target: 'VALUE', result: 'EQUAL', value: b64(expected) };
+    const a = await this.request(base, 'POST', '/v3/kv/txn', JSON.stringify({ compare: [compare], success: [{ request_put: { key: b64(key), value: b64(value) } }] }));
+    let result = false;
+    if (a?.status === 200) result = (JSON.parse(a.body) as { succeeded?: boolean }).succeeded === true;
+    this.record(client, key, { kind: 'cas', expected, value, result }, call, a, a?.status === 200);
+  }
+
+  /** Known outcome: returned now. Refused: not recorded (it had no effect). Anything else: outcome unknown. */
+  private record(client: number, key: string, op: KvOp, call: number, a: Answer | null, known: boolean): void {
+    if (known) {
+      this.history.push({ client, key, op, call, ret: performance.now() });
+      return;
+    }
+    const code = a ? (JSON.parse(a.body || '{}') as { code?: string }).code : undefined;
+    if (code && NOT_APPLIED.has(code)) return;
+    // A compare-and-set whose outcome is unknown may have applied either way.
+    const unknown: KvOp = op.kind === 'cas' ? { ...op, result: true } : op;
+    this.history.push({ client, key, op: unknown, call, ret: Infinity });
+  }
+
+  private request(base: string, method: string, path: string, body?: string): Promise<Answer | null> {
+    const u = new URL(base);
+    return new Promise((resolve) => {
+      const req = http.request(
+        { agent: this.agent, host: u.hostname, port: u.port, path, method, timeout: 15_000, headers: body === undefined ? {} : { 'content-length': Buffer.byteLength(body) } },
+        (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (d: Buffer) => parts.push(d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString() }));
+          res.on('error', () => resolve(null));
+        },
+      );
+      req.on('timeout', () => req.destroy());
+      req.on('error', () => resolve(null));
+      req.end(body);
+    });
+  }
+}
+
+/** Checks the history and the final state; counts anomalies. */
+export async function verify(scenario: string, cluster: FaultCluster, workload: Workload): Promise<ScenarioReport> {
+  const history = workload.history;
+  const lin = checkLinearizable(history);
+  let anomalies = lin.ok ? 0 : 1;
+  const details: string[] = lin.ok ? [] : [`history not linearizable on ${lin.key}`];
+  // Every key's final value, read linearizably, must be one that some write could have left.
+  const live = cluster.ids.filter((id) => cluster.running(id));
+  for (const key of new Set(history.map((h) => h.key))) {
+    const r = await fetch(`${cluster.clientUrl[live[0]]}/v1/kv/${key}`);
+    const value = r.status === 200 ? await r.text() : null;
+    const final: HistoryOp = { client: -1, key, op: { kind: 'get', result: value }, call: performance.now(), ret: performance.now() };
+    const withFinal = checkLinearizable([...history.filter((h) => h.key === key), final]);
+    if (!withFinal.ok) {
+      anomalies++;
+      details.push(`final value of ${key} (${value}) contradicts the history`);
+    }
+  }
+  return { scenario, operations: history.length, acknowledged: workload.acknowledged, faults: cluster.faults, anomalies, detail: details.join('; ') };
+}
+
+export function summaryTable(reports: readonly ScenarioReport[]): string {
+  return [
+    '| scenario | operations | acknowledged writes | faults | anomalies |',
+    '|---|---|---|---|---|',
+    ...reports.map((r) => `| ${r.scenario} | ${r.operations} | ${r.acknowledged} | ${r.faults} | ${r.anomalies}${r.detail ? ` (${r.detail})` : ''} |`),
+  ].join('\n');
+}
