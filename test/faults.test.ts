@@ -3,6 +3,8 @@
 // RAFTLINE_FAULTS_LONG=1 for longer runs and several rounds of each fault.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
+import path from 'node:path';
 import { FaultCluster, summaryTable, verify, Workload, type ScenarioReport } from './faults/harness.js';
 import { tempDir } from './support/tmp.js';
 
@@ -24,7 +26,7 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function scenario(name: string, inject: (c: FaultCluster, round: number) => Promise<void>): Promise<void> {
   const cluster = new FaultCluster(`${dir}/${name.replace(/\W+/g, '-')}`);
   await cluster.start(10_000 + (reports.length % 3) * 5000);
-  const workload = new Workload(cluster, 6, reports.length + 1);
+  const workload = new Workload(cluster, LONG ? 16 : 6, reports.length + 1);
   try {
     workload.start(CLIENTS);
     await pause(LOAD_MS);
@@ -114,3 +116,58 @@ test('membership change while a member is down: remove it, restart it, add it ba
     const peer = c.peerAddress(down);
     await admin('add-peer', { id: down, address: peer });
   }));
+
+/** The open segment of a member's log, and where its last non-zero byte is. */
+function openSegment(c: FaultCluster, id: string): { file: string; lastByte: number } {
+  const logDir = path.join(c.dataDir(id), 'kv', 'log');
+  const name = readdirSync(logDir).find((n) => n.endsWith('.open'));
+  assert.ok(name, `no open segment in ${logDir}`);
+  const file = path.join(logDir, name);
+  const bytes = readFileSync(file);
+  let last = bytes.length - 1;
+  while (last > 0 && bytes[last] === 0) last--;
+  return { file, lastByte: last };
+}
+
+function flipByte(file: string, at: number): void {
+  const fd = openSync(file, 'r+');
+  const b = Buffer.alloc(1);
+  readSync(fd, b, 0, 1, at);
+  b[0] ^= 0x5a;
+  writeSync(fd, b, 0, 1, at);
+  closeSync(fd);
+}
+
+test("a follower's log tail corrupted while it is down: it repairs the torn tail, catches up, and nothing is lost", () =>
+  scenario('corrupted tail', async (c) => {
+    const leader = (await c.leader())!;
+    const victim = c.ids.find((id) => id !== leader)!;
+    await c.signal(victim, 'SIGKILL');
+    const { file, lastByte } = openSegment(c, victim);
+    flipByte(file, lastByte);
+    c.spawn(victim);
+    await c.until(`${victim} serves again`, async () => (await fetch(`${c.clientUrl[victim]}/status`)).ok);
+  }));
+
+test('corruption inside a follower log stops it with an error naming the file; restoring the file lets it rejoin', async () => {
+  const cluster = new FaultCluster(`${dir}/corrupt-middle`);
+  await cluster.start(25_000);
+  try {
+    for (let i = 0; i < 50; i++) assert.equal((await fetch(`${cluster.clientUrl.n1}/v1/kv/k${i}`, { method: 'PUT', body: 'x'.repeat(100) })).status, 200);
+    const leader = (await cluster.leader())!;
+    const victim = cluster.ids.find((id) => id !== leader)!;
+    await cluster.signal(victim, 'SIGKILL');
+    const { file } = openSegment(cluster, victim);
+    const original = readFileSync(file);
+    flipByte(file, 40); // inside the first record's payload, with intact records after it
+    const result = cluster.runOnce(victim);
+    assert.notEqual(result.status, 0, 'the server refuses to start');
+    assert.match(result.stderr, /corrupt/i);
+    assert.ok(result.stderr.includes(path.basename(file)), `the error names the file: ${result.stderr}`);
+    writeFileSync(file, original);
+    cluster.spawn(victim);
+    await cluster.until(`${victim} rejoined`, async () => (await fetch(`${cluster.clientUrl[victim]}/v1/kv/k49?consistency=stale`)).status === 200);
+  } finally {
+    cluster.stopAll();
+  }
+});

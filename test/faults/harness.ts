@@ -3,14 +3,14 @@
 // recording when each operation was invoked and when it returned, while the
 // scenario injects faults; afterwards the history must be linearizable
 // (the simulator's checker) and every acknowledged write must be present.
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { checkLinearizable, type HistoryOp, type KvOp } from '../sim/linearizability.js';
 import { Prng } from '../support/prng.js';
-import { clusterArgs, freePorts, spawnServer } from '../support/servers.js';
+import { clusterArgs, freePorts, MAIN, spawnServer } from '../support/servers.js';
 
 export interface ScenarioReport {
   scenario: string;
@@ -31,7 +31,7 @@ interface Answer {
 const THINK_MS = 20;
 
 /** Codes after which a write certainly did not take effect (refused before or instead of being proposed). */
-const NOT_APPLIED = new Set(['no_leader', 'busy', 'bad_request', 'precondition_failed']);
+const NOT_APPLIED = new Set(['no_leader', 'busy', 'bad_request', 'precondition_failed', 'connection_refused']);
 
 export class FaultCluster {
   readonly ids: string[];
@@ -59,6 +59,17 @@ export class FaultCluster {
 
   spawn(id: string): void {
     this.children.set(id, spawnServer([...this.args[id], '--log-level', 'warn']).child);
+  }
+
+  /** A member's --data directory. */
+  dataDir(id: string): string {
+    return path.join(this.dir, id);
+  }
+
+  /** Starts a member and waits for it to exit on its own (for starts expected to fail): its exit status and stderr. */
+  runOnce(id: string): { status: number | null; stderr: string } {
+    const r = spawnSync(process.execPath, [MAIN, 'serve', ...this.args[id], '--log-level', 'warn'], { encoding: 'utf8', timeout: 20_000 });
+    return { status: r.status, stderr: r.stderr };
   }
 
   /** HOST:PORT of a member's peer transport. */
@@ -217,7 +228,10 @@ export class Workload {
         },
       );
       req.on('timeout', () => req.destroy());
-      req.on('error', () => resolve(null));
+      // Refused means the request never reached a server, so it took no effect.
+      req.on('error', (err: NodeJS.ErrnoException) =>
+        resolve(err.code === 'ECONNREFUSED' ? { status: 0, body: JSON.stringify({ code: 'connection_refused' }) } : null),
+      );
       req.end(body);
     });
   }
