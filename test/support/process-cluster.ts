@@ -88,7 +88,11 @@ export class ProcessCluster {
     const reqId = ++this.requestIds;
     return new Promise<T>((resolve, reject) => {
       r.pending.set(reqId, { resolve: resolve as (v: unknown) => void, reject });
-      r.child.send({ ...body, id: reqId });
+      // A process just killed may not have reported its exit yet: the send fails (EPIPE) instead.
+      r.child.send({ ...body, id: reqId }, (err) => {
+        if (!err || !r.pending.delete(reqId)) return;
+        reject(new RemoteError(`${id} is gone (${err.message})`, 'ERR_TEST_DOWN', null));
+      });
     });
   }
 
