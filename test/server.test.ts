@@ -139,6 +139,7 @@ describe('raftline serve', () => {
       ['/v3/kv/txn', { method: 'POST', body: JSON.stringify({ compare: [{ key: b64('a'), target: 'COLOR' }] }) }, 400, 'bad_request'],
       ['/v3/kv/txn', { method: 'POST', body: JSON.stringify({ success: [{ request_nothing: {} }] }) }, 400, 'bad_request'],
       ['/v3/kv/lease', { method: 'POST', body: '{}' }, 404, 'not_found'],
+      ['/v1/admin/promote', { method: 'POST', body: 'null' }, 400, 'bad_request'],
     ];
     for (const [url, init, status, code] of cases) {
       const r = await fetch(`${clientUrl.n2}${url}`, init);

@@ -61,6 +61,18 @@ const ADDRESS = /^[^\s:]+:\d{1,5}$/;
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
+/** A request body that must be a JSON object (an empty body counts as {}). */
+function jsonObject(body: Buffer): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(body.length ? body.toString('utf8') : '{}');
+  } catch {
+    throw new HttpError(400, 'bad_request', 'the body is not JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new HttpError(400, 'bad_request', 'the body must be a JSON object');
+  return value as Record<string, unknown>;
+}
+
 function base64(value: unknown, field: string, required: boolean): Buffer | undefined {
   if (value === undefined || value === null) {
     if (required) throw new HttpError(400, 'bad_request', `${field} is required`);
@@ -264,12 +276,7 @@ export class HttpApi {
     }
     if (!ADMIN_OPS.includes(op)) throw new HttpError(404, 'not_found', `no admin operation ${op}`);
     if (method !== 'post') throw new HttpError(405, 'method_not_allowed', `${op} takes POST`);
-    let req: Record<string, unknown>;
-    try {
-      req = JSON.parse(body.length ? body.toString('utf8') : '{}') as Record<string, unknown>;
-    } catch {
-      throw new HttpError(400, 'bad_request', 'the body is not JSON');
-    }
+    const req = jsonObject(body);
     const id = (field: string): string => {
       const v = req[field];
       if (typeof v !== 'string' || !NODE_ID.test(v)) throw new HttpError(400, 'bad_request', `${field} must be a node id`);
@@ -347,13 +354,7 @@ export class HttpApi {
 
   private async v3(method: string, url: string, body: Buffer): Promise<Reply> {
     if (method !== 'post') throw new HttpError(405, 'method_not_allowed', 'the etcd gateway takes POST');
-    let req: Record<string, unknown>;
-    try {
-      req = JSON.parse(body.length ? body.toString('utf8') : '{}') as Record<string, unknown>;
-    } catch {
-      throw new HttpError(400, 'bad_request', 'the body is not JSON');
-    }
-    if (typeof req !== 'object' || req === null || Array.isArray(req)) throw new HttpError(400, 'bad_request', 'the body must be a JSON object');
+    const req = jsonObject(body);
     switch (url) {
       case '/v3/kv/put': {
         const op = this.v3Put(req);
