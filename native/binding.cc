@@ -32,6 +32,7 @@ Napi::Value ToJsError(Napi::Env env, const Error& err) {
   if (!err.file.empty()) o.Set("file", err.file);
   if (err.offset >= 0) o.Set("offset", Napi::Number::New(env, static_cast<double>(err.offset)));
   if (err.errnum != 0) o.Set("errno", Napi::Number::New(env, err.errnum));
+  if (err.sync_failed) o.Set("syncFailed", true);
   return o;
 }
 

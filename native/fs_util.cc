@@ -22,6 +22,12 @@ Error Error::Io(const std::string& what, const std::string& path, int errnum) {
   return e;
 }
 
+Error Error::SyncFailed(const std::string& what, const std::string& path, int errnum) {
+  Error e = Io(what, path, errnum);
+  e.sync_failed = true;
+  return e;
+}
+
 Error Error::Corrupt(const std::string& what, const std::string& path, int64_t offset) {
   Error e;
   e.kind = ErrorKind::kCorrupt;
@@ -69,7 +75,7 @@ Error FsyncDir(const std::string& dir) {
   int rc = ::fsync(fd);
   int err = errno;
   ::close(fd);
-  if (rc != 0) return Error::Io("fsync directory", dir, err);
+  if (rc != 0) return Error::SyncFailed("fsync directory", dir, err);
   return Error();
 }
 
@@ -140,7 +146,7 @@ Error PreadFull(int fd, uint8_t* data, size_t length, uint64_t offset, const std
 }
 
 Error Fdatasync(int fd, const std::string& path) {
-  if (::fdatasync(fd) != 0) return Error::Io("fdatasync", path, errno);
+  if (::fdatasync(fd) != 0) return Error::SyncFailed("fdatasync", path, errno);
   return Error();
 }
 
@@ -192,10 +198,19 @@ Error AtomicReplace(const std::string& dir, const std::string& name, const std::
   std::string tmp_path = final_path + ".tmp";
   int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Error::Io("create", tmp_path, errno);
-  FileHandle guard(fd);
-  Error err = WriteAll(fd, data.data(), data.size(), tmp_path);
-  if (!err.ok()) return err;
-  if (::fsync(fd) != 0) return Error::Io("fsync", tmp_path, errno);
+  Error err;
+  {
+    FileHandle guard(fd);
+    err = WriteAll(fd, data.data(), data.size(), tmp_path);
+    // Not a SyncFailed: the file is discarded below, so no untrusted page survives.
+    if (err.ok() && ::fsync(fd) != 0) err = Error::Io("fsync", tmp_path, errno);
+  }
+  if (!err.ok()) {
+    // A full disk must not keep losing space to a half-written state file;
+    // the old state is untouched either way.
+    ::unlink(tmp_path.c_str());
+    return err;
+  }
   err = RenameFile(tmp_path, final_path);
   if (!err.ok()) return err;
   return FsyncDir(dir);

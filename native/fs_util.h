@@ -24,11 +24,16 @@ struct Error {
   std::string file;
   int64_t offset = -1;
   int errnum = 0;
+  // A flush to stable storage (fsync, fdatasync) failed. The kernel may have
+  // dropped the dirty pages or kept them marked clean, so what this process
+  // reads back can differ from the disk: only a fresh process should trust it.
+  bool sync_failed = false;
 
   bool ok() const { return kind == ErrorKind::kNone; }
   static Error Io(const std::string& what, const std::string& path, int errnum);
   static Error Corrupt(const std::string& what, const std::string& path, int64_t offset);
   static Error Invalid(const std::string& what);
+  static Error SyncFailed(const std::string& what, const std::string& path, int errnum);
 };
 
 std::string JoinPath(const std::string& dir, const std::string& name);

@@ -183,14 +183,19 @@ Error SegmentLog::CreateOpenSegment(const std::shared_ptr<SegmentFile>& file) {
   } else {
     fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return Error::Io("create segment", path, errno);
-    Error err = Preallocate(fd, options_.segment_bytes, path);
-    if (!err.ok()) {
-      ::close(fd);
-      return err;
-    }
+  }
+  // Also for a taken file: one left by a crash in the middle of its
+  // preallocation is short, and allocated blocks make this a no-op.
+  Error err = Preallocate(fd, options_.segment_bytes, path);
+  if (!err.ok()) {
+    // No record went in yet: remove the file so a full disk leaves no
+    // half-made segment behind and gets its space back.
+    ::close(fd);
+    ::unlink(path.c_str());
+    return err;
   }
   auto handle = std::make_shared<FileHandle>(fd);
-  Error err = FsyncDir(dir_);
+  err = FsyncDir(dir_);
   if (!err.ok()) return err;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -220,9 +225,11 @@ void SegmentLog::PreallocLoop() {
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd >= 0) {
       // A failure here is not fatal: the writer creates the segment itself
-      // and reports the error if it recurs there.
+      // and reports the error if it recurs there. The partial file goes, so
+      // it holds no space the open segment may still need.
       ok = Preallocate(fd, options_.segment_bytes, path).ok() && ::fsync(fd) == 0;
       ::close(fd);
+      if (!ok) ::unlink(path.c_str());
     }
     {
       std::lock_guard<std::mutex> lock(mu_);

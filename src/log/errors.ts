@@ -1,3 +1,4 @@
+import { constants as osConstants } from 'node:os';
 import type { NativeError } from './native.js';
 
 /** Base class of every error the log raises; `code` is stable for programs. */
@@ -25,14 +26,20 @@ export class CorruptLogError extends LogError {
   }
 }
 
-/** A system call failed; `errno` is the OS error number. */
+/**
+ * A system call failed; `errno` is the OS error number. `syncFailed`: it was
+ * an fsync or fdatasync of a file the log keeps, after which the kernel's page
+ * cache may disagree with the disk; only a new process can trust what it reads.
+ */
 export class LogIOError extends LogError {
   readonly file: string | undefined;
   readonly errno: number | undefined;
-  constructor(message: string, file?: string, errno?: number) {
+  readonly syncFailed: boolean;
+  constructor(message: string, file?: string, errno?: number, syncFailed = false) {
     super(message, 'ERR_RAFTLINE_IO');
     this.file = file;
     this.errno = errno;
+    this.syncFailed = syncFailed;
   }
 }
 
@@ -43,10 +50,11 @@ export class InvalidLogOperationError extends LogError {
   }
 }
 
-/** The log was closed, or stopped after a write failure and must be reopened. */
+/** The log was closed, or stopped after a write failure (the `cause`) and must be reopened. */
 export class LogClosedError extends LogError {
-  constructor(message: string) {
+  constructor(message: string, cause?: LogIOError) {
     super(message, 'ERR_RAFTLINE_CLOSED');
+    if (cause) this.cause = cause;
   }
 }
 
@@ -60,12 +68,28 @@ export function fromNative(err: unknown): Error {
     case 'ERR_RAFTLINE_CORRUPT':
       return new CorruptLogError(e.message, e.file ?? '', e.offset ?? -1);
     case 'ERR_RAFTLINE_IO':
-      return new LogIOError(e.message, e.file, e.errno);
+      return new LogIOError(e.message, e.file, e.errno, e.syncFailed === true);
     case 'ERR_RAFTLINE_INVALID':
       return new InvalidLogOperationError(e.message);
     case 'ERR_RAFTLINE_CLOSED':
-      return new LogClosedError(e.message);
+      // A log stopped by a failed write carries that write's errno.
+      return new LogClosedError(e.message, e.errno === undefined ? undefined : new LogIOError(e.message, e.file, e.errno, e.syncFailed === true));
     default:
       return e;
   }
+}
+
+const OUT_OF_SPACE_ERRNOS = new Set([osConstants.errno.ENOSPC, osConstants.errno.EDQUOT]);
+
+/**
+ * The write failure behind `err` (following `cause`) ran out of space (ENOSPC)
+ * or quota (EDQUOT) before anything untrusted was left behind: freeing space
+ * and reopening the log in the same process is safe. False for a failed
+ * fsync/fdatasync whatever its errno (see `LogIOError.syncFailed`).
+ */
+export function isOutOfSpace(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e instanceof LogIOError) return !e.syncFailed && e.errno !== undefined && OUT_OF_SPACE_ERRNOS.has(e.errno);
+  }
+  return false;
 }

@@ -17,4 +17,5 @@ export {
   LogIOError,
   InvalidLogOperationError,
   LogClosedError,
+  isOutOfSpace,
 } from './errors.js';

@@ -9,6 +9,7 @@ export interface NativeError extends Error {
   file?: string;
   offset?: number;
   errno?: number;
+  syncFailed?: boolean;
 }
 
 export interface NativeReadResult {

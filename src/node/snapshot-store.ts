@@ -269,17 +269,20 @@ export class SnapshotStore {
     const handle = await fs.open(tmp, 'w');
     let identity: { bytes: number; crc: number; dataBytes: number };
     try {
-      const writer = new FileWriter(handle, meta);
-      await writer.start();
-      await fill(writer);
-      identity = await writer.finish();
+      try {
+        const writer = new FileWriter(handle, meta);
+        await writer.start();
+        await fill(writer);
+        identity = await writer.finish();
+      } finally {
+        await handle.close();
+      }
+      await fs.rename(tmp, final);
     } catch (err) {
-      await handle.close();
+      // On a full disk the partial file would keep holding the space.
       await fs.rm(tmp, { force: true });
       throw err;
     }
-    await handle.close();
-    await fs.rename(tmp, final);
     await fsyncDir(this.dir);
     return this.install({ path: final, meta, bytes: identity.bytes, crc: identity.crc, dataOffset: header(meta).length, dataBytes: identity.dataBytes });
   }
