@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { constants as osConstants } from 'node:os';
 import { mkdirSync, readdirSync, rmSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { isOutOfSpace, LogClosedError, LogIOError, MetaStore, SegmentLog, type LogEntry } from '../src/log/index.js';
+import { LogClosedError, LogIOError, MetaStore, outOfSpaceError, SegmentLog, type LogEntry } from '../src/log/index.js';
+import { RaftError } from '../src/node/index.js';
 import { SnapshotStore } from '../src/node/snapshot-store.js';
 import { tempDir } from './support/tmp.js';
 import { fillUp, mountTmpfs, unmount } from './support/tmpfs.js';
@@ -47,15 +48,13 @@ function squeeze(freeBytes: number): string {
 }
 
 function assertOutOfSpace(err: unknown, dir: string): void {
-  assert.ok(isOutOfSpace(err), `an out-of-space error: ${String(err)}`);
-  const io = err instanceof LogClosedError ? (err.cause as LogIOError) : (err as LogIOError);
-  assert.ok(io instanceof LogIOError, String(err));
+  const io = outOfSpaceError(err);
+  assert.ok(io, `an out-of-space error: ${String(err)}`);
   assert.equal(io.errno, osConstants.errno.ENOSPC);
   assert.match(io.message, /No space left on device/);
   assert.ok(io.file?.startsWith(dir), `names a file in ${dir}: ${io.file}`);
 }
 
-/** Every entry 1..lastIndex of the reopened log is the one that was appended. */
 async function assertIntact(log: SegmentLog, bytes: number): Promise<void> {
   const got = await log.read(1, log.lastIndex + 1);
   assert.equal(got.length, log.lastIndex);
@@ -143,4 +142,13 @@ test('a snapshot save on a full disk fails with ENOSPC, keeps the previous snaps
   assert.equal(store.latest?.meta.index, 10);
   unlinkSync(filler);
   assert.equal((await store.save(meta(20), (w) => w.write(Buffer.alloc(64 * 1024, 2)))).meta.index, 20);
+});
+
+test('only a write that ran out of space counts as out of space; a failed fsync never does, whatever its errno', () => {
+  const { ENOSPC, EIO } = osConstants.errno;
+  const full = new LogIOError('write f: No space left on device', 'f', ENOSPC);
+  const stopped = (cause: Error) => new RaftError('raft node stopped', 'ERR_RAFTLINE_FATAL', { cause });
+  assert.equal(outOfSpaceError(stopped(new LogClosedError('the log stopped after a write failure', full))), full);
+  assert.equal(outOfSpaceError(stopped(new LogIOError('fdatasync f: No space left on device', 'f', ENOSPC, true))), null);
+  assert.equal(outOfSpaceError(stopped(new LogIOError('write f: Input/output error', 'f', EIO))), null);
 });

@@ -31,14 +31,19 @@ const SETTINGS: Setting[] = [
   { flag: 'heartbeat-interval-ms', env: 'RAFTLINE_HEARTBEAT_INTERVAL_MS', key: 'heartbeatIntervalMs', kind: 'number' },
   { flag: 'max-key-bytes', env: 'RAFTLINE_MAX_KEY_BYTES', key: 'maxKeyBytes', kind: 'number' },
   { flag: 'max-value-bytes', env: 'RAFTLINE_MAX_VALUE_BYTES', key: 'maxValueBytes', kind: 'number' },
+  { flag: 'segment-bytes', env: 'RAFTLINE_SEGMENT_BYTES', key: 'segmentBytes', kind: 'number' },
   { flag: 'log-level', env: 'RAFTLINE_LOG_LEVEL', key: 'logLevel', kind: 'string' },
 ];
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+const DEFAULT_SEGMENT_BYTES = 64 << 20;
+const MIN_SEGMENT_BYTES = 4096;
+const MAX_SEGMENT_BYTES = 1 << 30;
 
 export const SERVE_USAGE = `Usage: raftline serve --id ID --data DIR --peer-listen HOST:PORT --client-listen HOST:PORT
                       --peers ID=HOST:PORT,... [--secret-file FILE] [--config FILE] [--join]
                       [--election-timeout-ms N] [--heartbeat-interval-ms N] [--max-key-bytes N] [--max-value-bytes N]
+                      [--segment-bytes N]
                       [--log-level debug|info|warn|error|silent]
 
 Logs are JSON lines (pino) on stdout.
@@ -133,6 +138,12 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
   const electionTimeoutMs = optionalNumber('electionTimeoutMs', 1000, 10);
   const heartbeatIntervalMs = optionalNumber('heartbeatIntervalMs', 100, 1);
   if (heartbeatIntervalMs * 2 > electionTimeoutMs) throw new ConfigError('the heartbeat interval must be at most half the election timeout');
+  // The log's own bounds (docs/log-format.md), checked here so a bad value is a configuration error.
+  const segmentBytes = () => {
+    const bytes = optionalNumber('segmentBytes', DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES);
+    if (bytes > MAX_SEGMENT_BYTES) throw new ConfigError(`${get('segmentBytes')!.from} must be at most ${MAX_SEGMENT_BYTES}, got '${bytes}'`);
+    return bytes;
+  };
   const logLevelSetting = get('logLevel');
   const logLevel = (logLevelSetting?.raw ?? 'info') as ServerConfig['logLevel'];
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`${logLevelSetting!.from} must be one of ${LOG_LEVELS.join(', ')}, got '${String(logLevel)}'`);
@@ -150,6 +161,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
     heartbeatIntervalMs,
     maxKeyBytes: optionalNumber('maxKeyBytes', 1536, 1),
     maxValueBytes: optionalNumber('maxValueBytes', 1 << 20, 0),
+    segmentBytes: segmentBytes(),
     logLevel,
   };
 }

@@ -1,21 +1,27 @@
 import { RaftlineServer } from '../server/server.js';
 import { parseServeConfig } from './config.js';
 
-/** `raftline serve`: runs one member until SIGTERM or SIGINT, then stops gracefully and exits 0. */
+/**
+ * `raftline serve`: runs one member until SIGTERM or SIGINT, then stops
+ * gracefully and exits 0; exits 1 after a fatal error, which only a new
+ * process recovering from the disk can get past.
+ */
 export async function serve(argv: string[]): Promise<number | never> {
   const config = parseServeConfig(argv, process.env);
   const server = await RaftlineServer.start(config);
-  await new Promise<void>((resolve) => {
+  const fatal = await new Promise<boolean>((resolve) => {
     const stop = () => {
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
-      resolve();
+      resolve(false);
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    void server.failed.then(() => resolve(true));
   });
-  await server.stop();
   // Idle keep-alive client connections would hold the process open (this
   // uWebSockets.js has no way to close them); everything is synced and logged.
+  if (fatal) process.exit(1);
+  await server.stop();
   process.exit(0);
 }

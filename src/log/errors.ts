@@ -82,14 +82,15 @@ export function fromNative(err: unknown): Error {
 const OUT_OF_SPACE_ERRNOS = new Set([osConstants.errno.ENOSPC, osConstants.errno.EDQUOT]);
 
 /**
- * The write failure behind `err` (following `cause`) ran out of space (ENOSPC)
- * or quota (EDQUOT) before anything untrusted was left behind: freeing space
- * and reopening the log in the same process is safe. False for a failed
- * fsync/fdatasync whatever its errno (see `LogIOError.syncFailed`).
+ * The write failure behind `err` (following `cause`) if it ran out of space
+ * (ENOSPC) or quota (EDQUOT) without leaving anything untrusted behind:
+ * freeing space and reopening the log in the same process is then safe.
+ * Null otherwise, and for a failed fsync/fdatasync whatever its errno (see
+ * `LogIOError.syncFailed`).
  */
-export function isOutOfSpace(err: unknown): boolean {
+export function outOfSpaceError(err: unknown): LogIOError | null {
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    if (e instanceof LogIOError) return !e.syncFailed && e.errno !== undefined && OUT_OF_SPACE_ERRNOS.has(e.errno);
+    if (e instanceof LogIOError) return !e.syncFailed && e.errno !== undefined && OUT_OF_SPACE_ERRNOS.has(e.errno) ? e : null;
   }
-  return false;
+  return null;
 }

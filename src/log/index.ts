@@ -17,5 +17,5 @@ export {
   LogIOError,
   InvalidLogOperationError,
   LogClosedError,
-  isOutOfSpace,
+  outOfSpaceError,
 } from './errors.js';

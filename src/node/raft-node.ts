@@ -200,6 +200,7 @@ export class RaftNode {
   private lastSnapshotMs = Date.now();
   private scheduled = false;
   private stopped: Error | null = null;
+  private closing: Promise<void> | null = null;
   private appliedIndex: number;
   private appliedTerm: number;
   private ticks = 0;
@@ -398,10 +399,28 @@ export class RaftNode {
     };
   }
 
-  /** Stops the node: pending requests reject with ShutdownError, queued writes finish, the log closes. */
-  async shutdown(): Promise<void> {
-    if (this.stopped) return;
-    this.stop(new ShutdownError());
+  /**
+   * The fatal error that stopped this node (a failed log or state write,
+   * say), or null while it runs or after a plain shutdown. A stopped node
+   * stays stopped: `shutdown()` it, then start a new one from the data
+   * directory, as a restarted process would.
+   */
+  get failure(): RaftError | null {
+    return this.stopped instanceof RaftError && !(this.stopped instanceof ShutdownError) ? this.stopped : null;
+  }
+
+  /**
+   * Stops the node: pending requests reject with ShutdownError, queued writes
+   * finish, the log closes. After a failure it releases the files, so the
+   * data directory can be opened again.
+   */
+  shutdown(): Promise<void> {
+    if (!this.stopped) this.stop(new ShutdownError());
+    this.closing ??= this.close();
+    return this.closing;
+  }
+
+  private async close(): Promise<void> {
     await this.persistTail.catch(() => undefined);
     await this.applyTail.catch(() => undefined);
     await this.receiveTail.catch(() => undefined);
@@ -879,7 +898,7 @@ export class RaftNode {
 
   private fail(err: Error): void {
     if (this.stopped) return;
-    const wrapped = err instanceof RaftError ? err : new RaftError(`raft node stopped: ${err.message}`, 'ERR_RAFTLINE_FATAL');
+    const wrapped = err instanceof RaftError ? err : new RaftError(`raft node stopped: ${err.message}`, 'ERR_RAFTLINE_FATAL', { cause: err });
     this.stop(wrapped);
     this.opts.fsm.onError?.(wrapped);
   }

@@ -28,6 +28,14 @@ export interface HttpApiOptions {
   metrics: ServerMetrics;
 }
 
+/** What the API serves; the server swaps in a new node and store when it restarts them after running out of space. */
+export interface ApiBackend {
+  readonly node: RaftNode;
+  readonly store: KvStore;
+  /** Why this member cannot write its data directory (a full disk), or null when it can. */
+  readonly storageError: string | null;
+}
+
 /** An answer other than 200: status, stable code, message, and any extra headers. */
 class HttpError extends Error {
   constructor(
@@ -108,6 +116,10 @@ function fromRaft(err: unknown): HttpError {
   return new HttpError(500, 'internal', (err as Error).message ?? String(err));
 }
 
+function storageUnavailable(error: string): HttpError {
+  return new HttpError(503, 'storage_unavailable', `this member cannot write its data (${error}); try another member`);
+}
+
 const TARGETS: Record<string, CompareTarget> = { VERSION: 'version', CREATE: 'create', MOD: 'mod', VALUE: 'value' };
 const RESULTS: Record<string, CompareResult> = { EQUAL: 'equal', GREATER: 'greater', LESS: 'less', NOT_EQUAL: 'notEqual' };
 
@@ -120,13 +132,38 @@ export class HttpApi {
   private writeSumMs = 0;
 
   constructor(
-    private readonly node: RaftNode,
-    private readonly store: KvStore,
+    private readonly backend: ApiBackend,
     private readonly opts: HttpApiOptions,
   ) {
     this.maxKeyBytes = opts.maxKeyBytes ?? 1536;
     this.maxValueBytes = opts.maxValueBytes ?? 1 << 20;
     this.maxBodyBytes = opts.maxBodyBytes ?? 2 << 20;
+  }
+
+  private get node(): RaftNode {
+    return this.backend.node;
+  }
+
+  private get store(): KvStore {
+    return this.backend.store;
+  }
+
+  /** Refuses anything that needs the node while storage is unavailable: nothing is proposed, so nothing is applied. */
+  private requireStorage(): void {
+    const error = this.backend.storageError;
+    if (error) throw storageUnavailable(error);
+  }
+
+  /**
+   * Maps a runtime error to an answer. A request in flight when storage
+   * failed is refused with the node's fatal error; that is storage_unavailable
+   * too, except for a write, which the rest of the cluster may still commit.
+   */
+  private answerFor(err: unknown, write = false): HttpError {
+    const error = this.backend.storageError;
+    if (!error || err instanceof HttpError) return fromRaft(err);
+    if (write) return new HttpError(500, 'outcome_unknown', `this member's storage failed while the write was in flight (${error}); it may still be applied`);
+    return storageUnavailable(error);
   }
 
   attach(app: TemplatedApp): void {
@@ -234,11 +271,14 @@ export class HttpApi {
   private async status(method: string): Promise<Reply> {
     if (method !== 'get') throw new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on /status`);
     const s = this.node.status();
+    const storageError = this.backend.storageError;
     const reply = json({
       id: s.id,
-      role: s.role,
+      // A stopped node's last role would be stale: clients looking for the leader must not pick it.
+      role: storageError ? 'stopped' : s.role,
       term: s.term,
-      leader: s.leader,
+      leader: storageError ? null : s.leader,
+      storage: storageError ? { ok: false, error: storageError } : { ok: true },
       commitIndex: s.commit,
       appliedIndex: s.appliedIndex,
       lastIndex: s.lastIndex,
@@ -276,6 +316,7 @@ export class HttpApi {
     }
     if (!ADMIN_OPS.includes(op)) throw new HttpError(404, 'not_found', `no admin operation ${op}`);
     if (method !== 'post') throw new HttpError(405, 'method_not_allowed', `${op} takes POST`);
+    this.requireStorage();
     const req = jsonObject(body);
     const id = (field: string): string => {
       const v = req[field];
@@ -328,7 +369,7 @@ export class HttpApi {
           break;
       }
     } catch (err) {
-      throw fromRaft(err);
+      throw this.answerFor(err, true);
     }
     const s = this.node.status();
     return json({ ok: true, leader: s.leader, term: s.term, ...s.configuration });
@@ -507,7 +548,7 @@ export class HttpApi {
       const range = this.store.range({ type: 'range', key: read.key, rangeEnd: read.rangeEnd, limit: read.limit, keysOnly: read.keysOnly, countOnly: read.countOnly });
       return answer({ results: [toClientResult(range)] });
     } catch (err) {
-      const e = err instanceof ClientFrameError ? new HttpError(400, 'bad_request', err.message) : fromRaft(err);
+      const e = err instanceof ClientFrameError ? new HttpError(400, 'bad_request', err.message) : this.answerFor(err, route === 'ws:write');
       return answer({ errorCode: e.code, error: e.message, leader: e.leader, succeeded: false }, e.status);
     }
   }
@@ -519,6 +560,7 @@ export class HttpApi {
   }
 
   private async propose(command: Uint8Array): Promise<TxnResult> {
+    this.requireStorage();
     const started = performance.now();
     try {
       const r = (await this.node.apply(command, { forward: true })) as TxnResult;
@@ -529,17 +571,18 @@ export class HttpApi {
       if (r.error) throw new HttpError(400, 'bad_request', r.error);
       return r;
     } catch (err) {
-      throw fromRaft(err);
+      throw this.answerFor(err, true);
     }
   }
 
   private async readBarrier(consistency: string): Promise<void> {
+    this.requireStorage();
     if (consistency === 'stale') return;
     if (consistency !== 'linearizable' && consistency !== 'lease') throw new HttpError(400, 'bad_request', 'consistency must be linearizable, lease or stale');
     try {
       await this.node.readBarrier({ mode: consistency === 'lease' ? 'lease' : 'readIndex' });
     } catch (err) {
-      throw fromRaft(err);
+      throw this.answerFor(err);
     }
   }
 
@@ -582,7 +625,7 @@ export class HttpApi {
         res.end(reply.body);
       });
     };
-    const fail = (err: unknown) => send(errorReply(fromRaft(err)));
+    const fail = (err: unknown) => send(errorReply(this.answerFor(err)));
     const parts: Buffer[] = [];
     let bytes = 0;
     res.onData((chunk, isLast) => {

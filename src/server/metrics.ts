@@ -16,8 +16,9 @@ export class ServerMetrics {
   private readonly leaderChanges = new Counter({ name: 'raftline_leader_changes_total', help: 'Times this node saw the leader change (elections included)', registers: [this.registry] });
   private readonly snapshotSeconds = new Histogram({ name: 'raftline_snapshot_duration_seconds', help: 'Snapshots saved here or installed from the leader', labelNames: ['kind'], buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60], registers: [this.registry] });
 
-  constructor(node: () => RaftNode | null) {
+  constructor(node: () => RaftNode | null, storageAvailable: () => boolean) {
     const status = () => node()?.status();
+    new Gauge({ name: 'raftline_storage_available', help: '1 while the data directory takes writes; 0 from running out of space until the node restarted on it', registers: [this.registry], collect() { this.set(storageAvailable() ? 1 : 0); } });
     new Gauge({ name: 'raftline_term', help: 'Current Raft term', registers: [this.registry], collect() { const s = status(); if (s) this.set(s.term); } });
     new Gauge({ name: 'raftline_is_leader', help: '1 on the leader', registers: [this.registry], collect() { const s = status(); if (s) this.set(s.role === 'leader' ? 1 : 0); } });
     new Gauge({ name: 'raftline_commit_index', help: 'Commit index', registers: [this.registry], collect() { const s = status(); if (s) this.set(s.commit); } });

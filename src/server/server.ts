@@ -1,13 +1,16 @@
 // One raftline server process: the peer transport, the Raft node of the
 // key-value group, and the client HTTP listener.
 import { createHash } from 'node:crypto';
+import { statfs } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import type { TemplatedApp, us_listen_socket } from '@trufflesuite/uws-js-unofficial';
 import { pino, type Logger } from 'pino';
-import { RaftNode, type NodeEvent } from '../node/index.js';
+import { outOfSpaceError } from '../log/index.js';
+import { RaftNode, type NodeEvent, type RaftError } from '../node/index.js';
 import { loadUws } from '../transport/uws.js';
 import { UwsTransport } from '../transport/index.js';
-import { HttpApi } from './http-api.js';
+import { HttpApi, type ApiBackend } from './http-api.js';
 import { encodeCommand } from './kv-command.js';
 import { KvStore } from './kv-store.js';
 import { encodeMemberInfo, parseMemberInfo } from './members.js';
@@ -32,10 +35,23 @@ export interface ServerConfig {
   heartbeatIntervalMs: number;
   maxKeyBytes: number;
   maxValueBytes: number;
+  /** Log segment size; also the free space a restart after a full disk waits for (the next segment is preallocated). */
+  segmentBytes: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
 
 const GROUP = 'kv';
+const STORAGE_RETRY_MS = 1000;
+/** A storage outage logs its retries at most this often. */
+const STORAGE_RETRY_LOG_MS = 10_000;
+
+/** Why the data directory cannot be written, while it cannot. */
+interface StorageOutage {
+  error: string;
+  sinceMs: number;
+  attempts: number;
+  loggedMs: number;
+}
 
 /** etcd reports 64-bit ids as decimal strings; ours are stable hashes of the names. */
 function numericId(text: string): string {
@@ -62,19 +78,29 @@ function logNodeEvent(log: Logger, e: NodeEvent): void {
   }
 }
 
-export class RaftlineServer {
+export class RaftlineServer implements ApiBackend {
+  readonly metrics: ServerMetrics;
+  /** Settles with the error when a fatal error stops this server; the process should then exit and be restarted. */
+  readonly failed: Promise<Error>;
+  private reportFatal!: (err: Error) => void;
+  private current!: { node: RaftNode; store: KvStore };
+  private outage: StorageOutage | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private restarting: Promise<void> | null = null;
+  private stopping = false;
   private listenSocket: us_listen_socket | null = null;
   private announcer: NodeJS.Timeout | null = null;
   private announcing = false;
+  private readonly app: TemplatedApp = loadUws().App();
 
   private constructor(
     readonly log: Logger,
     readonly config: ServerConfig,
     readonly transport: UwsTransport,
-    readonly node: RaftNode,
-    readonly store: KvStore,
-    private readonly app: TemplatedApp,
-  ) {}
+  ) {
+    this.metrics = new ServerMetrics(() => this.current?.node ?? null, () => this.outage === null);
+    this.failed = new Promise((resolve) => (this.reportFatal = resolve));
+  }
 
   static async start(config: ServerConfig): Promise<RaftlineServer> {
     const log = pino({ level: config.logLevel, base: { node: config.id } });
@@ -87,8 +113,51 @@ export class RaftlineServer {
       secret: config.secret,
       onLog: (e) => log[e.level]({ component: 'transport', peer: e.peer, remote: e.remote }, e.message),
     });
+    const server = new RaftlineServer(log, config, transport);
+    try {
+      await server.startNode();
+    } catch (err) {
+      await transport.close();
+      throw err;
+    }
+    const api = new HttpApi(server, {
+      maxKeyBytes: config.maxKeyBytes,
+      maxValueBytes: config.maxValueBytes,
+      clusterId: numericId(Object.keys(config.peers).sort().join(',')),
+      memberId: numericId(config.id),
+      metrics: server.metrics,
+    });
+    api.attach(server.app);
+    await server.listen();
+    server.announcer = setInterval(() => void server.announce(), 1000);
+    log.info({ peerListen: config.peerListen, clientListen: config.clientListen, peers: config.peers, join: config.join }, 'serving');
+    return server;
+  }
+
+  /** The running Raft node; replaced by a fresh one when the node restarts after running out of space. */
+  get node(): RaftNode {
+    return this.current.node;
+  }
+
+  /** The key-value state machine of `node`. */
+  get store(): KvStore {
+    return this.current.store;
+  }
+
+  get storageError(): string | null {
+    return this.outage?.error ?? null;
+  }
+
+  /** Where clients reach this server. */
+  get clientUrl(): string {
+    return `http://${this.config.clientListen.host}:${this.config.clientListen.port}`;
+  }
+
+  /** Opens the data directory as a process start does (recovery included) and runs a node with a fresh state machine on it. */
+  private async startNode(): Promise<void> {
+    const { config, log, transport } = this;
     const store = new KvStore();
-    store.onError = (err) => log.error({ code: err.code }, err.message);
+    store.onError = (err) => this.nodeError(err);
     store.onMemberAddress = (member, text) => {
       if (member === config.id) return;
       const info = text ? parseMemberInfo(text) : null;
@@ -96,46 +165,104 @@ export class RaftlineServer {
       else transport.removePeer(member);
     };
     store.onConfigurationCommitted = (conf) => log.info({ voters: conf.voters, learners: conf.learners, joint: conf.outgoing !== undefined }, 'configuration committed');
-    let node: RaftNode | null = null;
-    const metrics = new ServerMetrics(() => node);
-    try {
-      node = await RaftNode.start({
-        groupId: GROUP,
-        id: config.id,
-        peers: config.join ? [] : Object.keys(config.peers),
-        dataDir: path.join(config.dataDir, GROUP),
-        fsm: store,
-        transport,
-        electionTimeoutMs: config.electionTimeoutMs,
-        heartbeatIntervalMs: config.heartbeatIntervalMs,
-        onEvent: (e) => {
-          metrics.onNodeEvent(e);
-          logNodeEvent(log, e);
-        },
-      });
-    } catch (err) {
-      await transport.close();
-      throw err;
-    }
-    const app = loadUws().App();
-    const api = new HttpApi(node, store, {
-      maxKeyBytes: config.maxKeyBytes,
-      maxValueBytes: config.maxValueBytes,
-      clusterId: numericId(Object.keys(config.peers).sort().join(',')),
-      memberId: numericId(config.id),
-      metrics,
+    const node = await RaftNode.start({
+      groupId: GROUP,
+      id: config.id,
+      peers: config.join ? [] : Object.keys(config.peers),
+      dataDir: path.join(config.dataDir, GROUP),
+      fsm: store,
+      transport,
+      electionTimeoutMs: config.electionTimeoutMs,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      segmentBytes: config.segmentBytes,
+      onEvent: (e) => {
+        this.metrics.onNodeEvent(e);
+        logNodeEvent(log, e);
+      },
     });
-    api.attach(app);
-    const server = new RaftlineServer(log, config, transport, node, store, app);
-    await server.listen();
-    server.announcer = setInterval(() => void server.announce(), 1000);
-    log.info({ peerListen: config.peerListen, clientListen: config.clientListen, peers: config.peers, join: config.join }, 'serving');
-    return server;
+    // In the same turn as the start resolves, so no failure of this node can come before.
+    this.current = { node, store };
   }
 
-  /** Where clients reach this server. */
-  get clientUrl(): string {
-    return `http://${this.config.clientListen.host}:${this.config.clientListen.port}`;
+  /**
+   * The state machine's `onError`. Errors that did not stop the node (a
+   * failed snapshot) are only logged. Running out of space stops this
+   * member's storage until space frees; anything else stops the server.
+   */
+  private nodeError(err: RaftError): void {
+    if (err !== this.current.node.failure) {
+      this.log.error({ code: err.code }, err.message);
+      return;
+    }
+    const full = outOfSpaceError(err);
+    if (full) this.storageFailed(full.message, full.file, full.errno);
+    else this.fatal(err);
+  }
+
+  /**
+   * The node stopped because the disk (or quota) is full. Nothing it had not
+   * made durable was acknowledged. Clients get 503 storage_unavailable, and
+   * every second the server tries to start a fresh node from the data
+   * directory, exactly as a restarted process would.
+   */
+  private storageFailed(message: string, file: string | undefined, errno: number | undefined): void {
+    const what = errno === osConstants.errno.EDQUOT ? 'disk quota exceeded' : 'no space left on device';
+    this.outage = { error: `${what} in ${this.config.dataDir}: ${message}`, sinceMs: Date.now(), attempts: 0, loggedMs: Date.now() };
+    this.log.error(
+      { dataDir: this.config.dataDir, path: file, errno },
+      `storage unavailable: ${what} in ${this.config.dataDir} (${message}); the node stopped without acknowledging anything not on disk; answering 503 storage_unavailable and restarting the node from disk once space frees`,
+    );
+    this.retryTimer ??= setInterval(() => {
+      this.restarting ??= this.restartNode().finally(() => (this.restarting = null));
+    }, STORAGE_RETRY_MS);
+  }
+
+  /** One attempt to bring storage back: release the failed node, wait for room for a segment, start a new node on the same transport. */
+  private async restartNode(): Promise<void> {
+    const outage = this.outage;
+    if (!outage || this.stopping) return;
+    outage.attempts++;
+    await this.current.node.shutdown();
+    const dir = path.join(this.config.dataDir, GROUP);
+    try {
+      const { bavail, bsize } = await statfs(dir);
+      const freeBytes = bavail * bsize;
+      if (freeBytes < this.config.segmentBytes) {
+        this.stillUnavailable(outage, `${freeBytes} bytes free in ${dir}, the next log segment needs ${this.config.segmentBytes}`);
+        return;
+      }
+      await this.startNode();
+    } catch (err) {
+      const full = outOfSpaceError(err);
+      if (full) this.stillUnavailable(outage, full.message);
+      else this.fatal(err as Error);
+      return;
+    }
+    this.outage = null;
+    if (this.retryTimer) clearInterval(this.retryTimer);
+    this.retryTimer = null;
+    // At warn, like the retries: whoever sees the outage sees its end.
+    this.log.warn({ dataDir: this.config.dataDir, attempts: outage.attempts, unavailableMs: Date.now() - outage.sinceMs }, 'storage available again: the node restarted from its data directory');
+  }
+
+  private stillUnavailable(outage: StorageOutage, reason: string): void {
+    if (Date.now() - outage.loggedMs < STORAGE_RETRY_LOG_MS) return;
+    outage.loggedMs = Date.now();
+    this.log.warn({ dataDir: this.config.dataDir, attempts: outage.attempts }, `storage still unavailable (${reason}); retrying every second`);
+  }
+
+  /**
+   * An I/O error other than a full disk (EIO, a failed fdatasync): the page
+   * cache may now disagree with the disk, so nothing in this process is
+   * trusted any more. Only a new process, recovering from what is on disk,
+   * may carry on.
+   */
+  private fatal(err: Error): void {
+    if (this.retryTimer) clearInterval(this.retryTimer);
+    this.retryTimer = null;
+    this.log.fatal({ dataDir: this.config.dataDir, code: (err as RaftError).code }, `fatal error, exiting so that the server restarts from what is on disk: ${err.message}`);
+    this.log.flush();
+    this.reportFatal(err);
   }
 
   /**
@@ -178,13 +305,16 @@ export class RaftlineServer {
    * this node leads, then the node and its log close (everything synced).
    */
   async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.retryTimer) clearInterval(this.retryTimer);
+    await this.restarting;
     if (this.announcer) clearInterval(this.announcer);
     if (this.listenSocket) {
       loadUws().us_listen_socket_close(this.listenSocket);
       this.listenSocket = null;
     }
     const status = this.node.status();
-    if (status.role === 'leader') {
+    if (status.role === 'leader' && !this.outage) {
       const target = Object.entries(status.peers)
         .filter(([id]) => status.configuration.voters.includes(id))
         .sort((a, b) => b[1].match - a[1].match)[0]?.[0];

@@ -31,11 +31,13 @@ interface Answer {
 const THINK_MS = 20;
 
 /** Codes after which a write certainly did not take effect (refused before or instead of being proposed). */
-const NOT_APPLIED = new Set(['no_leader', 'busy', 'bad_request', 'precondition_failed', 'connection_refused']);
+const NOT_APPLIED = new Set(['no_leader', 'busy', 'bad_request', 'precondition_failed', 'connection_refused', 'storage_unavailable']);
 
 export class FaultCluster {
   readonly ids: string[];
   private readonly children = new Map<string, ChildProcess>();
+  /** Each member's JSON log lines (warn and above), since it was last spawned. */
+  readonly logs = new Map<string, Record<string, unknown>[]>();
   private args: Record<string, string[]> = {};
   clientUrl: Record<string, string> = {};
   faults = 0;
@@ -43,6 +45,8 @@ export class FaultCluster {
   constructor(
     private readonly dir: string,
     size = 3,
+    /** More `serve` flags for every member. */
+    private readonly extraArgs: string[] = [],
   ) {
     this.ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
   }
@@ -58,7 +62,9 @@ export class FaultCluster {
   }
 
   spawn(id: string): void {
-    this.children.set(id, spawnServer([...this.args[id], '--log-level', 'warn']).child);
+    const { child, logs } = spawnServer([...this.args[id], ...this.extraArgs, '--log-level', 'warn']);
+    this.children.set(id, child);
+    this.logs.set(id, logs);
   }
 
   /** A member's --data directory. */
@@ -68,7 +74,7 @@ export class FaultCluster {
 
   /** Starts a member and waits for it to exit on its own (for starts expected to fail): its exit status and stderr. */
   runOnce(id: string): { status: number | null; stderr: string } {
-    const r = spawnSync(process.execPath, [MAIN, 'serve', ...this.args[id], '--log-level', 'warn'], { encoding: 'utf8', timeout: 20_000 });
+    const r = spawnSync(process.execPath, [MAIN, 'serve', ...this.args[id], ...this.extraArgs, '--log-level', 'warn'], { encoding: 'utf8', timeout: 20_000 });
     return { status: r.status, stderr: r.stderr };
   }
 
