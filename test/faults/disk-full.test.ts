@@ -11,7 +11,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { unlinkSync } from 'node:fs';
 import path from 'node:path';
-import { FaultCluster, summaryTable, verify, Workload, type ScenarioReport } from './harness.js';
+import { conclude, FaultCluster, summaryTable, Workload, type ScenarioReport } from './harness.js';
 import { tempDir } from '../support/tmp.js';
 import { fillUp, mountTmpfs, unmount } from '../support/tmpfs.js';
 
@@ -103,11 +103,7 @@ async function scenario(name: string, region: number, pick: 'leader' | 'follower
     assert.match(await (await fetch(`${cluster.clientUrl[victim]}/metrics`)).text(), /^raftline_storage_available 1$/m);
     await pause(LOAD_MS);
 
-    await workload.stop();
-    const report = await verify(name, cluster, workload);
-    reports.push(report);
-    assert.ok(report.acknowledged > 0, 'writes were acknowledged during the scenario');
-    assert.equal(report.anomalies, 0, report.detail);
+    await conclude(name, cluster, workload, reports);
   } finally {
     await workload.stop();
     cluster.stopAll();

@@ -3,6 +3,7 @@
 // recording when each operation was invoked and when it returned, while the
 // scenario injects faults; afterwards the history must be linearizable
 // (the simulator's checker) and every acknowledged write must be present.
+import assert from 'node:assert/strict';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -262,6 +263,15 @@ export async function verify(scenario: string, cluster: FaultCluster, workload: 
     }
   }
   return { scenario, operations: history.length, acknowledged: workload.acknowledged, faults: cluster.faults, anomalies, detail: details.join('; ') };
+}
+
+/** Stops the workload, checks the history, adds the report to `reports`, and asserts that writes were acknowledged and nothing anomalous happened. */
+export async function conclude(scenario: string, cluster: FaultCluster, workload: Workload, reports: ScenarioReport[]): Promise<void> {
+  await workload.stop();
+  const report = await verify(scenario, cluster, workload);
+  reports.push(report);
+  assert.ok(report.acknowledged > 0, 'writes were acknowledged during the scenario');
+  assert.equal(report.anomalies, 0, report.detail);
 }
 
 export function summaryTable(reports: readonly ScenarioReport[]): string {

@@ -7,7 +7,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { FaultCluster, summaryTable, verify, Workload, type ScenarioReport } from './harness.js';
+import { conclude, FaultCluster, summaryTable, Workload, type ScenarioReport } from './harness.js';
 import { tempDir } from '../support/tmp.js';
 
 const LONG = process.env.RAFTLINE_FAULTS_LONG === '1';
@@ -37,11 +37,7 @@ async function scenario(name: string, inject: (c: FaultCluster, round: number) =
       await pause(LOAD_MS);
     }
     await cluster.until('all members back and a leader elected', async () => cluster.ids.every((id) => cluster.running(id)) && (await cluster.leader()) !== null);
-    await workload.stop();
-    const report = await verify(name, cluster, workload);
-    reports.push(report);
-    assert.ok(report.acknowledged > 0, 'writes were acknowledged during the scenario');
-    assert.equal(report.anomalies, 0, report.detail);
+    await conclude(name, cluster, workload, reports);
   } finally {
     await workload.stop();
     cluster.stopAll();
