@@ -158,6 +158,8 @@ class Batch implements ApplyIterator {
   }
 }
 
+const SNAPSHOT_RETRY_MS = 10_000;
+
 /** What a node recovers from its data directory before the core starts. */
 interface Recovered {
   log: SegmentLog;
@@ -198,6 +200,8 @@ export class RaftNode {
   private receiveTail: Promise<void> = Promise.resolve();
   private snapshotting: Promise<SnapshotMeta> | null = null;
   private lastSnapshotMs = Date.now();
+  /** After a failed snapshot (a full disk, say), automatic ones wait until then instead of trying every tick. */
+  private snapshotRetryAtMs = 0;
   private scheduled = false;
   private stopped: Error | null = null;
   private closing: Promise<void> | null = null;
@@ -341,6 +345,7 @@ export class RaftNode {
       () => undefined,
       (err: Error) => {
         // A failed snapshot costs nothing but log space: report it, keep going.
+        this.snapshotRetryAtMs = Date.now() + SNAPSHOT_RETRY_MS;
         this.opts.fsm.onError?.(new RaftError(`snapshot failed: ${err.message}`, 'ERR_RAFTLINE_SNAPSHOT'));
       },
     );
@@ -728,7 +733,7 @@ export class RaftNode {
   // -------------------------------------------------------------- snapshots
 
   private maybeSnapshot(): void {
-    if (this.snapshotting || !this.opts.fsm.onSnapshotSave) return;
+    if (this.snapshotting || !this.opts.fsm.onSnapshotSave || Date.now() < this.snapshotRetryAtMs) return;
     const since = this.store.latest?.meta.index ?? 0;
     if (this.appliedIndex <= since) return;
     const byEntries = this.opts.snapshotLogEntries ?? 100_000;
