@@ -49,7 +49,7 @@ export interface TxnResponse {
 }
 
 /** Errors after which the same request may simply be sent again (writes keep their sequence). */
-const RETRYABLE = new Set(['no_leader', 'timeout', 'busy', 'shutting_down', 'outcome_unknown']);
+const RETRYABLE = new Set(['no_leader', 'timeout', 'busy', 'shutting_down', 'outcome_unknown', 'storage_unavailable']);
 /** The server keeps this many of a client's applied sequences: stay well inside it. */
 const MAX_OUTSTANDING_WRITES = 512;
 
@@ -225,8 +225,9 @@ export class RaftlineClient {
       p.reject(new RaftlineClientError(r.errorCode, r.error));
       return;
     }
-    // The same frame again (a write keeps its sequence), after a pause; through the leader when hinted.
-    if (r.leader) void this.preferLeader();
+    // The same frame again (a write keeps its sequence), after a pause; through the leader when
+    // hinted, or when this member cannot write its data (it does not report itself leader then).
+    if (r.leader || r.errorCode === 'storage_unavailable') void this.preferLeader();
     setTimeout(() => void this.transmit(r.id), 50).unref();
   }
 

@@ -222,9 +222,9 @@ export class RaftlineServer implements ApiBackend {
     const outage = this.outage;
     if (!outage || this.stopping) return;
     outage.attempts++;
-    await this.current.node.shutdown();
     const dir = path.join(this.config.dataDir, GROUP);
     try {
+      await this.current.node.shutdown();
       const { bavail, bsize } = await statfs(dir);
       const freeBytes = bavail * bsize;
       if (freeBytes < this.config.segmentBytes) {

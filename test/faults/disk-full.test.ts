@@ -7,10 +7,11 @@
 // reads, and the whole history must stay linearizable with no acknowledged
 // write lost. Mounting needs root: without it the scenarios are reported as
 // not run, never as passed.
-import { after, test } from 'node:test';
+import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { unlinkSync } from 'node:fs';
 import path from 'node:path';
+import { RaftlineClient } from '../../src/client/index.js';
 import { conclude, FaultCluster, summaryTable, Workload, type ScenarioReport } from './harness.js';
 import { tempDir } from '../support/tmp.js';
 import { fillUp, mountTmpfs, unmount } from '../support/tmpfs.js';
@@ -48,7 +49,7 @@ async function status(c: FaultCluster, id: string): Promise<Status> {
   return (await fetch(`${c.clientUrl[id]}/status`)).json() as Promise<Status>;
 }
 
-async function scenario(name: string, region: number, pick: 'leader' | 'follower'): Promise<void> {
+async function scenario(t: TestContext, name: string, region: number, pick: 'leader' | 'follower'): Promise<void> {
   const cluster = new FaultCluster(path.join(dir, pick), 3, ['--segment-bytes', String(SEGMENT_BYTES)]);
   for (const id of cluster.ids) {
     const why = mountTmpfs(cluster.dataDir(id), TMPFS_BYTES);
@@ -64,6 +65,9 @@ async function scenario(name: string, region: number, pick: 'leader' | 'follower
     const victim = pick === 'leader' ? leader : cluster.ids.find((id) => id !== leader)!;
     const others = cluster.ids.filter((id) => id !== victim);
     const dataDir = cluster.dataDir(victim);
+    // Connected to the leader: in the second case, the member whose disk fills.
+    const client = await RaftlineClient.connect({ endpoints: cluster.ids.map((id) => cluster.clientUrl[id]) });
+    t.after(() => client.close());
 
     const { file: filler } = fillUp(dataDir);
     cluster.faults++;
@@ -86,7 +90,8 @@ async function scenario(name: string, region: number, pick: 'leader' | 'follower
       assert.equal(((await r.json()) as { code: string }).code, 'storage_unavailable');
     }
 
-    // The others still form a majority and acknowledge writes.
+    // The others still form a majority and acknowledge writes; the client finds them.
+    await client.put('during-client', name);
     const acknowledged = workload.acknowledged;
     await cluster.until('the others acknowledge more writes', async () => workload.acknowledged > acknowledged + 20);
     await cluster.until('a write through another member', async () => (await fetch(`${cluster.clientUrl[others[0]]}/v1/kv/during`, { method: 'PUT', body: name })).status === 200);
@@ -110,8 +115,8 @@ async function scenario(name: string, region: number, pick: 'leader' | 'follower
   }
 }
 
-test('disk full on a follower: it says so, answers 503, the others go on; it resumes once space frees', { skip }, () =>
-  scenario('disk full: follower', 15_000, 'follower'));
+test('disk full on a follower: it says so, answers 503, the others go on; it resumes once space frees', { skip }, (t) =>
+  scenario(t, 'disk full: follower', 15_000, 'follower'));
 
-test('disk full on the leader: it says so, answers 503, a new leader goes on; it resumes once space frees', { skip }, () =>
-  scenario('disk full: leader', 20_000, 'leader'));
+test('disk full on the leader: it says so, answers 503, a new leader goes on; it resumes once space frees', { skip }, (t) =>
+  scenario(t, 'disk full: leader', 20_000, 'leader'));
