@@ -113,6 +113,20 @@ describe('§5.3 log replication', () => {
     assert.deepEqual(texts(c.node('a').applied).slice(-5), ['fresh-0', 'fresh-1', 'fresh-2', 'fresh-3', 'fresh-4']);
   });
 
+  test('a follower that lost entries it acknowledged (a damaged tail cut off on restart) gets them again', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    for (let i = 0; i < 5; i++) c.propose('a', `x${i}`);
+    c.stabilize();
+    c.restart('c', (s) => s.loseTail(2));
+    c.propose('a', 'after');
+    c.stabilize();
+    c.tick('a', 2);
+    c.stabilize();
+    assert.deepEqual(texts(c.node('c').storage.log), texts(c.node('a').storage.log));
+    assert.deepEqual(texts(c.node('c').storage.log).slice(-3), ['x3', 'x4', 'after']);
+  });
+
   test('the leader counts its own vote for an entry only once the entry is durable locally', () => {
     const c = new Cluster(ABC);
     c.elect('a');

@@ -8,6 +8,7 @@ import {
   NotLeaderError,
   RaftNode,
   TermMismatchError,
+  TimeoutError,
   type ApplyIterator,
   type RaftNodeOptions,
   type SnapshotReader,
@@ -154,6 +155,26 @@ describe('RaftNode', () => {
       await follower.node.readBarrier();
       assert.equal(follower.fsm.data.get('k'), '19');
     });
+  });
+
+  test('a follower read barrier whose entries never arrive fails with a timeout instead of waiting forever', async () => {
+    await withCluster(
+      'read-timeout',
+      async (c) => {
+        const leader = await c.awaitLeader();
+        const follower = [...c.members.values()].find((m) => m !== leader)!;
+        await eventually('the follower knows its leader', () => follower.node.status().leader === leader.node.id);
+        // Heartbeats and the read index still flow; the entries the read must wait for never arrive.
+        c.net.drop = (m) => m.type === 'append' && m.to === follower.node.id;
+        await leader.node.apply(Buffer.from('x=1'));
+        const outcome = await Promise.race([
+          follower.node.readBarrier().then(() => 'resolved', (err: Error) => err),
+          new Promise((r) => setTimeout(() => r('still waiting after 10 s'), 10_000)),
+        ]);
+        assert.ok(outcome instanceof TimeoutError, String(outcome));
+      },
+      { applyTimeoutMs: 200 },
+    );
   });
 
   test('a restarted follower recovers from its log and catches up', async () => {

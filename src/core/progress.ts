@@ -128,7 +128,11 @@ export class Progress {
       return true;
     }
     if (this.next - 1 !== rejected) return false;
-    this.next = Math.max(Math.min(rejected, hint + 1), this.match + 1, 1);
+    this.next = Math.max(Math.min(rejected, hint + 1), 1);
+    // Rejected at or below match: the follower no longer holds entries it
+    // acknowledged (a damaged tail cut off on restart, docs/log-format.md).
+    // Replicate again from what it holds rather than probing at match forever.
+    if (this.next <= this.match) this.match = this.next - 1;
     this.probeSent = false;
     return true;
   }

@@ -20,7 +20,7 @@ import {
   type SnapshotMeta,
 } from '../core/index.js';
 import { members, type Configuration } from '../core/quorum.js';
-import { MetaStore, SegmentLog } from '../log/index.js';
+import { MetaStore, SegmentLog, type RecoveryReport } from '../log/index.js';
 import type { ForwardProposal, ForwardProposalResponse, PeerMessage, SnapshotChunk, Transport } from '../transport/transport.js';
 import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TermMismatchError, TimeoutError } from './errors.js';
 import { SnapshotSender } from './snapshot-sender.js';
@@ -71,7 +71,9 @@ export type NodeEvent =
   | { type: 'appended'; entries: number; durationMs: number }
   | { type: 'applied'; entries: number }
   | { type: 'snapshotSaved'; index: number; bytes: number; durationMs: number }
-  | { type: 'snapshotInstalled'; index: number; from: NodeId | null; durationMs: number };
+  | { type: 'snapshotInstalled'; index: number; from: NodeId | null; durationMs: number }
+  /** Opening the log repaired it (a torn tail cut off, an interrupted truncation finished). */
+  | { type: 'logRepaired'; recovery: RecoveryReport };
 
 export interface FollowerStatus extends PeerStatus {
   /** Entries the follower is behind the leader's last index. */
@@ -187,7 +189,7 @@ export class RaftNode {
   private readonly store: SnapshotStore;
   private readonly reader: SegmentLogReader;
   private readonly waiters = new Map<number, Waiter>();
-  private readonly readWaiters = new Map<number, { resolve: () => void; reject: (e: Error) => void; index: number }>();
+  private readonly readWaiters = new Map<number, { resolve: () => void; reject: (e: Error) => void; index: number; deadlineMs: number }>();
   private readonly senders = new Map<NodeId, SnapshotSender>();
   private proposals: QueuedProposal[] = [];
   private readonly forwarded = new Map<number, ForwardWaiter>();
@@ -231,6 +233,8 @@ export class RaftNode {
     this.core = this.createCore(recovered.configuration);
     this.unregister = opts.transport.register(opts.groupId, opts.id, (m) => this.receive(m));
     this.ticker = setInterval(() => this.tick(), this.tickMs);
+    const { recovery } = this.log;
+    if (recovery.truncatedBytes > 0 || recovery.removedSegments > 0 || recovery.replayedTruncation) opts.onEvent?.({ type: 'logRepaired', recovery });
   }
 
   /** Opens (or recovers) the node's log, state and latest snapshot, and joins the group. */
@@ -292,7 +296,7 @@ export class RaftNode {
     if (this.stopped) return Promise.reject(this.stopped);
     const requestId = ++this.requestIds;
     return new Promise<void>((resolve, reject) => {
-      this.readWaiters.set(requestId, { resolve, reject, index: Number.MAX_SAFE_INTEGER });
+      this.readWaiters.set(requestId, { resolve, reject, index: Number.MAX_SAFE_INTEGER, deadlineMs: Date.now() + this.applyTimeoutMs });
       this.core.readIndex(requestId, options.mode ?? 'readIndex');
       this.schedule();
     });
@@ -565,7 +569,7 @@ export class RaftNode {
     }
   }
 
-  /** Rejects apply() calls past their deadline (checked every tick). */
+  /** Rejects apply() and readBarrier() calls past their deadline (checked every tick). */
   private expireWaiters(): void {
     const now = Date.now();
     for (const [requestId, w] of this.forwarded) {
@@ -577,6 +581,12 @@ export class RaftNode {
       if (w.deadlineMs > now) continue;
       this.waiters.delete(index);
       w.reject(new TimeoutError(`command at index ${index}`, this.applyTimeoutMs));
+    }
+    // A follower that cannot catch up to the read index must not hold readers forever.
+    for (const [requestId, w] of this.readWaiters) {
+      if (w.deadlineMs > now) continue;
+      this.readWaiters.delete(requestId);
+      w.reject(new TimeoutError(`read barrier ${requestId}${w.index === Number.MAX_SAFE_INTEGER ? '' : ` waiting for index ${w.index}`}`, this.applyTimeoutMs));
     }
   }
 

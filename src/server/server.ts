@@ -70,6 +70,14 @@ function logNodeEvent(log: Logger, e: NodeEvent): void {
     case 'snapshotInstalled':
       log.info({ index: e.index, from: e.from, ms: Math.round(e.durationMs) }, 'snapshot installed from the leader');
       break;
+    case 'logRepaired': {
+      const r = e.recovery;
+      log.warn(
+        { truncatedBytes: r.truncatedBytes, file: r.truncatedFile, offset: r.truncatedOffset, removedSegments: r.removedSegments, finishedTruncation: r.replayedTruncation },
+        r.truncatedBytes > 0 ? 'log recovery cut off a torn tail (an unsynced write, or damage at the end of the log); the leader sends those entries again' : 'log recovery finished an interrupted truncation',
+      );
+      break;
+    }
     case 'appended':
       if (e.durationMs > 1000) log.warn({ entries: e.entries, ms: Math.round(e.durationMs) }, 'slow log append (disk)');
       break;

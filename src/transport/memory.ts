@@ -10,6 +10,8 @@ export class MemoryNetwork {
   private readonly cut = new Set<string>();
   /** Probability of dropping any one message. */
   dropRate = 0;
+  /** Drops the messages it returns true for (to starve one kind of traffic). */
+  drop: (message: PeerMessage) => boolean = () => false;
 
   constructor(private readonly random: () => number = Math.random) {}
 
@@ -43,7 +45,7 @@ export class MemoryNetwork {
   }
 
   private deliver(group: string, message: PeerMessage): void {
-    if (this.cut.has(`${message.from}>${message.to}`) || this.random() < this.dropRate) return;
+    if (this.cut.has(`${message.from}>${message.to}`) || this.drop(message) || this.random() < this.dropRate) return;
     const frame = encodeEnvelope(group, message);
     setImmediate(() => {
       const decoded = decodeEnvelope(frame);

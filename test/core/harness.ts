@@ -27,18 +27,31 @@ export class Cluster {
   /** Links that drop messages: "a>b". */
   readonly cut = new Set<string>();
   readonly rng = new Prng(42);
+  private readonly coreOptions: Partial<CoreOptions>;
+  private readonly voters: NodeId[];
 
   /** Creates nodes `ids`; the initial configuration has `voters` (default: all of them). */
   constructor(ids: NodeId[], overrides: Partial<CoreOptions> = {}, voters: NodeId[] = ids) {
-    for (const id of ids) {
-      const storage = new SimStorage();
-      const core = new RaftCore(
-        { ...DEFAULT_CORE_OPTIONS, id, random: () => this.rng.next(), ...overrides },
-        storage,
-        { hardState: storage.hardState, configuration: { voters, learners: [] }, applied: 0 },
-      );
-      this.nodes.set(id, { id, core, storage, applied: [], readStates: [], readFailures: [], snapshotRequests: [], installed: [], holdPersist: false, held: [] });
-    }
+    this.coreOptions = overrides;
+    this.voters = voters;
+    for (const id of ids) this.boot(id, new SimStorage());
+  }
+
+  private boot(id: NodeId, storage: SimStorage): void {
+    const core = new RaftCore(
+      { ...DEFAULT_CORE_OPTIONS, id, random: () => this.rng.next(), ...this.coreOptions },
+      storage,
+      { hardState: storage.hardState, configuration: { voters: this.voters, learners: [] }, applied: 0 },
+    );
+    this.nodes.set(id, { id, core, storage, applied: [], readStates: [], readFailures: [], snapshotRequests: [], installed: [], holdPersist: false, held: [] });
+  }
+
+  /** Restarts `id` from its disk after `damage` (default: a crash, losing what was not synced). */
+  restart(id: NodeId, damage: (storage: SimStorage) => void = (s) => s.crash()): void {
+    const { storage } = this.node(id);
+    damage(storage);
+    this.inbox = this.inbox.filter((m) => m.to !== id);
+    this.boot(id, storage);
   }
 
   node(id: NodeId): TestNode {

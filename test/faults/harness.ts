@@ -244,6 +244,23 @@ export class Workload {
   }
 }
 
+/**
+ * A key's value read linearizably once the fault is over. Only a 200 or 404
+ * is an answer; anything else (a member still learning who leads) is asked
+ * again, within a bound.
+ */
+async function finalRead(base: string, key: string): Promise<string | null> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const r = await fetch(`${base}/v1/kv/${key}`, { signal: AbortSignal.timeout(15_000) });
+    const body = await r.text();
+    if (r.status === 200) return body;
+    if (r.status === 404) return null;
+    if (Date.now() > deadline) throw new Error(`the final read of ${key} from ${base} got ${r.status} ${body} for 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 /** Checks the history and the final state; counts anomalies. */
 export async function verify(scenario: string, cluster: FaultCluster, workload: Workload): Promise<ScenarioReport> {
   const history = workload.history;
@@ -253,8 +270,7 @@ export async function verify(scenario: string, cluster: FaultCluster, workload: 
   // Every key's final value, read linearizably, must be one that some write could have left.
   const live = cluster.ids.filter((id) => cluster.running(id));
   for (const key of new Set(history.map((h) => h.key))) {
-    const r = await fetch(`${cluster.clientUrl[live[0]]}/v1/kv/${key}`);
-    const value = r.status === 200 ? await r.text() : null;
+    const value = await finalRead(cluster.clientUrl[live[0]], key);
     const final: HistoryOp = { client: -1, key, op: { kind: 'get', result: value }, call: performance.now(), ret: performance.now() };
     const withFinal = checkLinearizable([...history.filter((h) => h.key === key), final]);
     if (!withFinal.ok) {

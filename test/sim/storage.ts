@@ -98,6 +98,13 @@ export class SimStorage implements LogReader {
     this.volatileHard = this.durableHard;
   }
 
+  /** Loses the last `count` entries, synced or not: a damaged tail cut off when the node restarts. */
+  loseTail(count: number): void {
+    this.crash();
+    this.durable.entries.length = Math.max(0, this.durable.entries.length - count);
+    this.volatile = { ...this.durable, entries: this.durable.entries.slice() };
+  }
+
   get hardState(): HardState {
     return this.volatileHard;
   }
