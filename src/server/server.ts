@@ -26,6 +26,8 @@ export interface ServerConfig {
   /** Every member's peer address, this one included. */
   peers: Record<string, string>;
   secret: string;
+  /** When set, every client request but the status page's own files needs `Authorization: Bearer <clientToken>`. */
+  clientToken: string | null;
   /** Start as a node joining an existing cluster (added by `ctl add-peer`) rather than as one of the initial members. */
   join: boolean;
   electionTimeoutMs: number;
@@ -97,7 +99,7 @@ export class RaftlineServer {
     };
     store.onConfigurationCommitted = (conf) => log.info({ voters: conf.voters, learners: conf.learners, joint: conf.outgoing !== undefined }, 'configuration committed');
     let node: RaftNode | null = null;
-    const metrics = new ServerMetrics(() => node);
+    const metrics = new ServerMetrics(() => node, () => transport.stats());
     try {
       node = await RaftNode.start({
         groupId: GROUP,
@@ -124,6 +126,8 @@ export class RaftlineServer {
       clusterId: numericId(Object.keys(config.peers).sort().join(',')),
       memberId: numericId(config.id),
       metrics,
+      clientToken: config.clientToken,
+      peerTransport: () => transport.stats(),
     });
     api.attach(app);
     const server = new RaftlineServer(log, config, transport, node, store, app);

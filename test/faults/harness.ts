@@ -29,6 +29,8 @@ interface Answer {
 }
 
 const THINK_MS = 20;
+/** The cluster secret of every FaultCluster. */
+export const CLUSTER_SECRET = 'fault-tests-secret-0123456789';
 
 /** Codes after which a write certainly did not take effect (refused before or instead of being proposed). */
 const NOT_APPLIED = new Set(['no_leader', 'busy', 'bad_request', 'precondition_failed', 'connection_refused']);
@@ -36,6 +38,8 @@ const NOT_APPLIED = new Set(['no_leader', 'busy', 'bad_request', 'precondition_f
 export class FaultCluster {
   readonly ids: string[];
   private readonly children = new Map<string, ChildProcess>();
+  /** Each member's JSON log lines (warnings and errors), from its latest start. */
+  readonly logs = new Map<string, Record<string, unknown>[]>();
   private args: Record<string, string[]> = {};
   clientUrl: Record<string, string> = {};
   faults = 0;
@@ -51,14 +55,16 @@ export class FaultCluster {
     const ports = await freePorts(this.ids.length * 2, region);
     mkdirSync(this.dir, { recursive: true });
     const secretFile = path.join(this.dir, 'secret');
-    writeFileSync(secretFile, 'fault-tests-secret-0123456789');
+    writeFileSync(secretFile, CLUSTER_SECRET);
     ({ args: this.args, clientUrl: this.clientUrl } = clusterArgs(this.ids, ports, this.dir, secretFile));
     for (const id of this.ids) this.spawn(id);
     await this.until('a leader', async () => (await this.leader()) !== null);
   }
 
   spawn(id: string): void {
-    this.children.set(id, spawnServer([...this.args[id], '--log-level', 'warn']).child);
+    const { child, logs } = spawnServer([...this.args[id], '--log-level', 'warn']);
+    this.children.set(id, child);
+    this.logs.set(id, logs);
   }
 
   /** A member's --data directory. */
