@@ -25,7 +25,7 @@ declare module 'ws' {
     /** Bytes handed to `send` that the socket has not yet written to the kernel. */
     readonly bufferedAmount: number;
     /** `cb` runs once the frame has been written to the socket (or with an error if it never will be). */
-    send(data: Uint8Array, options?: { binary: boolean }, cb?: (err?: Error) => void): void;
+    send(data: Uint8Array | string, options?: { binary: boolean }, cb?: (err?: Error) => void): void;
     close(code?: number, reason?: string): void;
     terminate(): void;
     on(event: 'open', listener: () => void): this;
