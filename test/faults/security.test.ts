@@ -15,6 +15,7 @@ import { chromium } from 'playwright-core';
 import { RaftlineClient, RaftlineClientError } from '../../src/client/index.js';
 import { clusterArgs, freePorts, MAIN, spawnServer } from '../support/servers.js';
 import { tempDir } from '../support/tmp.js';
+import { membersShown } from '../support/status-page.js';
 import { FaultCluster, summaryTable, verify, Workload, type ScenarioReport } from './harness.js';
 
 const { dir, cleanup } = tempDir('security');
@@ -293,15 +294,7 @@ test('with a client token, every client route refuses requests without it or wit
   try {
     const page = await browser.newPage();
     await page.goto(`${clientUrl.n2}/#token=${token}`);
-    // Browser-side expressions as strings: this project compiles without the DOM library.
-    await page.waitForFunction(
-      `(() => {
-        const rows = [...document.querySelectorAll('#members tr')];
-        return rows.length === 3 && rows.every((r) => r.children[1].textContent !== 'unreachable') && document.querySelectorAll('#members tr.leader').length === 1;
-      })()`,
-      null,
-      { timeout: 30_000 },
-    );
+    await page.waitForFunction(membersShown(3), null, { timeout: 30_000 });
     await page.goto(`${clientUrl.n1}/`);
     await page.waitForFunction(`document.getElementById('summary').textContent.includes('client token')`, null, { timeout: 30_000 });
   } finally {
