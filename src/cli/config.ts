@@ -4,6 +4,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Address, ServerConfig } from '../server/server.js';
+// The transport's floor for the cluster secret is the client token's too: anything shorter can be guessed.
+import { MIN_SECRET_BYTES } from '../transport/handshake.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -36,9 +38,6 @@ const SETTINGS: Setting[] = [
 ];
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
-
-/** The shortest cluster secret or client token accepted: anything shorter can be guessed. */
-const MIN_SECRET_BYTES = 16;
 
 export const SERVE_USAGE = `Usage: raftline serve --id ID --data DIR --peer-listen HOST:PORT --client-listen HOST:PORT
                       --peers ID=HOST:PORT,... [--secret-file FILE] [--client-token-file FILE] [--config FILE] [--join]
@@ -84,7 +83,7 @@ export function secretSetting(what: string, file: { path: string; from: string }
     }
   }
   if (text !== undefined && Buffer.byteLength(text) < MIN_SECRET_BYTES) {
-    throw new ConfigError(`the ${what} from ${from} is ${Buffer.byteLength(text)} bytes; it must be at least ${MIN_SECRET_BYTES} (for example \`openssl rand -hex 32\`)`);
+    throw new ConfigError(`the ${what} must be at least ${MIN_SECRET_BYTES} bytes; the one from ${from} is ${Buffer.byteLength(text)} (make one with \`openssl rand -hex 32\`)`);
   }
   return text;
 }

@@ -625,7 +625,6 @@ export class HttpApi {
     });
   }
 
-
   /** The 401 answer for a request without the client token (when this server has one), or null. */
   private unauthorized(req: HttpRequest): Reply | null {
     const refusal = this.tokenCheck?.refusal(req.getHeader('authorization')) ?? null;
