@@ -12,7 +12,9 @@ const { dir, cleanup } = tempDir('dev');
 after(cleanup);
 
 async function runDev(dataDir: string, body: () => Promise<void>): Promise<string> {
-  const child = spawn(process.execPath, [MAIN, 'dev', '--nodes', '3', '--dir', dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // A client token left in the shell for `serve` must not lock dev's servers away from its own checks and the user.
+  const env = { ...process.env, RAFTLINE_CLIENT_TOKEN: 'a-token-meant-for-serve-0123456789' };
+  const child = spawn(process.execPath, [MAIN, 'dev', '--nodes', '3', '--dir', dataDir], { stdio: ['ignore', 'pipe', 'inherit'], env });
   let out = '';
   child.stdout!.setEncoding('utf8').on('data', (t: string) => (out += t));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

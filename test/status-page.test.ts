@@ -9,6 +9,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { eventually } from './support/eventually.js';
 import { clusterArgs, freePorts, spawnServer } from './support/servers.js';
 import { tempDir } from './support/tmp.js';
+import { membersShown } from './support/status-page.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const IDS = ['n1', 'n2', 'n3'];
@@ -40,15 +41,7 @@ test('the page shows three members with one leader, and its chart moves while wr
   const errors: string[] = [];
   page.on('pageerror', (err) => errors.push(err.message));
   await page.goto(`${clientUrl.n2}/`);
-  // Browser-side expressions as strings: this project compiles without the DOM library.
-  await page.waitForFunction(
-    `(() => {
-      const rows = [...document.querySelectorAll('#members tr')];
-      return rows.length === 3 && rows.every((r) => r.children[1].textContent !== 'unreachable') && document.querySelectorAll('#members tr.leader').length === 1;
-    })()`,
-    null,
-    { timeout: 30_000 },
-  );
+  await page.waitForFunction(membersShown(3), null, { timeout: 30_000 });
   const rows = await page.$$eval('#members tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
   assert.deepEqual(rows.map((r) => r[0]).sort(), IDS);
   assert.deepEqual(rows.map((r) => r[1]).sort(), ['follower', 'follower', 'leader']);

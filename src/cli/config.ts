@@ -4,6 +4,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Address, ServerConfig } from '../server/server.js';
+// The transport's floor for the cluster secret is the client token's too: anything shorter can be guessed.
+import { MIN_SECRET_BYTES } from '../transport/handshake.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -26,6 +28,7 @@ const SETTINGS: Setting[] = [
   { flag: 'client-listen', env: 'RAFTLINE_CLIENT_LISTEN', key: 'clientListen', kind: 'string' },
   { flag: 'peers', env: 'RAFTLINE_PEERS', key: 'peers', kind: 'string' },
   { flag: 'secret-file', env: 'RAFTLINE_SECRET_FILE', key: 'secretFile', kind: 'string' },
+  { flag: 'client-token-file', env: 'RAFTLINE_CLIENT_TOKEN_FILE', key: 'clientTokenFile', kind: 'string' },
   { flag: 'join', env: 'RAFTLINE_JOIN', key: 'join', kind: 'boolean' },
   { flag: 'election-timeout-ms', env: 'RAFTLINE_ELECTION_TIMEOUT_MS', key: 'electionTimeoutMs', kind: 'number' },
   { flag: 'heartbeat-interval-ms', env: 'RAFTLINE_HEARTBEAT_INTERVAL_MS', key: 'heartbeatIntervalMs', kind: 'number' },
@@ -41,7 +44,7 @@ const MIN_SEGMENT_BYTES = 4096;
 const MAX_SEGMENT_BYTES = 1 << 30;
 
 export const SERVE_USAGE = `Usage: raftline serve --id ID --data DIR --peer-listen HOST:PORT --client-listen HOST:PORT
-                      --peers ID=HOST:PORT,... [--secret-file FILE] [--config FILE] [--join]
+                      --peers ID=HOST:PORT,... [--secret-file FILE] [--client-token-file FILE] [--config FILE] [--join]
                       [--election-timeout-ms N] [--heartbeat-interval-ms N] [--max-key-bytes N] [--max-value-bytes N]
                       [--segment-bytes N]
                       [--log-level debug|info|warn|error|silent]
@@ -49,9 +52,11 @@ export const SERVE_USAGE = `Usage: raftline serve --id ID --data DIR --peer-list
 Logs are JSON lines (pino) on stdout.
 
 Each flag can also come from an environment variable (RAFTLINE_ID, RAFTLINE_PEERS, ...) or a
-JSON config file (keys id, data, peerListen, clientListen, peers, secretFile, join, ...).
+JSON config file (keys id, data, peerListen, clientListen, peers, secretFile, clientTokenFile, join, ...).
 The cluster secret (at least 16 bytes, the same on every member) is read from --secret-file,
 or from RAFTLINE_SECRET.
+With a client token (at least 16 bytes, from --client-token-file or RAFTLINE_CLIENT_TOKEN), every
+client request but the status page itself needs the header 'Authorization: Bearer <token>'.
 `;
 
 function address(value: string, name: string): Address {
@@ -65,6 +70,27 @@ function number(raw: unknown, name: string, min: number): number {
   const n = typeof raw === 'number' ? raw : Number(raw);
   if (!Number.isSafeInteger(n) || n < min) throw new ConfigError(`${name} must be an integer ≥ ${min}, got '${String(raw)}'`);
   return n;
+}
+
+/**
+ * A secret (the cluster secret, the client token) from its file (which wins)
+ * or from the environment variable `envName`; undefined when neither is given.
+ */
+export function secretSetting(what: string, file: { path: string; from: string } | undefined, envName: string, env: NodeJS.ProcessEnv): string | undefined {
+  let text = env[envName];
+  let from = envName;
+  if (file) {
+    from = `${file.from} (${file.path})`;
+    try {
+      text = readFileSync(file.path, 'utf8').trim();
+    } catch (err) {
+      throw new ConfigError(`${file.from}: cannot read ${file.path} (${(err as Error).message})`);
+    }
+  }
+  if (text !== undefined && Buffer.byteLength(text) < MIN_SECRET_BYTES) {
+    throw new ConfigError(`the ${what} must be at least ${MIN_SECRET_BYTES} bytes; the one from ${from} is ${Buffer.byteLength(text)} (make one with \`openssl rand -hex 32\`)`);
+  }
+  return text;
 }
 
 /** Parses `serve` arguments (with the environment and an optional --config file) into a checked configuration. */
@@ -120,16 +146,13 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
     peers[peerId] = addr;
   }
   if (!peers[id.raw]) throw new ConfigError(`${peersSetting.from} must include this node (${id.raw})`);
-  let secret = env.RAFTLINE_SECRET ?? '';
-  const secretFile = get('secretFile');
-  if (secretFile) {
-    try {
-      secret = readFileSync(String(secretFile.raw), 'utf8').trim();
-    } catch (err) {
-      throw new ConfigError(`${secretFile.from}: cannot read ${String(secretFile.raw)} (${(err as Error).message})`);
-    }
-  }
-  if (Buffer.byteLength(secret) < 16) throw new ConfigError('the cluster secret must be at least 16 bytes: pass --secret-file FILE or set RAFTLINE_SECRET');
+  const fileOf = (key: string) => {
+    const v = get(key);
+    return v && { path: String(v.raw), from: v.from };
+  };
+  const secret = secretSetting('cluster secret', fileOf('secretFile'), 'RAFTLINE_SECRET', env);
+  if (secret === undefined) throw new ConfigError(`the cluster secret (at least ${MIN_SECRET_BYTES} bytes) is missing: pass --secret-file FILE or set RAFTLINE_SECRET`);
+  const clientToken = secretSetting('client token', fileOf('clientTokenFile'), 'RAFTLINE_CLIENT_TOKEN', env) ?? null;
   const join = get('join');
   const optionalNumber = (key: string, fallback: number, min: number) => {
     const v = get(key);
@@ -156,6 +179,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
     clientListen: address(clientListen.raw, clientListen.from),
     peers,
     secret,
+    clientToken,
     join: join ? join.raw === true || join.raw === 'true' || join.raw === '1' : false,
     electionTimeoutMs,
     heartbeatIntervalMs,

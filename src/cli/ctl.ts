@@ -1,8 +1,11 @@
 // `raftline ctl`: cluster administration over the servers' HTTP admin API
 // (braft_cli's set). Changes go to whichever endpoint reports itself leader.
-import { ConfigError } from './config.js';
+import { ConfigError, secretSetting } from './config.js';
 
-export const CTL_USAGE = `Usage: raftline ctl --endpoints URL[,URL...] [--json] <command> [arguments]
+export const CTL_USAGE = `Usage: raftline ctl --endpoints URL[,URL...] [--token-file FILE] [--json] <command> [arguments]
+
+When the servers have a client token, pass it with --token-file FILE, RAFTLINE_CLIENT_TOKEN_FILE
+or RAFTLINE_CLIENT_TOKEN.
 
 Commands:
   status                      every endpoint's role, term, leader, commit/applied index, followers' lag
@@ -19,6 +22,8 @@ Commands:
 
 interface Parsed {
   endpoints: string[];
+  /** Headers of every request: the client token, when there is one. */
+  headers: Record<string, string>;
   json: boolean;
   command: string;
   args: string[];
@@ -37,8 +42,9 @@ const ARITY: Record<string, number> = {
   'reset-peers': 1,
 };
 
-function parse(argv: string[]): Parsed {
+function parse(argv: string[], env: NodeJS.ProcessEnv): Parsed {
   let endpoints: string[] = [];
+  let tokenFile = env.RAFTLINE_CLIENT_TOKEN_FILE === undefined ? undefined : { path: env.RAFTLINE_CLIENT_TOKEN_FILE, from: 'RAFTLINE_CLIENT_TOKEN_FILE' };
   let json = false;
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -48,6 +54,10 @@ function parse(argv: string[]): Parsed {
       if (!value) throw new ConfigError('--endpoints needs a value');
       endpoints = value.split(',').map((e) => e.trim().replace(/\/+$/, ''));
       for (const e of endpoints) if (!/^https?:\/\/[^/]+$/.test(e)) throw new ConfigError(`--endpoints: '${e}' is not an http://HOST:PORT URL`);
+    } else if (name === '--token-file') {
+      const value = inline ?? argv[++i];
+      if (!value) throw new ConfigError('--token-file needs a value');
+      tokenFile = { path: value, from: '--token-file' };
     } else if (name === '--json') json = true;
     else if (name.startsWith('--')) throw new ConfigError(`unknown flag ${name}`);
     else rest.push(argv[i]);
@@ -58,44 +68,54 @@ function parse(argv: string[]): Parsed {
   const arity = ARITY[command];
   if (arity === undefined) throw new ConfigError(`unknown command '${command}'`);
   if (args.length !== arity) throw new ConfigError(`${command} takes ${arity} argument${arity === 1 ? '' : 's'}, got ${args.length}`);
-  return { endpoints, json, command, args };
+  const token = secretSetting('client token', tokenFile, 'RAFTLINE_CLIENT_TOKEN', env);
+  return { endpoints, headers: token === undefined ? {} : { Authorization: `Bearer ${token}` }, json, command, args };
 }
 
-async function call(endpoint: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
-  const r = await fetch(`${endpoint}${path}`, body === undefined ? {} : { method: 'POST', body: JSON.stringify(body) });
-  const out = (await r.json()) as Record<string, unknown>;
-  if (!r.ok) throw new Error(`${endpoint}: ${String(out.error ?? r.statusText)} (${String(out.code ?? r.status)})`);
-  return out;
-}
+/** The endpoints given, and the headers every request to them carries. */
+class Cluster {
+  constructor(
+    readonly endpoints: string[],
+    private readonly headers: Record<string, string>,
+  ) {}
 
-async function statuses(endpoints: string[]): Promise<{ endpoint: string; status: Record<string, any> | null; error?: string }[]> {
-  return Promise.all(
-    endpoints.map((endpoint) =>
-      call(endpoint, '/status').then(
-        (status) => ({ endpoint, status }),
-        (err: Error) => ({ endpoint, status: null, error: err.message }),
-      ),
-    ),
-  );
-}
-
-async function leaderEndpoint(endpoints: string[]): Promise<string> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const found = (await statuses(endpoints)).find((s) => s.status?.role === 'leader');
-    if (found) return found.endpoint;
-    await new Promise((r) => setTimeout(r, 100));
+  async call(endpoint: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
+    const r = await fetch(`${endpoint}${path}`, body === undefined ? { headers: this.headers } : { method: 'POST', headers: this.headers, body: JSON.stringify(body) });
+    const out = (await r.json()) as Record<string, unknown>;
+    if (!r.ok) throw new Error(`${endpoint}: ${String(out.error ?? r.statusText)} (${String(out.code ?? r.status)})`);
+    return out;
   }
-  throw new Error(`none of ${endpoints.join(', ')} is the leader; include the leader's endpoint`);
+
+  statuses(): Promise<{ endpoint: string; status: Record<string, any> | null; error?: string }[]> {
+    return Promise.all(
+      this.endpoints.map((endpoint) =>
+        this.call(endpoint, '/status').then(
+          (status) => ({ endpoint, status }),
+          (err: Error) => ({ endpoint, status: null, error: err.message }),
+        ),
+      ),
+    );
+  }
+
+  async leader(): Promise<string> {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const found = (await this.statuses()).find((s) => s.status?.role === 'leader');
+      if (found) return found.endpoint;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`none of ${this.endpoints.join(', ')} is the leader; include the leader's endpoint`);
+  }
 }
 
 const list = (text: string) => text.split(',').map((x) => x.trim()).filter(Boolean);
 
 export async function ctl(argv: string[]): Promise<number> {
-  const { endpoints, json, command, args } = parse(argv);
+  const { endpoints, headers, json, command, args } = parse(argv, process.env);
+  const cluster = new Cluster(endpoints, headers);
   const print = (value: unknown, human: string) => process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human}\n`);
   switch (command) {
     case 'status': {
-      const all = await statuses(endpoints);
+      const all = await cluster.statuses();
       const lines = all.map(({ endpoint, status: s, error }) => {
         if (!s) return `${endpoint}  unreachable: ${error}`;
         const followers = Object.entries(s.followers as Record<string, { lag: number; state: string }>)
@@ -107,8 +127,7 @@ export async function ctl(argv: string[]): Promise<number> {
       return all.every((s) => s.status) ? 0 : 1;
     }
     case 'members': {
-      const leader = await leaderEndpoint(endpoints);
-      const m = await call(leader, '/v1/admin/members');
+      const m = await cluster.call(await cluster.leader(), '/v1/admin/members');
       const members = m.members as Record<string, { peer: string; client?: string }>;
       const show = (ids: string[]) => ids.map((id) => (members[id] ? `${id} (${members[id].client ?? members[id].peer})` : id)).join(', ') || '-';
       print(m, `leader ${String(m.leader)}  term ${String(m.term)}\nvoters: ${show(m.voters as string[])}\nlearners: ${show(m.learners as string[])}`);
@@ -118,7 +137,7 @@ export async function ctl(argv: string[]): Promise<number> {
     case 'reset-peers': {
       const results: Record<string, unknown>[] = [];
       for (const endpoint of endpoints) {
-        const r = await call(endpoint, `/v1/admin/${command}`, command === 'snapshot' ? {} : { voters: list(args[0]) });
+        const r = await cluster.call(endpoint, `/v1/admin/${command}`, command === 'snapshot' ? {} : { voters: list(args[0]) });
         results.push({ endpoint, ...r });
       }
       print(results, results.map((r) => `${r.endpoint}: ${command === 'snapshot' ? `snapshot at index ${String(r.index)}` : 'configuration reset'}`).join('\n'));
@@ -133,7 +152,7 @@ export async function ctl(argv: string[]): Promise<number> {
             : command === 'transfer-leader'
               ? { to: args[0] }
               : { id: args[0] };
-      const r = await call(await leaderEndpoint(endpoints), `/v1/admin/${command}`, body);
+      const r = await cluster.call(await cluster.leader(), `/v1/admin/${command}`, body);
       print(r, `${command}: done; voters ${(r.voters as string[]).join(', ')}${(r.learners as string[]).length ? `; learners ${(r.learners as string[]).join(', ')}` : ''}`);
       return 0;
     }

@@ -12,7 +12,8 @@ export const DEV_USAGE = `Usage: raftline dev [--nodes N] [--dir DIR]
 
 Starts N (1-7, default 3) raftline servers on this machine: peers on 127.0.0.1:7101..,
 clients on 127.0.0.1:7201... Data and the cluster secret live in DIR (default ./.raftline);
-running it again resumes from them. Ctrl-C stops every server cleanly.
+running it again resumes from them. The servers take no client token. Ctrl-C stops every
+server cleanly.
 `;
 
 const PEER_BASE_PORT = 7101;
@@ -74,12 +75,15 @@ export async function dev(argv: string[]): Promise<number> {
   const ids = Array.from({ length: nodes }, (_, i) => `n${i + 1}`);
   const peers = ids.map((id, i) => `${id}=127.0.0.1:${PEER_BASE_PORT + i}`).join(',');
   const main = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
+  // A local cluster to try things with takes no client token (its own
+  // readiness checks send none), even if the shell has one set for serve.
+  const { RAFTLINE_CLIENT_TOKEN: _token, RAFTLINE_CLIENT_TOKEN_FILE: _tokenFile, ...env } = process.env;
   const children = ids.map((id, i) =>
     spawn(
       process.execPath,
       [main, 'serve', '--id', id, '--data', path.join(dir, id), '--peer-listen', `127.0.0.1:${PEER_BASE_PORT + i}`,
         '--client-listen', `127.0.0.1:${CLIENT_BASE_PORT + i}`, '--peers', peers, '--secret-file', secretFile],
-      { stdio: ['ignore', 'inherit', 'inherit'] },
+      { stdio: ['ignore', 'inherit', 'inherit'], env },
     ),
   );
   const exited = children.map((c) => new Promise<number>((resolve) => c.once('exit', (code) => resolve(code ?? 1))));

@@ -27,6 +27,8 @@ export interface ClientOptions {
   clientId?: string;
   /** A request that has not succeeded after this long rejects with RaftlineClientError('timeout'). Default 30000. */
   requestTimeoutMs?: number;
+  /** The servers' client token (`raftline serve --client-token-file`), sent as `Authorization: Bearer <token>`. */
+  token?: string;
 }
 
 /** A request the cluster refused or could not complete; `code` is the server's error code. */
@@ -75,6 +77,7 @@ export class RaftlineClient {
   readonly clientId: string;
   private readonly endpoints: string[];
   private readonly requestTimeoutMs: number;
+  private readonly headers: Record<string, string>;
   private readonly pending = new Map<number, Pending>();
   private readonly writeSlots: (() => void)[] = [];
   private writesInFlight = 0;
@@ -91,6 +94,7 @@ export class RaftlineClient {
     this.endpoints = opts.endpoints.map((e) => e.replace(/\/+$/, ''));
     this.clientId = opts.clientId ?? randomUUID();
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+    this.headers = opts.token === undefined ? {} : { Authorization: `Bearer ${opts.token}` };
     this.sweeper = setInterval(() => this.expire(), 250);
     this.sweeper.unref();
   }
@@ -244,7 +248,7 @@ export class RaftlineClient {
   private async preferLeader(): Promise<void> {
     const found = await Promise.all(
       this.endpoints.map((e) =>
-        fetch(`${e}/status`, { signal: AbortSignal.timeout(1000) })
+        fetch(`${e}/status`, { headers: this.headers, signal: AbortSignal.timeout(1000) })
           .then((r) => r.json() as Promise<{ role?: string }>)
           .then((s) => s.role === 'leader', () => false),
       ),
@@ -272,7 +276,13 @@ export class RaftlineClient {
       try {
         await this.open(endpoint);
         return;
-      } catch {
+      } catch (err) {
+        // Another endpoint or a later attempt would refuse the same token.
+        if (err instanceof RaftlineClientError && err.code === 'unauthorized') {
+          for (const p of this.pending.values()) p.reject(err);
+          this.pending.clear();
+          throw err;
+        }
         this.endpointIndex = (this.endpointIndex + 1) % this.endpoints.length;
         if (attempt >= this.endpoints.length && this.pending.size === 0) throw new RaftlineClientError('unavailable', `no endpoint of ${this.endpoints.join(', ')} accepts connections`);
         await new Promise((r) => setTimeout(r, Math.min(1000, 20 * 2 ** Math.min(attempt, 6))));
@@ -282,9 +292,18 @@ export class RaftlineClient {
   }
 
   private open(endpoint: string): Promise<void> {
-    const socket = new WebSocket(`${endpoint.replace(/^http/, 'ws')}/v1/ws`, { perMessageDeflate: false, handshakeTimeout: 2000 });
+    const socket = new WebSocket(`${endpoint.replace(/^http/, 'ws')}/v1/ws`, { perMessageDeflate: false, handshakeTimeout: 2000, headers: this.headers });
     return new Promise<void>((resolve, reject) => {
       socket.on('error', reject);
+      socket.on('unexpected-response', (_req, res) => {
+        socket.terminate();
+        if (res.statusCode !== 401) {
+          reject(new RaftlineClientError('unavailable', `${endpoint} answered the WebSocket upgrade with HTTP ${res.statusCode}`));
+          return;
+        }
+        const why = this.headers.Authorization ? 'the client token was refused' : 'the server needs a client token (the `token` option)';
+        reject(new RaftlineClientError('unauthorized', `${endpoint}: ${why}`));
+      });
       socket.on('open', () => {
         this.socket = socket;
         socket.on('message', (data) => {

@@ -9,8 +9,10 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
 import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TimeoutError, type RaftNode } from '../node/index.js';
+import type { UwsTransportStats } from '../transport/index.js';
 import { ClientFrameError, decodeRequest, encodeResponse, type ClientResponse, type ClientResult } from '../transport/client-codec.js';
 import { decodeCommand, encodeCommand, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
+import { ClientTokenCheck } from './client-auth.js';
 import type { KeyValue, KvStore, OperationResult, TxnResult } from './kv-store.js';
 import { encodeMemberInfo, parseMemberInfo, type MemberInfo } from './members.js';
 import type { ServerMetrics } from './metrics.js';
@@ -26,6 +28,10 @@ export interface HttpApiOptions {
   clusterId: string;
   memberId: string;
   metrics: ServerMetrics;
+  /** When set, every route but the status page's own files needs `Authorization: Bearer <clientToken>`. */
+  clientToken?: string | null;
+  /** The peer transport's counters, shown on /status (why inbound peer data was refused). */
+  peerTransport: () => UwsTransportStats;
 }
 
 /** What the API serves; the server swaps in a new node and store when it restarts them after running out of space. */
@@ -50,7 +56,9 @@ class HttpError extends Error {
 
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK',
+  204: '204 No Content',
   400: '400 Bad Request',
+  401: '401 Unauthorized',
   404: '404 Not Found',
   405: '405 Method Not Allowed',
   412: '412 Precondition Failed',
@@ -64,6 +72,8 @@ const STATUS_TEXT: Record<number, string> = {
 const V3_ROUTES = new Set(['/v3/kv/put', '/v3/kv/range', '/v3/kv/deleterange', '/v3/kv/txn']);
 const ADMIN_OPS = ['members', 'add-peer', 'add-learner', 'promote', 'remove-peer', 'change-peers', 'transfer-leader', 'snapshot', 'reset-peers'];
 const ADMIN_ROUTES = new Set(ADMIN_OPS.map((op) => `/v1/admin/${op}`));
+/** Served without the client token: the status page and its files hold no data (the page fetches with the token). */
+const PUBLIC_ROUTES = new Set(['/', '/assets']);
 const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
 const ADDRESS = /^[^\s:]+:\d{1,5}$/;
 
@@ -127,6 +137,7 @@ export class HttpApi {
   private readonly maxKeyBytes: number;
   private readonly maxValueBytes: number;
   private readonly maxBodyBytes: number;
+  private readonly tokenCheck: ClientTokenCheck | null;
   /** Writes completed through this node, and their total latency, for the status page's chart. */
   private writeCount = 0;
   private writeSumMs = 0;
@@ -138,6 +149,7 @@ export class HttpApi {
     this.maxKeyBytes = opts.maxKeyBytes ?? 1536;
     this.maxValueBytes = opts.maxValueBytes ?? 1 << 20;
     this.maxBodyBytes = opts.maxBodyBytes ?? 2 << 20;
+    this.tokenCheck = opts.clientToken ? new ClientTokenCheck(opts.clientToken) : null;
   }
 
   private get node(): RaftNode {
@@ -171,12 +183,26 @@ export class HttpApi {
     app.get('/', (res, req) => this.handle(res, req, '/', async () => ({ status: 200, body: page.html, headers: { 'Content-Type': 'text/html; charset=utf-8' } })));
     app.get('/assets/uplot.min.js', (res, req) => this.handle(res, req, '/assets', async () => ({ status: 200, body: page.uplotJs, headers: { 'Content-Type': 'text/javascript' } })));
     app.get('/assets/uplot.min.css', (res, req) => this.handle(res, req, '/assets', async () => ({ status: 200, body: page.uplotCss, headers: { 'Content-Type': 'text/css' } })));
+    // The status page served by one member reads the others' /status; with a
+    // token, the browser asks first whether it may send the Authorization header.
+    app.options('/status', (res) =>
+      this.respond(res, '/status', {
+        status: 204,
+        body: '',
+        headers: { 'Access-Control-Allow-Origin': '*', 'Access-Control-Allow-Headers': 'Authorization', 'Access-Control-Allow-Methods': 'GET', 'Access-Control-Max-Age': '600' },
+      }),
+    );
     app.any('/v1/cluster', (res, req) => this.handle(res, req, '/v1/cluster', async (method) => this.cluster(method)));
     app.ws<ClientSocketData>('/v1/ws', {
       maxPayloadLength: this.maxBodyBytes,
       idleTimeout: 120,
       maxBackpressure: 64 << 20,
       upgrade: (res, req, context) => {
+        const refused = this.unauthorized(req);
+        if (refused) {
+          this.respond(res, '/v1/ws', refused);
+          return;
+        }
         res.upgrade<ClientSocketData>({ closed: false }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
       },
       message: (ws, message, isBinary) => {
@@ -272,6 +298,7 @@ export class HttpApi {
     if (method !== 'get') throw new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on /status`);
     const s = this.node.status();
     const storageError = this.backend.storageError;
+    const t = this.opts.peerTransport();
     const reply = json({
       id: s.id,
       // A stopped node's last role would be stale: clients looking for the leader must not pick it.
@@ -289,6 +316,7 @@ export class HttpApi {
       snapshot: s.snapshot ? { index: s.snapshot.index, term: s.snapshot.term } : null,
       followers: s.peers,
       writes: { count: this.writeCount, sumMs: this.writeSumMs },
+      peerTransport: { peers: t.peers, framesReceived: t.framesReceived, messagesReceived: t.messagesReceived, rejected: t.rejected },
     });
     // The status page, served by any member, reads every member's status.
     reply.headers['Access-Control-Allow-Origin'] = '*';
@@ -607,6 +635,12 @@ export class HttpApi {
     route: (method: string, url: string, query: URLSearchParams, headers: Record<string, string>, body: Buffer) => Promise<Reply>,
     headerNames: string[] = [],
   ): void {
+    const refused = PUBLIC_ROUTES.has(routeName) ? null : this.unauthorized(req);
+    if (refused) {
+      // The body is never read: uWS skips it, so it cannot pass for a next request.
+      this.respond(res, routeName, refused);
+      return;
+    }
     const method = req.getMethod();
     const url = req.getUrl();
     const query = new URLSearchParams(req.getQuery() ?? '');
@@ -616,15 +650,7 @@ export class HttpApi {
     res.onAborted(() => {
       aborted = true;
     });
-    const send = (reply: Reply) => {
-      this.opts.metrics.request(routeName, reply.status);
-      if (aborted) return;
-      res.cork(() => {
-        res.writeStatus(STATUS_TEXT[reply.status] ?? `${reply.status} Error`);
-        for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v);
-        res.end(reply.body);
-      });
-    };
+    const send = (reply: Reply) => this.respond(res, routeName, reply, aborted);
     const fail = (err: unknown) => send(errorReply(this.answerFor(err)));
     const parts: Buffer[] = [];
     let bytes = 0;
@@ -639,6 +665,23 @@ export class HttpApi {
       // uWS reuses the chunk's memory after this call.
       parts.push(Buffer.from(new Uint8Array(chunk)));
       if (isLast) route(method, url, query, headers, Buffer.concat(parts, bytes)).then(send, fail);
+    });
+  }
+
+  /** The 401 answer for a request without the client token (when this server has one), or null. */
+  private unauthorized(req: HttpRequest): Reply | null {
+    const refusal = this.tokenCheck?.refusal(req.getHeader('authorization')) ?? null;
+    return refusal === null ? null : errorReply(new HttpError(401, 'unauthorized', refusal));
+  }
+
+  /** Counts the answer and writes it, unless the client went away. */
+  private respond(res: HttpResponse, routeName: string, reply: Reply, aborted = false): void {
+    this.opts.metrics.request(routeName, reply.status);
+    if (aborted) return;
+    res.cork(() => {
+      res.writeStatus(STATUS_TEXT[reply.status] ?? `${reply.status} Error`);
+      for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v);
+      res.end(reply.body);
     });
   }
 }
@@ -687,6 +730,7 @@ function json(value: unknown, status = 200): Reply {
 function errorReply(err: HttpError): Reply {
   const reply = json({ error: err.message, code: err.code, ...(err.leader ? { leader: err.leader } : {}) }, err.status);
   if (err.status === 503) reply.headers['Retry-After'] = '1';
+  if (err.status === 401) reply.headers['WWW-Authenticate'] = 'Bearer realm="raftline"';
   return reply;
 }
 

@@ -2,6 +2,7 @@
 // several servers can share a process in tests).
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { NodeEvent, RaftNode } from '../node/index.js';
+import type { UwsTransportStats } from '../transport/index.js';
 
 const LATENCY_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 const SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
@@ -16,7 +17,7 @@ export class ServerMetrics {
   private readonly leaderChanges = new Counter({ name: 'raftline_leader_changes_total', help: 'Times this node saw the leader change (elections included)', registers: [this.registry] });
   private readonly snapshotSeconds = new Histogram({ name: 'raftline_snapshot_duration_seconds', help: 'Snapshots saved here or installed from the leader', labelNames: ['kind'], buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60], registers: [this.registry] });
 
-  constructor(node: () => RaftNode | null, storageAvailable: () => boolean) {
+  constructor(node: () => RaftNode | null, storageAvailable: () => boolean, peerTransport: () => UwsTransportStats) {
     const status = () => node()?.status();
     new Gauge({ name: 'raftline_storage_available', help: '1 while the data directory takes writes; 0 from running out of space until the node restarted on it', registers: [this.registry], collect() { this.set(storageAvailable() ? 1 : 0); } });
     new Gauge({ name: 'raftline_term', help: 'Current Raft term', registers: [this.registry], collect() { const s = status(); if (s) this.set(s.term); } });
@@ -33,6 +34,17 @@ export class ServerMetrics {
         this.reset();
         const s = status();
         if (s?.role === 'leader') for (const [id, p] of Object.entries(s.peers)) this.set({ follower: id }, p.lag);
+      },
+    });
+    new Counter({
+      name: 'raftline_peer_frames_rejected_total',
+      help: 'Inbound peer data refused, by reason (auth: failed handshakes; malformed, oversized, unroutable: frames or messages)',
+      labelNames: ['reason'],
+      registers: [this.registry],
+      collect() {
+        // The transport keeps the counts; this mirrors them at scrape time.
+        this.reset();
+        for (const [reason, count] of Object.entries(peerTransport().rejected)) this.inc({ reason }, count);
       },
     });
   }

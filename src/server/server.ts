@@ -29,6 +29,8 @@ export interface ServerConfig {
   /** Every member's peer address, this one included. */
   peers: Record<string, string>;
   secret: string;
+  /** When set, every client request but the status page's own files needs `Authorization: Bearer <clientToken>`. */
+  clientToken: string | null;
   /** Start as a node joining an existing cluster (added by `ctl add-peer`) rather than as one of the initial members. */
   join: boolean;
   electionTimeoutMs: number;
@@ -106,7 +108,7 @@ export class RaftlineServer implements ApiBackend {
     readonly config: ServerConfig,
     readonly transport: UwsTransport,
   ) {
-    this.metrics = new ServerMetrics(() => this.current?.node ?? null, () => this.outage === null);
+    this.metrics = new ServerMetrics(() => this.current?.node ?? null, () => this.outage === null, () => transport.stats());
     this.failed = new Promise((resolve) => (this.reportFatal = resolve));
   }
 
@@ -134,6 +136,8 @@ export class RaftlineServer implements ApiBackend {
       clusterId: numericId(Object.keys(config.peers).sort().join(',')),
       memberId: numericId(config.id),
       metrics: server.metrics,
+      clientToken: config.clientToken,
+      peerTransport: () => transport.stats(),
     });
     api.attach(server.app);
     await server.listen();

@@ -120,7 +120,8 @@ export function verifyProof(secret: Buffer, bytes: Uint8Array, nonceS: Buffer): 
   const id = b.subarray(2, 2 + idBytes);
   const nonceC = Buffer.from(b.subarray(2 + idBytes, 2 + idBytes + NONCE_BYTES));
   const mac = b.subarray(2 + idBytes + NONCE_BYTES);
-  if (!timingSafeEqual(mac, clientMac(secret, nonceS, nonceC, id))) throw new HandshakeError('wrong cluster secret');
+  // The id is unproven, but naming it tells an operator which misconfigured process is knocking.
+  if (!timingSafeEqual(mac, clientMac(secret, nonceS, nonceC, id))) throw new HandshakeError(`wrong cluster secret (from a process calling itself ${JSON.stringify(id.toString('utf8'))})`);
   return { clientId: id.toString('utf8'), nonceC };
 }
 

@@ -1,7 +1,8 @@
-// The few parts of the `ws` 8 client that the peer transport uses (@types/ws
-// is not a dependency). Kept to what src/transport/peer-link.ts calls.
+// The few parts of the `ws` 8 client that the peer transport and raftline/client
+// use (@types/ws is not a dependency). Kept to what they call.
 declare module 'ws' {
   import type { EventEmitter } from 'node:events';
+  import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 
   interface ClientOptions {
     /** Largest message accepted from the server, in bytes. */
@@ -10,6 +11,8 @@ declare module 'ws' {
     /** Milliseconds allowed for the HTTP upgrade. */
     handshakeTimeout?: number;
     followRedirects?: boolean;
+    /** Extra headers of the HTTP upgrade request. */
+    headers?: OutgoingHttpHeaders;
   }
 
   class WebSocket extends EventEmitter {
@@ -22,7 +25,7 @@ declare module 'ws' {
     /** Bytes handed to `send` that the socket has not yet written to the kernel. */
     readonly bufferedAmount: number;
     /** `cb` runs once the frame has been written to the socket (or with an error if it never will be). */
-    send(data: Uint8Array, options?: { binary: boolean }, cb?: (err?: Error) => void): void;
+    send(data: Uint8Array | string, options?: { binary: boolean }, cb?: (err?: Error) => void): void;
     close(code?: number, reason?: string): void;
     terminate(): void;
     on(event: 'open', listener: () => void): this;
@@ -30,6 +33,8 @@ declare module 'ws' {
     on(event: 'close', listener: (code: number, reason: Buffer) => void): this;
     on(event: 'error', listener: (err: Error) => void): this;
     on(event: 'ping', listener: (data: Buffer) => void): this;
+    /** The server answered the upgrade with something other than 101; without a listener, an 'error' instead. */
+    on(event: 'unexpected-response', listener: (req: ClientRequest, res: IncomingMessage) => void): this;
   }
 
   export default WebSocket;

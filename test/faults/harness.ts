@@ -30,6 +30,8 @@ interface Answer {
 }
 
 const THINK_MS = 20;
+/** The cluster secret of every FaultCluster. */
+export const CLUSTER_SECRET = 'fault-tests-secret-0123456789';
 
 /** Codes after which a write certainly did not take effect (refused before or instead of being proposed). */
 const NOT_APPLIED = new Set(['no_leader', 'busy', 'bad_request', 'precondition_failed', 'connection_refused', 'storage_unavailable']);
@@ -56,7 +58,7 @@ export class FaultCluster {
     const ports = await freePorts(this.ids.length * 2, region);
     mkdirSync(this.dir, { recursive: true });
     const secretFile = path.join(this.dir, 'secret');
-    writeFileSync(secretFile, 'fault-tests-secret-0123456789');
+    writeFileSync(secretFile, CLUSTER_SECRET);
     ({ args: this.args, clientUrl: this.clientUrl } = clusterArgs(this.ids, ports, this.dir, secretFile));
     for (const id of this.ids) this.spawn(id);
     await this.until('a leader', async () => (await this.leader()) !== null);
