@@ -11,7 +11,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { checkLinearizable, type HistoryOp, type KvOp } from '../sim/linearizability.js';
 import { Prng } from '../support/prng.js';
-import { clusterArgs, freePorts, MAIN, spawnServer } from '../support/servers.js';
+import { clusterArgs, freePorts, serveCommand, spawnServer } from '../support/servers.js';
+import type { NetnsLab } from '../support/netns.js';
 
 export interface ScenarioReport {
   scenario: string;
@@ -42,6 +43,7 @@ export class FaultCluster {
   /** Each member's JSON log lines (warn and above), since it was last spawned. */
   readonly logs = new Map<string, Record<string, unknown>[]>();
   private args: Record<string, string[]> = {};
+  private lab: NetnsLab | undefined;
   clientUrl: Record<string, string> = {};
   faults = 0;
 
@@ -54,18 +56,28 @@ export class FaultCluster {
     this.ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
   }
 
+  /** Starts every member on loopback, on free ports from `region` (see freePorts). */
   async start(region: number): Promise<void> {
-    const ports = await freePorts(this.ids.length * 2, region);
+    await this.launch(await freePorts(this.ids.length * 2, region));
+  }
+
+  /** Starts each member in its own network namespace of `lab`, where the ports are its own. */
+  async startIn(lab: NetnsLab): Promise<void> {
+    this.lab = lab;
+    await this.launch([...this.ids.map(() => 7000), ...this.ids.map(() => 8000)], this.ids.map((id) => lab.address(id)));
+  }
+
+  private async launch(ports: number[], hosts?: string[]): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
     const secretFile = path.join(this.dir, 'secret');
     writeFileSync(secretFile, CLUSTER_SECRET);
-    ({ args: this.args, clientUrl: this.clientUrl } = clusterArgs(this.ids, ports, this.dir, secretFile));
+    ({ args: this.args, clientUrl: this.clientUrl } = clusterArgs(this.ids, ports, this.dir, secretFile, true, hosts));
     for (const id of this.ids) this.spawn(id);
     await this.until('a leader', async () => (await this.leader()) !== null);
   }
 
   spawn(id: string): void {
-    const { child, logs } = spawnServer([...this.args[id], ...this.extraArgs, '--log-level', 'warn']);
+    const { child, logs } = spawnServer([...this.args[id], ...this.extraArgs, '--log-level', 'warn'], this.lab?.exec(id));
     this.children.set(id, child);
     this.logs.set(id, logs);
   }
@@ -77,7 +89,7 @@ export class FaultCluster {
 
   /** Starts a member and waits for it to exit on its own (for starts expected to fail): its exit status and stderr. */
   runOnce(id: string): { status: number | null; stderr: string } {
-    const r = spawnSync(process.execPath, [MAIN, 'serve', ...this.args[id], ...this.extraArgs, '--log-level', 'warn'], { encoding: 'utf8', timeout: 20_000 });
+    const r = spawnSync(...serveCommand([...this.args[id], ...this.extraArgs, '--log-level', 'warn'], this.lab?.exec(id)), { encoding: 'utf8', timeout: 20_000 });
     return { status: r.status, stderr: r.stderr };
   }
 

@@ -26,9 +26,15 @@ export async function freePorts(count: number, region: number): Promise<number[]
   return ports;
 }
 
+/** The command line of `raftline serve args`, run through `prefix` (such as `ip netns exec NS`). */
+export function serveCommand(args: string[], prefix: readonly string[] = []): [string, string[]] {
+  const command = [...prefix, process.execPath, MAIN, 'serve', ...args];
+  return [command[0], command.slice(1)];
+}
+
 /** A `raftline serve` child with its JSON log lines parsed as they arrive. */
-export function spawnServer(args: string[]): { child: ChildProcess; logs: Record<string, unknown>[] } {
-  const child = spawn(process.execPath, [MAIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+export function spawnServer(args: string[], prefix: readonly string[] = []): { child: ChildProcess; logs: Record<string, unknown>[] } {
+  const child = spawn(...serveCommand(args, prefix), { stdio: ['ignore', 'pipe', 'inherit'] });
   const logs: Record<string, unknown>[] = [];
   let rest = '';
   child.stdout!.setEncoding('utf8').on('data', (text: string) => {
@@ -41,7 +47,8 @@ export function spawnServer(args: string[]): { child: ChildProcess; logs: Record
 
 /**
  * `serve` arguments for a local cluster of `ids` on `ports` (peer ports
- * first, then client ports); `fastElections` shortens the timeouts for tests.
+ * first, then client ports) at `hosts` (loopback by default);
+ * `fastElections` shortens the timeouts for tests.
  */
 export function clusterArgs(
   ids: string[],
@@ -49,15 +56,16 @@ export function clusterArgs(
   dir: string,
   secretFile: string,
   fastElections = true,
+  hosts: readonly string[] = ids.map(() => '127.0.0.1'),
 ): { args: Record<string, string[]>; clientUrl: Record<string, string> } {
-  const peers = ids.map((id, i) => `${id}=127.0.0.1:${ports[i]}`).join(',');
+  const peers = ids.map((id, i) => `${id}=${hosts[i]}:${ports[i]}`).join(',');
   const args: Record<string, string[]> = {};
   const clientUrl: Record<string, string> = {};
   ids.forEach((id, i) => {
     const clientPort = ports[ids.length + i];
-    args[id] = ['--id', id, '--data', path.join(dir, id), '--peer-listen', `127.0.0.1:${ports[i]}`, '--client-listen', `127.0.0.1:${clientPort}`,
+    args[id] = ['--id', id, '--data', path.join(dir, id), '--peer-listen', `${hosts[i]}:${ports[i]}`, '--client-listen', `${hosts[i]}:${clientPort}`,
       '--peers', peers, '--secret-file', secretFile, ...(fastElections ? ['--election-timeout-ms', '500', '--heartbeat-interval-ms', '50'] : [])];
-    clientUrl[id] = `http://127.0.0.1:${clientPort}`;
+    clientUrl[id] = `http://${hosts[i]}:${clientPort}`;
   });
   return { args, clientUrl };
 }
