@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PeerMessage } from '../src/transport/index.js';
 import { decodeEnvelope, encodeEnvelope, FrameError } from '../src/transport/codec.js';
+import { ClientFrameError, decodeRequest, decodeResponse, encodeRequest, encodeResponse } from '../src/transport/client-codec.js';
 import { Prng } from './support/prng.js';
 
 const base = { from: 'n1', to: 'n2', term: 7 };
@@ -96,4 +97,47 @@ test('random and mutated frames never escape as anything but FrameError', () => 
     }
   }
   assert.ok(refused > 1000, `${refused} of 3000 damaged frames were refused`);
+});
+
+/**
+ * Damaged copies of `messages` must decode the same alone in their buffer and
+ * amid other bytes (as an envelope sits in a frame): no byte vector may reach
+ * outside the message.
+ */
+function decodesTheSameAnywhere(messages: Uint8Array[], decode: (bytes: Uint8Array) => unknown, refusal: new (...args: never[]) => Error): void {
+  const rng = new Prng(77);
+  const outcome = (bytes: Uint8Array): unknown => {
+    try {
+      return decode(bytes);
+    } catch (err) {
+      assert.ok(err instanceof refusal, String(err));
+      return 'refused';
+    }
+  };
+  for (let i = 0; i < 5000; i++) {
+    const damaged = new Uint8Array(messages[rng.int(0, messages.length - 1)]);
+    const flips = rng.int(1, 3);
+    for (let k = 0; k < flips; k++) damaged[rng.int(0, damaged.length - 1)] ^= 1 << rng.int(0, 7);
+    const shared = new Uint8Array(damaged.length + 8192).fill(0xab);
+    shared.set(damaged, 4096);
+    assert.deepEqual(outcome(shared.subarray(4096, 4096 + damaged.length)), outcome(damaged), `mutation ${i}`);
+  }
+}
+
+test('a damaged envelope decodes the same wherever it sits in memory: no byte vector reaches outside it', () => {
+  decodesTheSameAnywhere(samples.map((m) => encodeEnvelope('g', m)), decodeEnvelope, FrameError);
+});
+
+test('a damaged client request or response decodes the same wherever it sits in memory', () => {
+  const kv = { key: Buffer.from('key'), value: Buffer.from('value-bytes'), createRevision: 3, modRevision: 9, version: 2 };
+  const requests = [
+    encodeRequest({ id: 1, command: Buffer.from('a command of some length') }),
+    encodeRequest({ id: 2, read: { key: Buffer.from('k1'), rangeEnd: Buffer.from('k9'), limit: 10, keysOnly: false, countOnly: false, consistency: 'lease' } }),
+  ];
+  decodesTheSameAnywhere(requests, decodeRequest, ClientFrameError);
+  const response = encodeResponse({
+    id: 3, errorCode: '', error: '', leader: 'n1', revision: 9, succeeded: true, duplicate: false,
+    results: [{ type: 'range', deleted: 0, count: 1, more: false, kvs: [kv], prevKvs: [kv] }],
+  });
+  decodesTheSameAnywhere([response], decodeResponse, ClientFrameError);
 });

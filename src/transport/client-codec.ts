@@ -6,6 +6,7 @@ import { KeyValue as WireKeyValue } from './generated/raftline/client/key-value.
 import { Request } from './generated/raftline/client/request.js';
 import { Response } from './generated/raftline/client/response.js';
 import { Result } from './generated/raftline/client/result.js';
+import { within } from './frame.js';
 
 export type ReadConsistency = 'linearizable' | 'lease' | 'stale';
 
@@ -71,11 +72,33 @@ function safe(value: bigint, field: string): number {
   return Number(value);
 }
 
-/** Decoding runs without a FlatBuffers verifier: any damage surfaces as an exception, turned into ClientFrameError. */
-function guarded<T>(what: string, bytes: Uint8Array, decode: (bb: flatbuffers.ByteBuffer) => T): T {
+/** Checks on what the generated accessors read from the message being decoded. */
+interface Bounds {
+  /** A byte vector, refused unless it lies within the message (see `within`). */
+  vector(v: Uint8Array | null, field: string): Uint8Array | null;
+  /** A vector's element count, refused when the message is too small to hold that many (each takes at least 4 bytes). */
+  count(n: number, field: string): number;
+}
+
+/**
+ * Decoding runs without a FlatBuffers verifier: any damage surfaces as an
+ * exception, turned into ClientFrameError, or as a vector that cannot be
+ * inside the message, which `Bounds` refuses.
+ */
+function guarded<T>(what: string, bytes: Uint8Array, decode: (bb: flatbuffers.ByteBuffer, bounds: Bounds) => T): T {
   if (bytes.byteLength < 8) throw new ClientFrameError(`${bytes.byteLength} bytes is too short for a ${what}`);
+  const bounds: Bounds = {
+    vector(v, field) {
+      if (v && !within(bytes, v)) throw new ClientFrameError(`${field} lies outside the ${what}`);
+      return v;
+    },
+    count(n, field) {
+      if (n * 4 > bytes.byteLength) throw new ClientFrameError(`${n} ${field} cannot fit in a ${bytes.byteLength}-byte ${what}`);
+      return n;
+    },
+  };
   try {
-    return decode(new flatbuffers.ByteBuffer(bytes));
+    return decode(new flatbuffers.ByteBuffer(bytes), bounds);
   } catch (err) {
     if (err instanceof ClientFrameError) throw err;
     throw new ClientFrameError(`undecodable ${what} (${(err as Error).message})`);
@@ -103,18 +126,18 @@ export function encodeRequest(r: ClientRequest): Uint8Array {
 }
 
 export function decodeRequest(bytes: Uint8Array): ClientRequest {
-  return guarded('request', bytes, (bb) => {
+  return guarded('request', bytes, (bb, { vector }) => {
     const r = Request.getRootAsRequest(bb);
     const id = safe(r.id(), 'id');
-    const command = r.commandArray();
+    const command = vector(r.commandArray(), 'command');
     if (command) return { id, command };
-    const key = r.keyArray();
+    const key = vector(r.keyArray(), 'key');
     if (!key) throw new ClientFrameError('a request needs a command or a key');
     const consistency = CONSISTENCY[r.consistency()];
     if (!consistency) throw new ClientFrameError(`unknown consistency ${r.consistency()}`);
     return {
       id,
-      read: { key, rangeEnd: r.rangeEndArray() ?? undefined, limit: safe(r.limit(), 'limit'), keysOnly: r.keysOnly(), countOnly: r.countOnly(), consistency },
+      read: { key, rangeEnd: vector(r.rangeEndArray(), 'range_end') ?? undefined, limit: safe(r.limit(), 'limit'), keysOnly: r.keysOnly(), countOnly: r.countOnly(), consistency },
     };
   });
 }
@@ -165,14 +188,14 @@ export function encodeResponse(r: ClientResponse): Uint8Array {
   return b.asUint8Array();
 }
 
-function decodeKvs(length: number, at: (i: number) => WireKeyValue | null): ClientKeyValue[] {
+function decodeKvs(length: number, at: (i: number) => WireKeyValue | null, { vector, count }: Bounds): ClientKeyValue[] {
   const out: ClientKeyValue[] = [];
-  for (let i = 0; i < length; i++) {
+  for (let i = 0; i < count(length, 'key-values'); i++) {
     const kv = at(i);
     if (!kv) throw new ClientFrameError('missing key-value');
     out.push({
-      key: kv.keyArray() ?? new Uint8Array(0),
-      value: kv.valueArray() ?? new Uint8Array(0),
+      key: vector(kv.keyArray(), 'key') ?? new Uint8Array(0),
+      value: vector(kv.valueArray(), 'value') ?? new Uint8Array(0),
       createRevision: safe(kv.createRevision(), 'create_revision'),
       modRevision: safe(kv.modRevision(), 'mod_revision'),
       version: safe(kv.version(), 'version'),
@@ -182,10 +205,10 @@ function decodeKvs(length: number, at: (i: number) => WireKeyValue | null): Clie
 }
 
 export function decodeResponse(bytes: Uint8Array): ClientResponse {
-  return guarded('response', bytes, (bb) => {
+  return guarded('response', bytes, (bb, bounds) => {
     const r = Response.getRootAsResponse(bb);
     const results: ClientResult[] = [];
-    for (let i = 0; i < r.resultsLength(); i++) {
+    for (let i = 0; i < bounds.count(r.resultsLength(), 'results'); i++) {
       const res = r.results(i);
       const type = res ? RESULT_TYPES[res.type()] : undefined;
       if (!res || !type) throw new ClientFrameError('bad result');
@@ -194,8 +217,8 @@ export function decodeResponse(bytes: Uint8Array): ClientResponse {
         deleted: safe(res.deleted(), 'deleted'),
         count: safe(res.count(), 'count'),
         more: res.more(),
-        kvs: decodeKvs(res.kvsLength(), (j) => res.kvs(j)),
-        prevKvs: decodeKvs(res.prevKvsLength(), (j) => res.prevKvs(j)),
+        kvs: decodeKvs(res.kvsLength(), (j) => res.kvs(j), bounds),
+        prevKvs: decodeKvs(res.prevKvsLength(), (j) => res.prevKvs(j), bounds),
       });
     }
     return {

@@ -8,6 +8,7 @@ import { Configuration as WireConfiguration } from './generated/raftline/wire/co
 import { Envelope } from './generated/raftline/wire/envelope.js';
 import { MessageType } from './generated/raftline/wire/message-type.js';
 import { SnapshotMeta as WireSnapshotMeta } from './generated/raftline/wire/snapshot-meta.js';
+import { within } from './frame.js';
 import type { PeerMessage } from './transport.js';
 
 /** A peer frame that cannot be decoded; `reason` is safe to log. */
@@ -183,30 +184,38 @@ function id(value: string | null, field: string): NodeId {
   return value;
 }
 
-function idList(length: number, get: (i: number) => string | null, field: string): NodeId[] {
+function idList(length: number, get: (i: number) => string | null, field: string, envelopeBytes: number): NodeId[] {
+  // Each id takes a 4-byte offset at least: a damaged length must not make a huge list.
+  if (length * 4 > envelopeBytes) throw new FrameError(`${length} ${field}s cannot fit in a ${envelopeBytes}-byte envelope`);
   const out: NodeId[] = [];
   for (let i = 0; i < length; i++) out.push(id(get(i), field));
   return out;
 }
 
-function decodeConfiguration(c: WireConfiguration | null): Configuration {
+function decodeConfiguration(c: WireConfiguration | null, envelopeBytes: number): Configuration {
   if (!c) throw new FrameError('snapshot without a configuration');
   const conf: Configuration = {
-    voters: idList(c.votersLength(), (i) => c.voters(i), 'voter'),
-    learners: idList(c.learnersLength(), (i) => c.learners(i), 'learner'),
+    voters: idList(c.votersLength(), (i) => c.voters(i), 'voter', envelopeBytes),
+    learners: idList(c.learnersLength(), (i) => c.learners(i), 'learner', envelopeBytes),
   };
-  if (c.joint()) conf.outgoing = idList(c.outgoingLength(), (i) => c.outgoing(i), 'outgoing voter');
+  if (c.joint()) conf.outgoing = idList(c.outgoingLength(), (i) => c.outgoing(i), 'outgoing voter', envelopeBytes);
   return conf;
 }
 
-function decodeSnapshotMeta(env: Envelope): SnapshotMeta {
+function decodeSnapshotMeta(env: Envelope, envelopeBytes: number): SnapshotMeta {
   const s = env.snapshot();
   if (!s) throw new FrameError(`${env.type() === MessageType.InstallSnapshot ? 'InstallSnapshot' : 'SnapshotChunk'} without snapshot metadata`);
-  return { index: num(s.index(), 'snapshot index'), term: num(s.term(), 'snapshot term'), configuration: decodeConfiguration(s.configuration()) };
+  return { index: num(s.index(), 'snapshot index'), term: num(s.term(), 'snapshot term'), configuration: decodeConfiguration(s.configuration(), envelopeBytes) };
 }
 
-function decodeEntries(env: Envelope): Entry[] {
-  const bytes = env.entriesArray();
+/** A byte vector of the envelope `bytes`, refused if a damaged offset puts it outside. */
+function vector(bytes: Uint8Array, v: Uint8Array | null, what: string): Uint8Array | null {
+  if (v && !within(bytes, v)) throw new FrameError(`${what} lies outside the envelope`);
+  return v;
+}
+
+function decodeEntries(env: Envelope, envelope: Uint8Array): Entry[] {
+  const bytes = vector(envelope, env.entriesArray(), 'entries');
   if (!bytes || bytes.length === 0) return [];
   try {
     verifyRecords(bytes);
@@ -253,7 +262,7 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
           prevIndex: num(env.prevIndex(), 'prevIndex'),
           prevTerm: num(env.prevTerm(), 'prevTerm'),
           commit: num(env.commit(), 'commit'),
-          entries: decodeEntries(env),
+          entries: decodeEntries(env, bytes),
         };
         break;
       case 'appendResp':
@@ -276,7 +285,7 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
         message = { ...base, type };
         break;
       case 'snapshot':
-        message = { ...base, type, snapshot: decodeSnapshotMeta(env) };
+        message = { ...base, type, snapshot: decodeSnapshotMeta(env, bytes.byteLength) };
         break;
       case 'readIndex':
         message = { ...base, type, requestId: num(env.requestId(), 'requestId') };
@@ -288,9 +297,9 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
         message = {
           ...base,
           type,
-          file: { meta: decodeSnapshotMeta(env), bytes: num(env.snapshotBytes(), 'snapshotBytes'), crc: env.snapshotCrc() },
+          file: { meta: decodeSnapshotMeta(env, bytes.byteLength), bytes: num(env.snapshotBytes(), 'snapshotBytes'), crc: env.snapshotCrc() },
           offset: num(env.chunkOffset(), 'chunkOffset'),
-          data: env.chunkArray() ?? new Uint8Array(0),
+          data: vector(bytes, env.chunkArray(), 'chunk') ?? new Uint8Array(0),
         };
         break;
       case 'snapshotChunkResp':
@@ -304,7 +313,7 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
         };
         break;
       case 'forward':
-        message = { ...base, type, requestId: num(env.requestId(), 'requestId'), data: env.payloadArray() ?? new Uint8Array(0) };
+        message = { ...base, type, requestId: num(env.requestId(), 'requestId'), data: vector(bytes, env.payloadArray(), 'payload') ?? new Uint8Array(0) };
         break;
       case 'forwardResp': {
         const hint = env.leaderHint();

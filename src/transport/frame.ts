@@ -60,3 +60,14 @@ export function unpackFrame(frame: Uint8Array): { envelopes: Uint8Array[]; error
   }
   return { envelopes };
 }
+
+/**
+ * Whether `inner` lies within `outer`'s bytes. The generated FlatBuffers
+ * accessors for byte vectors make views on the whole underlying ArrayBuffer
+ * from offsets read out of the message, so a damaged offset can reach bytes
+ * outside the message (its neighbours in a frame, or whatever else shares
+ * the buffer); decoders check every such view with this.
+ */
+export function within(outer: Uint8Array, inner: Uint8Array): boolean {
+  return inner.buffer === outer.buffer && inner.byteOffset >= outer.byteOffset && inner.byteOffset + inner.byteLength <= outer.byteOffset + outer.byteLength;
+}
