@@ -83,9 +83,7 @@ Error SegmentLog::Recover(RecoveryReport* report) {
     }
   }
 
-  bool dir_changed = false;
   auto remove = [&](const std::string& name) -> Error {
-    dir_changed = true;
     report->removed_segments++;
     return UnlinkFile(JoinPath(dir_, name));
   };
@@ -103,7 +101,6 @@ Error SegmentLog::Recover(RecoveryReport* report) {
     state.pending = PendingOp::kNone;
     if (!(err = SaveLogState(dir_, state)).ok()) return err;
     report->replayed_truncation = true;
-    dir_changed = false;
   }
 
   if (opens.size() > 1) {
@@ -155,11 +152,14 @@ Error SegmentLog::Recover(RecoveryReport* report) {
       // of a different length could leave parts of them looking like
       // records. Zeroing rather than truncating keeps the preallocation.
       if (!(err = ZeroRange(fd, scan.valid_end, scan.dirty_end, path)).ok()) return err;
-      if (!(err = Fdatasync(fd, path)).ok()) return err;
       report->truncated_bytes = scan.dirty_end - scan.valid_end;
       report->truncated_file = path;
       report->truncated_offset = scan.valid_end;
     }
+    // Intact records may be only in the page cache: written by a process
+    // killed before its fdatasync, or by this process before a failed batch.
+    // They count as durable below, so they must be made so first.
+    if (is_open && !(err = Fdatasync(fd, path)).ok()) return err;
     if (is_open && scan.last_index < state.first_index) {
       // Everything in it was compacted away; the next append starts afresh.
       if (!(err = remove(f.name)).ok()) return err;
@@ -177,7 +177,8 @@ Error SegmentLog::Recover(RecoveryReport* report) {
     scan.offsets.shrink_to_fit();
     segments_.push_back(Segment{file, f.first, scan.last_index, std::move(scan.offsets), scan.valid_end, is_open});
   }
-  if (dir_changed && !(err = FsyncDir(dir_)).ok()) return err;
+  // Likewise a rename or unlink whose directory fsync never happened.
+  if (!(err = FsyncDir(dir_)).ok()) return err;
 
   first_index_ = state.first_index;
   disk_first_index_ = state.first_index;
