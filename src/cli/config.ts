@@ -77,7 +77,7 @@ function number(raw: unknown, name: string, min: number): number {
  * or from the environment variable `envName`; undefined when neither is given.
  */
 export function secretSetting(what: string, file: { path: string; from: string } | undefined, envName: string, env: NodeJS.ProcessEnv): string | undefined {
-  let text = env[envName];
+  let text = env[envName]?.trim();
   let from = envName;
   if (file) {
     from = `${file.from} (${file.path})`;

@@ -54,6 +54,8 @@ export interface TxnResponse {
 const RETRYABLE = new Set(['no_leader', 'timeout', 'busy', 'shutting_down', 'outcome_unknown', 'storage_unavailable']);
 /** The server keeps this many of a client's applied sequences: stay well inside it. */
 const MAX_OUTSTANDING_WRITES = 512;
+/** Retried requests look for a new leader at most this often (each lookup asks every endpoint). */
+const LEADER_LOOKUP_INTERVAL_MS = 250;
 
 interface Pending {
   frame: Uint8Array;
@@ -83,6 +85,8 @@ export class RaftlineClient {
   private writesInFlight = 0;
   private socket: WebSocket | null = null;
   private connecting: Promise<void> | null = null;
+  private leaderLookup: Promise<void> | null = null;
+  private leaderLookupAtMs = 0;
   private endpointIndex = 0;
   private nextId = 1;
   private sequence = 0;
@@ -231,7 +235,7 @@ export class RaftlineClient {
     }
     // The same frame again (a write keeps its sequence), after a pause; through the leader when
     // hinted, or when this member cannot write its data (it does not report itself leader then).
-    if (r.leader || r.errorCode === 'storage_unavailable') void this.preferLeader();
+    if (r.leader || r.errorCode === 'storage_unavailable') this.lookForLeader();
     setTimeout(() => void this.transmit(r.id), 50).unref();
   }
 
@@ -242,6 +246,19 @@ export class RaftlineClient {
       this.pending.delete(id);
       p.reject(new RaftlineClientError('timeout', `no answer within ${this.requestTimeoutMs} ms${p.isWrite ? '; the write may still apply' : ''}`));
     }
+  }
+
+  /**
+   * preferLeader for retried requests: one lookup at a time and at most one
+   * per LEADER_LOOKUP_INTERVAL_MS, however many requests are being retried.
+   */
+  private lookForLeader(): void {
+    const now = Date.now();
+    if (this.leaderLookup || now - this.leaderLookupAtMs < LEADER_LOOKUP_INTERVAL_MS) return;
+    this.leaderLookupAtMs = now;
+    this.leaderLookup = this.preferLeader().finally(() => {
+      this.leaderLookup = null;
+    });
   }
 
   /** Points the next connection at the endpoint that reports itself leader, if any does. */

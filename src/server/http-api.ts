@@ -397,7 +397,8 @@ export class HttpApi {
           break;
       }
     } catch (err) {
-      throw this.answerFor(err, true);
+      // Membership changes are log entries that may still commit; a snapshot or a transfer is not a write.
+      throw this.answerFor(err, op !== 'snapshot' && op !== 'transfer-leader');
     }
     const s = this.node.status();
     return json({ ok: true, leader: s.leader, term: s.term, ...s.configuration });

@@ -108,7 +108,8 @@ export class RaftlineServer implements ApiBackend {
     readonly config: ServerConfig,
     readonly transport: UwsTransport,
   ) {
-    this.metrics = new ServerMetrics(() => this.current?.node ?? null, () => this.outage === null, () => transport.stats());
+    // A node stopped by a full disk keeps its last role; it must not be reported as a leader.
+    this.metrics = new ServerMetrics(() => (this.outage ? null : (this.current?.node ?? null)), () => this.outage === null, () => transport.stats());
     this.failed = new Promise((resolve) => (this.reportFatal = resolve));
   }
 
@@ -218,6 +219,8 @@ export class RaftlineServer implements ApiBackend {
    * directory, exactly as a restarted process would.
    */
   private storageFailed(message: string, file: string | undefined, errno: number | undefined): void {
+    // Stopping closes the node anyway; a retry timer now would outlive stop().
+    if (this.stopping) return;
     const what = errno === osConstants.errno.EDQUOT ? 'disk quota exceeded' : 'no space left on device';
     this.outage = { error: `${what} in ${this.config.dataDir}: ${message}`, sinceMs: Date.now(), attempts: 0, loggedMs: Date.now() };
     this.log.error(

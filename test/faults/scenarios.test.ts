@@ -119,8 +119,9 @@ test("a follower's log tail corrupted while it is down is cut off on restart and
     const victim = c.ids.find((id) => id !== leader)!;
     await c.signal(victim, 'SIGKILL');
     const { file, lastByte } = openSegment(c, victim);
+    assert.ok(lastByte > 0, `${file} holds records`);
     flipByte(file, lastByte);
-    c.faults++;
+    c.faults++; // the corruption, after the kill
     c.spawn(victim);
     await c.until(`${victim} reports the cut`, async () => (c.logs.get(victim) ?? []).some((l) => String(l.msg).includes('torn tail') && l.file === file));
   }));

@@ -30,9 +30,16 @@ export class NetnsLab {
 
   /** Builds the namespaces and the bridge; returns the reason instead when this machine cannot. */
   static create(ids: readonly string[]): NetnsLab | string {
-    // Unique per test process, so parallel runs and leftovers from a crash never collide; names stay within 15 bytes.
+    // Names unique per test process (and within 15 bytes); a subnet no
+    // interface here uses, so a bridge left by a crashed run cannot capture the traffic.
     const tag = String(process.pid % 100_000);
-    const lab = new NetnsLab(ids, tag, `10.213.${process.pid % 250}`);
+    const used = spawnSync('ip', ['-o', '-4', 'addr', 'show'], { encoding: 'utf8' }).stdout ?? '';
+    let octet = process.pid % 250;
+    for (let tries = 0; used.includes(`inet 10.213.${octet}.`); tries++) {
+      if (tries === 250) return 'every 10.213.X.0/24 subnet is in use here';
+      octet = (octet + 1) % 250;
+    }
+    const lab = new NetnsLab(ids, tag, `10.213.${octet}`);
     const probe = ip(['netns', 'add', lab.namespace(ids[0])]);
     if (!probe.ok) return probe.detail;
     try {
