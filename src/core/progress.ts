@@ -129,9 +129,12 @@ export class Progress {
     }
     if (this.next - 1 !== rejected) return false;
     this.next = Math.max(Math.min(rejected, hint + 1), 1);
-    // Rejected at or below match: the follower no longer holds entries it
-    // acknowledged (a damaged tail cut off on restart, docs/log-format.md).
-    // Replicate again from what it holds rather than probing at match forever.
+    // Rejected at or below match: either the follower lost entries it had
+    // acknowledged (its disk lied about a flush, and the tail was cut on
+    // restart), or this is a late rejection that an acknowledgement overtook.
+    // Lowering match is safe in both cases (the commit index never moves
+    // back; a lower match only delays commits), and in the first it is the
+    // only way forward: probing at match would be refused forever.
     if (this.next <= this.match) this.match = this.next - 1;
     this.probeSent = false;
     return true;
