@@ -22,14 +22,14 @@ void Store(uint8_t* p, T v) {
 constexpr size_t kHeaderCrcOffset = 28;
 constexpr size_t kPayloadCrcOffset = 24;
 
+}  // namespace
+
 bool AllZero(const uint8_t* p, size_t n) {
   for (size_t i = 0; i < n; i++) {
     if (p[i] != 0) return false;
   }
   return true;
 }
-
-}  // namespace
 
 const char* RecordCheckName(RecordCheck check) {
   switch (check) {

@@ -44,6 +44,9 @@ RecordCheck ParseRecord(const uint8_t* p, size_t available, bool verify_payload,
 // are in place. Used when JS framed the batch itself.
 void SealRecord(uint8_t* p);
 
+// Whether the `n` bytes at `p` are all zero, as preallocated space is.
+bool AllZero(const uint8_t* p, size_t n);
+
 inline size_t RecordBytes(const RecordHeader& h) { return kRecordHeaderBytes + h.payload_bytes; }
 
 }  // namespace raftline

@@ -76,6 +76,41 @@ bool FindIntactRecordAfter(const uint8_t* data, size_t size, size_t from, size_t
   return false;
 }
 
+// The unit a disk writes atomically. Aligned to file offsets, which is what
+// a filesystem block (a multiple of it) maps onto.
+constexpr size_t kSectorBytes = 512;
+
+// Whether the bad record at `pos`, with no intact record after it, can be a
+// write cut short rather than damage to a record written in full. A write
+// cut short (power loss on a sector-atomic disk; kill -9, which tears at page
+// boundaries) leaves whole sectors unwritten, and those still hold what the
+// preallocation put there: zeros. A record written in full and fdatasynced
+// may have been acknowledged to a leader, so dropping it could lose a
+// committed entry; only a record that shows the mark of a tear may be cut.
+bool IsTornWrite(const uint8_t* data, size_t size, size_t pos, RecordCheck check, const RecordHeader& h) {
+  // The record, or its header, runs past the end of the file: its write
+  // extended the file and stopped short. (A whole header is checksummed
+  // before its length is compared with the file, so the length reaching past
+  // the end is the one written, not a flipped bit.)
+  if (check == RecordCheck::kShort) return true;
+  // The record's span, by its length only when the header checksum vouches
+  // for it: a flipped bit in the length must not stretch the span over the
+  // zeros after the last record and make it look torn.
+  size_t end = pos + kRecordHeaderBytes;
+  if (check == RecordCheck::kBadPayloadCrc) end = pos + RecordBytes(h);
+  end = std::min(end, size);
+  // A sector's whole content counts, not just the record's bytes in it: the
+  // few bytes a record puts at the start of a sector may be payload zeros,
+  // while an unwritten sector is zero throughout (past the end of the file
+  // counts as zero). A written sector holding only zeros (a payload zero
+  // over a whole sector, or its last bytes followed by the zeros of the
+  // preallocation) is the one case this cannot tell from a tear.
+  for (size_t sector = pos - pos % kSectorBytes; sector < end; sector += kSectorBytes) {
+    if (AllZero(data + sector, std::min(kSectorBytes, size - sector))) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string OpenSegmentName(uint64_t first_index) {
@@ -130,8 +165,8 @@ Error ScanSegment(const std::string& path, int fd, uint64_t first_index, bool is
   uint64_t expect = first_index;
   size_t pos = 0;
   RecordCheck check = RecordCheck::kOk;
+  RecordHeader h{};  // after the loop, the bad record's header when its checksum passed
   while (pos < size) {
-    RecordHeader h;
     check = CheckRecord(data + pos, size - pos, &h);
     if (check != RecordCheck::kOk) break;
     if (h.index != expect) {
@@ -178,6 +213,13 @@ Error ScanSegment(const std::string& path, int fd, uint64_t first_index, bool is
         out->dirty_end = i;
         break;
       }
+    }
+    if (out->dirty_end != 0 && !IsTornWrite(data, size, pos, check, h)) {
+      return Error::Corrupt(std::string("bad last record (") + RecordCheckName(check) +
+                                ") is not a torn write: none of its 512-byte sectors is zero-filled as a write cut short "
+                                "leaves them, so it may have been acknowledged; refusing to drop it (restore the file, "
+                                "or rebuild this node from its peers)",
+                            path, static_cast<int64_t>(pos));
     }
   }
   return Error();

@@ -57,7 +57,7 @@ struct ScanResult {
   std::vector<uint32_t> offsets;  // byte offset of each record, in index order
   uint64_t valid_end = 0;         // byte after the last intact record
   uint64_t file_bytes = 0;
-  uint64_t dirty_end = 0;         // byte after the last non-zero byte past valid_end; 0 if none (torn write)
+  uint64_t dirty_end = 0;         // byte after the last non-zero byte past valid_end (a torn write); 0 if none
 };
 
 // Scans `path`, whose first record must carry `first_index`, verifying every
@@ -65,8 +65,11 @@ struct ScanResult {
 // from `*last_term`, which is updated) among entries from `live_first` on;
 // older records were compacted away logically and may precede a reset of
 // terms. A closed segment must hold exactly
-// first..`expected_last` and nothing after. An open segment may end in a torn
-// or zero-filled tail; anything else that fails validation is corruption.
+// first..`expected_last` and nothing after. An open segment may end in
+// zero-filled space, or in a torn write: a bad last record that runs past the
+// end of the file or has a zero-filled 512-byte sector, as a write cut short
+// leaves it. Anything else that fails validation is corruption, including a
+// bad last record written in full, which may have been acknowledged.
 Error ScanSegment(const std::string& path, int fd, uint64_t first_index, bool is_open, uint64_t expected_last,
                   uint64_t live_first, uint64_t* last_term, TermIndex* terms, ScanResult* out);
 

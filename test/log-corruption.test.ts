@@ -1,7 +1,9 @@
 // Damaged log directories: each test builds a real log with small segments,
 // closes it, damages its files the way crashes, bad disks and operators do,
-// and reopens it. A torn tail of the open segment is repaired and reported;
-// any other damage must be refused with an error naming the file and byte
+// and reopens it. A torn write at the tail of the open segment (a last record
+// cut short by the end of the file or holding a zero-filled 512-byte sector)
+// is repaired and reported; any other damage, a bad last record written in
+// full included, must be refused with an error naming the file and byte
 // offset, without changing a single file (bad input loses nothing), and the
 // log must open intact once the damage is undone.
 import { describe, test } from 'node:test';
@@ -27,7 +29,14 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CorruptLogError, MetaStore, RECORD_HEADER_BYTES, SegmentLog, type LogEntry } from '../src/log/index.js';
+import {
+  CorruptLogError,
+  MetaStore,
+  RECORD_HEADER_BYTES,
+  SegmentLog,
+  type LogEntry,
+  type RecoveryReport,
+} from '../src/log/index.js';
 
 // The minimum segment size, so 60 entries of 50..399 bytes fill several
 // closed segments and leave a handful of records in the open one.
@@ -35,16 +44,23 @@ const SEGMENT_BYTES = 4096;
 const ENTRY_COUNT = 60;
 const OPTIONS = { segmentBytes: SEGMENT_BYTES };
 const OPEN_LOG = fileURLToPath(new URL('./fixtures/open-log.js', import.meta.url));
+/** What a disk writes atomically; a write cut short leaves whole sectors unwritten. */
+const SECTOR_BYTES = 512;
 
 /**
- * The entry at `index`. Payload bytes are never zero, so a damaged record is
- * never mistaken for preallocated space and its exact size is what a repair
- * must report.
+ * Payload of `bytes` bytes for the entry at `index`. Its bytes are never
+ * zero, so a damaged record is never mistaken for preallocated space and its
+ * exact size is what a repair must report.
  */
-function sampleEntry(index: number): LogEntry {
-  const data = Buffer.alloc(50 + ((index * 37) % 350));
+function payload(index: number, bytes: number): Buffer {
+  const data = Buffer.alloc(bytes);
   for (let i = 0; i < data.length; i++) data[i] = ((index * 7 + i) % 255) + 1;
-  return { index, term: 1 + Math.floor((index - 1) / 10), type: index % 7, data };
+  return data;
+}
+
+/** The entry at `index`. */
+function sampleEntry(index: number): LogEntry {
+  return { index, term: 1 + Math.floor((index - 1) / 10), type: index % 7, data: payload(index, 50 + ((index * 37) % 350)) };
 }
 
 function recordBytes(index: number): number {
@@ -137,12 +153,12 @@ function snapshot(dir: string): string[] {
     .sort();
 }
 
-function flipBit(file: string, offset: number): void {
+function flipBit(file: string, offset: number, mask = 0x10): void {
   const fd = openSync(file, 'r+');
   try {
     const byte = Buffer.alloc(1);
     assert.equal(readSync(fd, byte, 0, 1, offset), 1, `byte ${offset} of ${file} exists`);
-    byte[0] ^= 0x10;
+    byte[0] ^= mask;
     writeSync(fd, byte, 0, 1, offset);
   } finally {
     closeSync(fd);
@@ -156,6 +172,26 @@ function overwrite(file: string, offset: number, bytes: Uint8Array): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** Byte after the last non-zero byte of `file`: where its data ends and the zero-filled space begins. */
+function dataEnd(file: string): number {
+  const bytes = readFileSync(file);
+  let end = bytes.length;
+  while (end > 0 && bytes[end - 1] === 0) end--;
+  return end;
+}
+
+/**
+ * What a write cut short at `from`, a sector boundary, leaves: none of it
+ * from there on reached the disk, so those sectors still hold the zeros of
+ * the preallocation.
+ */
+function tearAt(file: string, from: number): void {
+  assert.equal(from % SECTOR_BYTES, 0, `a tear at byte ${from} falls on a sector boundary`);
+  const end = dataEnd(file);
+  assert.ok(from < end, `the tear at byte ${from} cuts into the data, which ends at byte ${end}`);
+  overwrite(file, from, Buffer.alloc(end - from));
 }
 
 /** Byte to damage inside the record of `index` at `offset`: in its header (the index field) or mid-payload. */
@@ -256,22 +292,120 @@ describe('damaged tail of the open segment is dropped and appends continue', () 
       assertEntries(log, 1, ENTRY_COUNT);
       await appendAfterRecovery(dir, log);
     }));
+});
 
-  test('a bit flip in the last record is a torn tail: cut off and reported', () =>
-    withLog(async ({ dir, open }) => {
-      const at = open.offsets[ENTRY_COUNT - open.first];
-      flipBit(open.path, damageAt('payload', ENTRY_COUNT, at));
-      const log = await SegmentLog.open(dir, OPTIONS);
-      // The report counts the damaged record; the zero-filled preallocated
-      // space after it was never data (RecoveryReport.truncatedBytes).
-      assert.deepEqual(
-        [log.recovery.truncatedFile, log.recovery.truncatedOffset, log.recovery.truncatedBytes],
-        [open.path, at, recordBytes(ENTRY_COUNT)],
-      );
-      assert.equal(log.lastIndex, ENTRY_COUNT - 1);
-      assertEntries(log, 1, ENTRY_COUNT);
-      await appendAfterRecovery(dir, log);
-    }));
+/**
+ * Runs `body` against a log whose open segment holds one record per entry of
+ * `payloadBytes`, from index 1 on, written as one batch: each record sits
+ * where the test needs it relative to the 512-byte sectors. `offsets[k]` is
+ * the offset of index k + 1.
+ */
+async function withRecords(
+  payloadBytes: number[],
+  body: (dir: string, file: string, offsets: number[]) => Promise<void>,
+): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'raftline-sectors-'));
+  try {
+    const log = await SegmentLog.open(dir, OPTIONS);
+    await log.append(payloadBytes.map((bytes, k) => ({ index: k + 1, term: 1, type: 0, data: payload(k + 1, bytes) })));
+    await log.close();
+    const file = path.join(dir, '00000000000000000001.open');
+    const segments = readdirSync(dir).filter((n) => CLOSED_NAME.test(n) || OPEN_NAME.test(n));
+    assert.deepEqual(segments, [path.basename(file)], 'one open segment holds every record');
+    const offsets = payloadBytes.map((_, k) => payloadBytes.slice(0, k).reduce((at, bytes) => at + RECORD_HEADER_BYTES + bytes, 0));
+    const bytes = readFileSync(file);
+    offsets.forEach((at, k) => assert.equal(Number(bytes.readBigUInt64LE(at + 16)), k + 1, `index ${k + 1} is at byte ${at}`));
+    await body(dir, file, offsets);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Opens and closes `dir` expecting exactly entries 1..`lastIndex` of `withRecords(payloadBytes)`; what it repaired. */
+async function reopenRecords(dir: string, payloadBytes: number[], lastIndex: number): Promise<RecoveryReport> {
+  const log = await SegmentLog.open(dir, OPTIONS);
+  try {
+    assert.equal(log.lastIndex, lastIndex);
+    const got = log.readSync(1, lastIndex + 1);
+    assert.deepEqual(
+      got.map((e) => [e.index, Buffer.from(e.data).equals(payload(e.index, payloadBytes[e.index - 1]))]),
+      got.map((_, k) => [k + 1, true]),
+    );
+    return log.recovery;
+  } finally {
+    await log.close();
+  }
+}
+
+describe('a write cut short at a sector boundary is a torn tail: cut off and reported', () => {
+  // Each case: payload sizes, the record the tear falls in, and the sector
+  // boundary it falls on.
+  const cases: [string, number[], number, number][] = [
+    // Record 2 spans bytes 432..1664; sectors from byte 1024 on never written.
+    ["the last record's final sectors zero-filled", [400, 1200], 2, 1024],
+    // Record 2's header spans bytes 496..528: its checksum fails, its length cannot be trusted.
+    ['the last record torn inside its header', [464, 100], 2, 512],
+    // Record 3 spans bytes 464..796; records 4 and 5, after the tear, never reached the disk.
+    ['a batch torn in its third record, the records after it all zero', [100, 300, 300, 50, 50], 3, 512],
+  ];
+  for (const [what, payloadBytes, torn, boundary] of cases) {
+    test(what, () =>
+      withRecords(payloadBytes, async (dir, file, offsets) => {
+        const at = offsets[torn - 1];
+        assert.ok(at < boundary && boundary < at + RECORD_HEADER_BYTES + payloadBytes[torn - 1], `the tear falls inside record ${torn}`);
+        tearAt(file, boundary);
+        // Up to the record's last non-zero byte before the tear (its header's
+        // integer fields end in zeros).
+        const cut = dataEnd(file) - at;
+        const repaired = await reopenRecords(dir, payloadBytes, torn - 1);
+        assert.deepEqual([repaired.truncatedFile, repaired.truncatedOffset, repaired.truncatedBytes], [file, at, cut]);
+        assert.equal(dataEnd(file), at, 'the torn bytes are zeroed');
+        assert.equal((await reopenRecords(dir, payloadBytes, torn - 1)).truncatedBytes, 0, 'a second open repairs nothing');
+      }));
+  }
+});
+
+describe('a bad last record written in full may have been acknowledged: it is refused, changing nothing', () => {
+  const notTorn = /not a torn write.*acknowledged/;
+
+  for (const where of ['header', 'payload'] as const) {
+    test(`a bit flip in the ${where} of the last record, inside one sector with the record before`, () =>
+      withLog(async ({ dir, open }) => {
+        const at = open.offsets[ENTRY_COUNT - open.first];
+        assert.equal(Math.floor(at / SECTOR_BYTES), Math.floor((endOf(open) - 1) / SECTOR_BYTES), 'the last record lies inside one sector');
+        assert.notEqual(at % SECTOR_BYTES, 0, 'the record before shares its sector');
+        const damaged = damageAt(where, ENTRY_COUNT, at);
+        flipBit(open.path, damaged);
+        await assertOpenRefused(dir, { file: open.path, offset: at, message: notTorn });
+        flipBit(open.path, damaged);
+        await assertIntact(dir);
+      }));
+
+    test(`a bit flip in the ${where} of a last record over several sectors, its header across a boundary`, () => {
+      const payloadBytes = [464, 1200];
+      return withRecords(payloadBytes, async (dir, file, offsets) => {
+        // Record 2 spans bytes 496..1728; its header crosses byte 512.
+        const damaged = where === 'header' ? offsets[1] + 20 : offsets[1] + 900;
+        flipBit(file, damaged);
+        await assertOpenRefused(dir, { file, offset: offsets[1], message: notTorn });
+        flipBit(file, damaged);
+        assert.equal((await reopenRecords(dir, payloadBytes, 2)).truncatedBytes, 0);
+      });
+    });
+  }
+
+  test('a bit flip that stretches the last record\'s length over zero-filled sectors', () => {
+    const payloadBytes = [400, 30];
+    return withRecords(payloadBytes, async (dir, file, offsets) => {
+      // Record 2 spans bytes 432..494; with its length + 512 it would span
+      // the zero-filled sector from byte 512 and look torn, were the damaged
+      // length believed.
+      flipBit(file, offsets[1] + 5, 0x02);
+      await assertOpenRefused(dir, { file, offset: offsets[1], message: notTorn });
+      flipBit(file, offsets[1] + 5, 0x02);
+      assert.equal((await reopenRecords(dir, payloadBytes, 2)).truncatedBytes, 0);
+    });
+  });
 });
 
 describe('damage elsewhere is refused with the file and offset, changing nothing', () => {

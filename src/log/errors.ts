@@ -12,9 +12,10 @@ export class LogError extends Error {
 }
 
 /**
- * On-disk data failed validation somewhere other than the torn tail of the
- * open segment. Nothing was skipped or repaired: inspect `file` at byte
- * `offset`, restore it from a replica or backup, then open again.
+ * On-disk data failed validation, and it is not a torn write at the end of
+ * the open segment (docs/log-format.md). Nothing was skipped or repaired:
+ * inspect `file` at byte `offset`, restore it from a replica or backup (or
+ * rebuild the node from its peers), then open again.
  */
 export class CorruptLogError extends LogError {
   readonly file: string;

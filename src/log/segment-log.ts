@@ -23,7 +23,7 @@ export interface ReadOptions {
 
 /** What `open` had to repair. A clean shutdown or a crash between writes repairs nothing. */
 export interface RecoveryReport {
-  /** Bytes of a torn or garbage tail zeroed out in the open segment, up to its last non-zero byte (zero-filled space is not counted). */
+  /** Bytes of a torn write zeroed out at the end of the open segment, up to its last non-zero byte (zero-filled space is not counted). */
   truncatedBytes: number;
   truncatedFile: string;
   truncatedOffset: number;
@@ -97,8 +97,10 @@ export class SegmentLog implements LogStorage {
 
   /**
    * Opens (creating if needed) the log in `dir`, scanning every segment and
-   * verifying every checksum. A torn tail of the open segment is cut off and
-   * reported in `recovery`; any other damage throws `CorruptLogError`.
+   * verifying every checksum. A torn write at the end of the open segment (a
+   * last record cut short by the end of the file, or with a zero-filled
+   * 512-byte sector) is cut off and reported in `recovery`; any other damage,
+   * a bad last record written in full included, throws `CorruptLogError`.
    */
   static async open(dir: string, options: SegmentLogOptions = {}): Promise<SegmentLog> {
     const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;

@@ -76,7 +76,7 @@ function logNodeEvent(log: Logger, e: NodeEvent): void {
       const r = e.recovery;
       log.warn(
         { truncatedBytes: r.truncatedBytes, file: r.truncatedFile, offset: r.truncatedOffset, removedSegments: r.removedSegments, finishedTruncation: r.replayedTruncation },
-        r.truncatedBytes > 0 ? 'log recovery cut off a torn tail (an unsynced write, or damage at the end of the log); the leader sends those entries again' : 'log recovery finished an interrupted truncation',
+        r.truncatedBytes > 0 ? 'log recovery cut off a torn tail (the last write, cut short by a crash); the leader sends those entries again' : 'log recovery finished an interrupted truncation',
       );
       break;
     }

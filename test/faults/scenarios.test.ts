@@ -3,10 +3,11 @@
 // one (RAFTLINE_FAULTS_LONG=1: longer phases, five rounds of each fault).
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { conclude, FaultCluster, summaryTable, Workload, type ScenarioReport } from './harness.js';
 import { tempDir } from '../support/tmp.js';
+import { RECORD_HEADER_BYTES } from '../../src/log/index.js';
 
 const LONG = process.env.RAFTLINE_FAULTS_LONG === '1';
 const ROUNDS = LONG ? 5 : 1;
@@ -113,58 +114,96 @@ test('membership change while a member is down: remove it, restart it, add it ba
     await admin('add-peer', { id: down, address: peer });
   }));
 
-test("a follower's log tail corrupted while it is down is cut off on restart and sent again by the leader", () =>
+test("a follower's last write torn at a sector boundary while it is down is cut off on restart and sent again by the leader", () =>
   scenario('torn tail', async (c) => {
     const leader = (await c.leader())!;
     const victim = c.ids.find((id) => id !== leader)!;
     await c.signal(victim, 'SIGKILL');
-    const { file, lastByte } = openSegment(c, victim);
-    assert.ok(lastByte > 0, `${file} holds records`);
-    flipByte(file, lastByte);
-    c.faults++; // the corruption, after the kill
+    const { file, bytes } = openSegment(c, victim);
+    // What a power loss in the middle of the last write leaves: the sectors
+    // from a boundary inside one of the last records on were never written,
+    // so they hold the preallocation's zeros. (Those records were synced and
+    // maybe acknowledged; the leader and the third member still hold them.)
+    const torn = recordSpans(bytes).filter(([start, end]) => sectorAfter(start) < end).pop();
+    assert.ok(torn, `${file} holds a record across a sector boundary`);
+    const from = sectorAfter(torn[0]);
+    bytes.fill(0, from);
+    writeFileSync(file, bytes);
+    c.faults++; // the tear, after the kill
     c.spawn(victim);
-    await c.until(`${victim} reports the cut`, async () => (c.logs.get(victim) ?? []).some((l) => String(l.msg).includes('torn tail') && l.file === file));
+    await c.until(`${victim} reports the cut`, async () =>
+      (c.logs.get(victim) ?? []).some((l) => String(l.msg).includes('torn tail') && l.file === file && l.offset === torn[0]),
+    );
   }));
 
-/** The open segment of a member's log, and where its last non-zero byte is. */
-function openSegment(c: FaultCluster, id: string): { file: string; lastByte: number } {
+const SECTOR_BYTES = 512;
+
+/** The first sector boundary after byte `at`. */
+function sectorAfter(at: number): number {
+  return (Math.floor(at / SECTOR_BYTES) + 1) * SECTOR_BYTES;
+}
+
+/** [start, end) of each record in a segment's bytes, up to the zero-filled space (docs/log-format.md). */
+function recordSpans(bytes: Buffer): [number, number][] {
+  const spans: [number, number][] = [];
+  for (let at = 0; at + RECORD_HEADER_BYTES <= bytes.length && bytes.readUInt16LE(at) !== 0; ) {
+    const end = at + RECORD_HEADER_BYTES + bytes.readUInt32LE(at + 4);
+    spans.push([at, end]);
+    at = end;
+  }
+  return spans;
+}
+
+/** The open segment of a member's log, and its bytes. */
+function openSegment(c: FaultCluster, id: string): { file: string; bytes: Buffer } {
   const logDir = path.join(c.dataDir(id), 'kv', 'log');
   const name = readdirSync(logDir).find((n) => n.endsWith('.open'));
   assert.ok(name, `no open segment in ${logDir}`);
   const file = path.join(logDir, name);
-  const bytes = readFileSync(file);
+  return { file, bytes: readFileSync(file) };
+}
+
+/** Offset of the last non-zero byte: inside the last record, before the zero-filled space. */
+function lastNonZero(bytes: Buffer): number {
   let last = bytes.length - 1;
   while (last > 0 && bytes[last] === 0) last--;
-  return { file, lastByte: last };
+  return last;
 }
 
-function flipByte(file: string, at: number): void {
-  const fd = openSync(file, 'r+');
-  const b = Buffer.alloc(1);
-  readSync(fd, b, 0, 1, at);
-  b[0] ^= 0x5a;
-  writeSync(fd, b, 0, 1, at);
-  closeSync(fd);
-}
-
-test('corruption inside a follower log stops it with an error naming the file; restoring the file lets it rejoin', async () => {
-  const cluster = new FaultCluster(`${dir}/corrupt-middle`);
+test('damage to data a follower wrote in full, inside its log or in its last record, stops it with an error naming the file; restoring the file lets it rejoin', async () => {
+  const cluster = new FaultCluster(`${dir}/corrupt`);
   await cluster.start(25_000);
-  try {
-    for (let i = 0; i < 50; i++) assert.equal((await fetch(`${cluster.clientUrl.n1}/v1/kv/k${i}`, { method: 'PUT', body: 'x'.repeat(100) })).status, 200);
+  const put = async (key: string) => {
     const leader = (await cluster.leader())!;
-    const victim = cluster.ids.find((id) => id !== leader)!;
-    await cluster.signal(victim, 'SIGKILL');
-    const { file } = openSegment(cluster, victim);
-    const original = readFileSync(file);
-    flipByte(file, 40); // inside the first record's payload, with intact records after it
-    const result = cluster.runOnce(victim);
-    assert.notEqual(result.status, 0, 'the server refuses to start');
-    assert.match(result.stderr, /corrupt/i);
-    assert.ok(result.stderr.includes(path.basename(file)), `the error names the file: ${result.stderr}`);
-    writeFileSync(file, original);
-    cluster.spawn(victim);
-    await cluster.until(`${victim} rejoined`, async () => (await fetch(`${cluster.clientUrl[victim]}/v1/kv/k49?consistency=stale`)).status === 200);
+    assert.equal((await fetch(`${cluster.clientUrl[leader]}/v1/kv/${key}`, { method: 'PUT', body: 'x'.repeat(100) })).status, 200);
+  };
+  // Where the flipped byte goes, and what the refusal says.
+  const damages: [string, (bytes: Buffer) => number, RegExp][] = [
+    ['inside the first record, with intact records after it', () => 40, /followed by an intact record/],
+    ['in the last record: not a torn write, so it may have been acknowledged', lastNonZero, /not a torn write/],
+  ];
+  try {
+    for (let i = 0; i < 50; i++) await put(`k${i}`);
+    for (const [where, at, refusal] of damages) {
+      const leader = (await cluster.leader())!;
+      const victim = cluster.ids.find((id) => id !== leader)!;
+      await cluster.signal(victim, 'SIGKILL');
+      const { file, bytes } = openSegment(cluster, victim);
+      const damaged = Buffer.from(bytes);
+      damaged[at(bytes)] ^= 0x5a;
+      writeFileSync(file, damaged);
+      const result = cluster.runOnce(victim);
+      assert.notEqual(result.status, 0, `the server refuses to start with a flipped byte ${where}`);
+      assert.match(result.stderr, /corrupt/i);
+      assert.match(result.stderr, refusal);
+      assert.ok(result.stderr.includes(path.basename(file)), `the error names the file: ${result.stderr}`);
+      // Written while the victim is down, so reading it there shows it caught up.
+      const key = `while-down-${victim}-${at(bytes)}`;
+      await put(key);
+      writeFileSync(file, bytes);
+      cluster.spawn(victim);
+      await cluster.until(`${victim} rejoined`, async () => (await fetch(`${cluster.clientUrl[victim]}/v1/kv/${key}?consistency=stale`)).status === 200);
+    }
   } finally {
     cluster.stopAll();
   }
