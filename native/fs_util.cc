@@ -212,7 +212,11 @@ Error AtomicReplace(const std::string& dir, const std::string& name, const std::
     return err;
   }
   err = RenameFile(tmp_path, final_path);
-  if (!err.ok()) return err;
+  if (!err.ok()) {
+    // rename can fail with ENOSPC too (a directory that needs a new block).
+    ::unlink(tmp_path.c_str());
+    return err;
+  }
   return FsyncDir(dir);
 }
 

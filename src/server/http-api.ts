@@ -638,6 +638,8 @@ export class HttpApi {
   ): void {
     const refused = PUBLIC_ROUTES.has(routeName) ? null : this.unauthorized(req);
     if (refused) {
+      // The status page reads other members' /status across origins: it must see the 401 to say why.
+      if (routeName === '/status') refused.headers['Access-Control-Allow-Origin'] = '*';
       // The body is never read: uWS skips it, so it cannot pass for a next request.
       this.respond(res, routeName, refused);
       return;

@@ -226,7 +226,9 @@ test('with a client token, every client route refuses requests without it or wit
       const answer = (await r.json()) as { code?: string; error?: string };
       operations++;
       unauthorized++;
-      if (r.status !== 401 || answer.code !== 'unauthorized' || !r.headers.get('www-authenticate')?.startsWith('Bearer') || !answer.error) {
+      // The status page must see /status refusals across origins to show why.
+      const corsMissing = url === '/status' && r.headers.get('access-control-allow-origin') !== '*';
+      if (r.status !== 401 || answer.code !== 'unauthorized' || !r.headers.get('www-authenticate')?.startsWith('Bearer') || !answer.error || corsMissing) {
         anomalies++;
         details.push(`${method} ${url} with ${what}: ${r.status} ${answer.code}`);
       }
