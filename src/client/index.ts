@@ -16,6 +16,7 @@ import {
   type ClientResult,
   type ReadConsistency,
 } from '../transport/client-codec.js';
+import { zeroMask } from '../transport/ws-mask.js';
 
 export type { ClientKeyValue as KeyValue, ClientResult as OperationResult, ReadConsistency } from '../transport/client-codec.js';
 export type { Compare, Operation, Txn } from '../server/kv-command.js';
@@ -309,7 +310,7 @@ export class RaftlineClient {
   }
 
   private open(endpoint: string): Promise<void> {
-    const socket = new WebSocket(`${endpoint.replace(/^http/, 'ws')}/v1/ws`, { perMessageDeflate: false, handshakeTimeout: 2000, headers: this.headers });
+    const socket = new WebSocket(`${endpoint.replace(/^http/, 'ws')}/v1/ws`, { perMessageDeflate: false, handshakeTimeout: 2000, headers: this.headers, generateMask: zeroMask });
     return new Promise<void>((resolve, reject) => {
       socket.on('error', reject);
       socket.on('unexpected-response', (_req, res) => {

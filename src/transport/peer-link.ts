@@ -6,6 +6,7 @@ import WebSocket from 'ws';
 import { frameEnd, packFrame, LENGTH_PREFIX_BYTES } from './frame.js';
 import { decodeHello, encodeProof, HandshakeError, HANDSHAKE_TIMEOUT_MS, isBye, newNonce, verifyWelcome } from './handshake.js';
 import type { TransportLogger } from './peer-log.js';
+import { zeroMask } from './ws-mask.js';
 
 /** Largest message the server may send us: handshake messages only. */
 const MAX_SERVER_MESSAGE_BYTES = 1024;
@@ -193,6 +194,7 @@ export class PeerLink {
         perMessageDeflate: false,
         handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
         followRedirects: false,
+        generateMask: zeroMask,
       });
     } catch (err) {
       // A malformed address throws synchronously.

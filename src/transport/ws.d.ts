@@ -13,6 +13,8 @@ declare module 'ws' {
     followRedirects?: boolean;
     /** Extra headers of the HTTP upgrade request. */
     headers?: OutgoingHttpHeaders;
+    /** Fills the 4-byte masking key of each frame; an all-zero key makes `ws` skip masking the payload. */
+    generateMask?: (mask: Buffer) => void;
   }
 
   class WebSocket extends EventEmitter {
