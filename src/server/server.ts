@@ -242,8 +242,11 @@ export class RaftlineServer implements ApiBackend {
       await this.current.node.shutdown();
       const { bavail, bsize } = await statfs(dir);
       const freeBytes = bavail * bsize;
-      if (freeBytes < this.config.segmentBytes) {
-        this.stillUnavailable(outage, `${freeBytes} bytes free in ${dir}, the next log segment needs ${this.config.segmentBytes}`);
+      // Room for the next segment and the one preallocated behind it, so that a
+      // disk with barely a segment free does not fail again at once, over and over.
+      const neededBytes = 2 * this.config.segmentBytes;
+      if (freeBytes < neededBytes) {
+        this.stillUnavailable(outage, `${freeBytes} bytes free in ${dir}; restarting needs room for two log segments, ${neededBytes} bytes`);
         return;
       }
       await this.startNode();

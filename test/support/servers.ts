@@ -10,9 +10,10 @@ export const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..'
 
 /**
  * Free loopback ports below Linux's ephemeral range (32768+), so nothing the
- * kernel hands out takes them meanwhile. Each test file passes its own
- * `region` (a multiple of 5000 from 10000 to 25000), so files running at once never
- * reach for the same ports.
+ * kernel hands out takes them meanwhile. Callers pass a `region` (a multiple
+ * of 5000 from 10000 to 25000) and the search starts at an offset from the
+ * process id within it, so files running at once start 20 ports apart unless
+ * their pids agree modulo 200; ports already taken are skipped.
  */
 export async function freePorts(count: number, region: number): Promise<number[]> {
   const ports: number[] = [];
