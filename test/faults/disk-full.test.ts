@@ -74,8 +74,10 @@ async function scenario(t: TestContext, name: string, region: number, pick: 'lea
     await cluster.until(`${victim} reports its storage unavailable`, async () => !(await status(cluster, victim)).storage.ok);
 
     // Said clearly, in the log and in /status, by a process that keeps running.
-    const line = cluster.logs.get(victim)!.find((l) => l.level === 50 && String(l.msg).startsWith('storage unavailable'));
-    assert.ok(line, `an error log line: ${JSON.stringify(cluster.logs.get(victim))}`);
+    // The log line travels through a pipe, /status through a socket: either may arrive first.
+    const errorLine = () => cluster.logs.get(victim)!.find((l) => l.level === 50 && String(l.msg).startsWith('storage unavailable'));
+    await cluster.until(`${victim} logs an error line`, async () => errorLine() !== undefined);
+    const line = errorLine()!;
     assert.match(String(line.msg), /no space left on device/);
     assert.ok(String(line.msg).includes(dataDir), `names the data directory: ${String(line.msg)}`);
     assert.ok(String(line.path).startsWith(dataDir), `names the file: ${String(line.path)}`);
@@ -99,7 +101,8 @@ async function scenario(t: TestContext, name: string, region: number, pick: 'lea
     unlinkSync(filler);
     cluster.faults++;
     await cluster.until(`${victim} resumes on its own`, async () => (await status(cluster, victim)).storage.ok);
-    assert.ok(cluster.logs.get(victim)!.some((l) => l.msg === 'storage available again: the node restarted from its data directory'));
+    await cluster.until(`${victim} logs that storage is available again`, async () =>
+      cluster.logs.get(victim)!.some((l) => l.msg === 'storage available again: the node restarted from its data directory'));
     await cluster.until('a write through another member', async () => (await fetch(`${cluster.clientUrl[others[0]]}/v1/kv/after`, { method: 'PUT', body: name })).status === 200);
     await cluster.until(`${victim} serves the latest values linearizably`, async () => {
       const [during, after] = await Promise.all(['during', 'after'].map((k) => fetch(`${cluster.clientUrl[victim]}/v1/kv/${k}`)));
