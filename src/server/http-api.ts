@@ -316,7 +316,7 @@ export class HttpApi {
       snapshot: s.snapshot ? { index: s.snapshot.index, term: s.snapshot.term } : null,
       followers: s.peers,
       writes: { count: this.writeCount, sumMs: this.writeSumMs },
-      peerTransport: { peers: t.peers, framesReceived: t.framesReceived, messagesReceived: t.messagesReceived, rejected: t.rejected },
+      peerTransport: { peers: t.peers, framesReceived: t.framesReceived, messagesReceived: t.messagesReceived, receiverAbsentDropped: t.receiverAbsentDropped, rejected: t.rejected },
     });
     // The status page, served by any member, reads every member's status.
     reply.headers['Access-Control-Allow-Origin'] = '*';

@@ -61,7 +61,7 @@ export interface RejectedCounts {
   malformed: number;
   /** Frames larger than `maxFrameBytes` (the connection is closed). */
   oversized: number;
-  /** Well-formed messages for a group and node id nobody registered. */
+  /** Well-formed messages for a group and node id never registered in this process. */
   unroutable: number;
 }
 
@@ -72,6 +72,12 @@ export interface UwsTransportStats {
   framesReceived: number;
   /** Messages delivered to a registered receiver. */
   messagesReceived: number;
+  /**
+   * Messages for a group member this process hosted but does not right now
+   * (the node is stopping or restarting): dropped as Raft expects of a
+   * network, and not input refused.
+   */
+  receiverAbsentDropped: number;
   bytesReceived: number;
   rejected: RejectedCounts;
 }
@@ -126,7 +132,9 @@ export class UwsTransport implements Transport {
   private readonly linkSettings: PeerLinkSettings;
   private readonly maxFrameBytes: number;
   private readonly secret: Buffer;
-  private readonly counters = { unknownPeerDropped: 0, framesReceived: 0, messagesReceived: 0, bytesReceived: 0 };
+  private readonly counters = { unknownPeerDropped: 0, framesReceived: 0, messagesReceived: 0, receiverAbsentDropped: 0, bytesReceived: 0 };
+  /** Every group member ever registered, to tell a restarting node's messages from misrouted ones. */
+  private readonly everRegistered = new Set<string>();
   private readonly rejected: RejectedCounts = { auth: 0, malformed: 0, oversized: 0, unroutable: 0 };
   private pendingHandshakes = 0;
   /** Held so the app is not collected while it serves. */
@@ -251,6 +259,7 @@ export class UwsTransport implements Transport {
   register(group: string, id: NodeId, receive: (message: PeerMessage) => void): () => void {
     const key = `${group}\0${id}`;
     this.receivers.set(key, receive);
+    this.everRegistered.add(key);
     return () => {
       if (this.receivers.get(key) === receive) this.receivers.delete(key);
     };
@@ -403,7 +412,12 @@ export class UwsTransport implements Transport {
       this.log({ level: 'warn', message: `dropped an envelope: ${err.reason}`, peer: conn.peerId, remote: conn.remote });
       return;
     }
-    const receive = this.receivers.get(`${group}\0${message.to}`);
+    const key = `${group}\0${message.to}`;
+    const receive = this.receivers.get(key);
+    if (!receive && this.everRegistered.has(key)) {
+      this.counters.receiverAbsentDropped++;
+      return;
+    }
     if (!receive) {
       this.rejected.unroutable++;
       this.log({ level: 'warn', message: `no receiver for group ${JSON.stringify(group)} node ${JSON.stringify(message.to)}: message dropped`, peer: conn.peerId });
