@@ -93,20 +93,29 @@ bool IsTornWrite(const uint8_t* data, size_t size, size_t pos, RecordCheck check
   // before its length is compared with the file, so the length reaching past
   // the end is the one written, not a flipped bit.)
   if (check == RecordCheck::kShort) return true;
+  // A zero header with bytes after it: the header was never written (a
+  // written one starts with the non-zero magic), whatever reached the disk
+  // after it (an out-of-order flush, or recovery's own zeroing of an earlier
+  // cut, interrupted).
+  if (check == RecordCheck::kZero) return true;
   // The record's span, by its length only when the header checksum vouches
   // for it: a flipped bit in the length must not stretch the span over the
   // zeros after the last record and make it look torn.
   size_t end = pos + kRecordHeaderBytes;
   if (check == RecordCheck::kBadPayloadCrc) end = pos + RecordBytes(h);
   end = std::min(end, size);
-  // A sector's whole content counts, not just the record's bytes in it: the
-  // few bytes a record puts at the start of a sector may be payload zeros,
-  // while an unwritten sector is zero throughout (past the end of the file
-  // counts as zero). A written sector holding only zeros (a payload zero
-  // over a whole sector, or its last bytes followed by the zeros of the
-  // preallocation) is the one case this cannot tell from a tear.
+  // A sector's content up to its end counts, not just the record's bytes in
+  // it: the few bytes a record puts at the start of a sector may be payload
+  // zeros, while an unwritten sector is zero throughout (past the end of the
+  // file counts as zero). The first sector is judged from `pos` on: before
+  // it lie earlier records, written and synced, which say nothing about this
+  // write (and a written record is never zero at `pos`, where its magic is).
+  // A written sector holding only zeros (a payload zero over a whole sector,
+  // or its last bytes followed by the zeros of the preallocation) is the one
+  // case this cannot tell from a tear.
   for (size_t sector = pos - pos % kSectorBytes; sector < end; sector += kSectorBytes) {
-    if (AllZero(data + sector, std::min(kSectorBytes, size - sector))) return true;
+    const size_t from = std::max(sector, pos);
+    if (AllZero(data + from, std::min(sector + kSectorBytes, size) - from)) return true;
   }
   return false;
 }

@@ -363,6 +363,28 @@ describe('a write cut short at a sector boundary is a torn tail: cut off and rep
         assert.equal((await reopenRecords(dir, payloadBytes, torn - 1)).truncatedBytes, 0, 'a second open repairs nothing');
       }));
   }
+
+  // The start of the last record never reached the disk while later parts of
+  // it did: a flush out of order, or recovery's own zeroing of an earlier cut,
+  // interrupted. Its start shares a sector with the record before, which was
+  // written, so only the bytes from the record on say whether it was.
+  const unwrittenStarts: [string, number[], number][] = [
+    // Record 2 spans bytes 432..1664; bytes 432..1024 (its header) still zero.
+    ['a last record whose header was never written, though its later sectors were', [400, 1200], 1024],
+    // Record 2's header spans bytes 496..528; its part before the sector boundary still zero.
+    ['a last record whose header start was never written, the rest of it was', [464, 100], 512],
+  ];
+  for (const [what, payloadBytes, writtenFrom] of unwrittenStarts) {
+    test(what, () =>
+      withRecords(payloadBytes, async (dir, file, offsets) => {
+        const at = offsets[1];
+        overwrite(file, at, new Uint8Array(writtenFrom - at));
+        const cut = dataEnd(file) - at;
+        const repaired = await reopenRecords(dir, payloadBytes, 1);
+        assert.deepEqual([repaired.truncatedFile, repaired.truncatedOffset, repaired.truncatedBytes], [file, at, cut]);
+        assert.equal(dataEnd(file), at, 'the unwritten record is zeroed');
+      }));
+  }
 });
 
 describe('a bad last record written in full may have been acknowledged: it is refused, changing nothing', () => {
