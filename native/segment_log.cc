@@ -144,6 +144,17 @@ Error SegmentLog::Recover(RecoveryReport* report) {
     int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
     if (fd < 0) return Error::Io("open segment", path, errno);
     auto handle = std::make_shared<FileHandle>(fd);
+    if (is_open) {
+      // What the scan finds counts as durable, so it must be what the disk
+      // holds. Records of a process killed before its fdatasync (or of a
+      // batch of this process that failed after its writes) may be only in
+      // the page cache: flush them. Pages whose writeback failed (the process
+      // that saw the failure exited on it) are marked clean although the disk
+      // lacks them, and a new fdatasync reports nothing: drop the cached pages
+      // so the scan reads the disk.
+      if (!(err = Fdatasync(fd, path)).ok()) return err;
+      ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);  // advisory: Linux drops clean pages
+    }
     ScanResult scan;
     err = ScanSegment(path, fd, f.first, is_open, f.last, state.first_index, &last_term, &terms_, &scan);
     if (!err.ok()) return err;
@@ -152,14 +163,11 @@ Error SegmentLog::Recover(RecoveryReport* report) {
       // of a different length could leave parts of them looking like
       // records. Zeroing rather than truncating keeps the preallocation.
       if (!(err = ZeroRange(fd, scan.valid_end, scan.dirty_end, path)).ok()) return err;
+      if (!(err = Fdatasync(fd, path)).ok()) return err;
       report->truncated_bytes = scan.dirty_end - scan.valid_end;
       report->truncated_file = path;
       report->truncated_offset = scan.valid_end;
     }
-    // Intact records may be only in the page cache: written by a process
-    // killed before its fdatasync, or by this process before a failed batch.
-    // They count as durable below, so they must be made so first.
-    if (is_open && !(err = Fdatasync(fd, path)).ok()) return err;
     if (is_open && scan.last_index < state.first_index) {
       // Everything in it was compacted away; the next append starts afresh.
       if (!(err = remove(f.name)).ok()) return err;
