@@ -1,8 +1,12 @@
 import { test } from 'node:test';
+import * as flatbuffers from 'flatbuffers';
 import assert from 'node:assert/strict';
 import type { PeerMessage } from '../src/transport/index.js';
 import { decodeEnvelope, encodeEnvelope, FrameError } from '../src/transport/codec.js';
 import { ClientFrameError, decodeRequest, decodeResponse, encodeRequest, encodeResponse } from '../src/transport/client-codec.js';
+import { KeyValue as WireKeyValue } from '../src/transport/generated/raftline/client/key-value.js';
+import { Response as WireResponse } from '../src/transport/generated/raftline/client/response.js';
+import { Result as WireResult } from '../src/transport/generated/raftline/client/result.js';
 import { Prng } from './support/prng.js';
 
 const base = { from: 'n1', to: 'n2', term: 7 };
@@ -140,4 +144,17 @@ test('a damaged client request or response decodes the same wherever it sits in 
     results: [{ type: 'range', deleted: 0, count: 1, more: false, kvs: [kv], prevKvs: [kv] }],
   });
   decodesTheSameAnywhere([response], decodeResponse, ClientFrameError);
+});
+
+test('a client response naming one large vector many times (shared tables) is refused, not decoded into millions of entries', () => {
+  const b = new flatbuffers.Builder(1 << 16);
+  const kv = WireKeyValue.createKeyValue(b, 0, 0, 1n, 1n, 1n);
+  const kvs = WireResult.createKvsVector(b, Array.from({ length: 2000 }, () => kv));
+  const result = WireResult.createResult(b, 2, 0n, 0n, false, kvs, kvs);
+  const results = WireResponse.createResultsVector(b, Array.from({ length: 2000 }, () => result));
+  b.finish(WireResponse.createResponse(b, 1n, 0, 0, 0, 1n, true, false, results));
+  const bytes = b.asUint8Array();
+  // Each vector alone fits the message; together they would make 8 million key-values.
+  assert.ok(2000 * 4 <= bytes.byteLength);
+  assert.throws(() => decodeResponse(bytes), (err: Error) => err instanceof ClientFrameError && /cannot fit/.test(err.message));
 });

@@ -76,7 +76,12 @@ function safe(value: bigint, field: string): number {
 interface Bounds {
   /** A byte vector, refused unless it lies within the message (see `within`). */
   vector(v: Uint8Array | null, field: string): Uint8Array | null;
-  /** A vector's element count, refused when the message is too small to hold that many (each takes at least 4 bytes). */
+  /**
+   * A vector's element count, refused when the message is too small to hold
+   * that many (each takes at least 4 bytes), counting every vector decoded so
+   * far: tables may be shared, so a small message could otherwise name the
+   * same large vector many times over.
+   */
   count(n: number, field: string): number;
 }
 
@@ -87,13 +92,15 @@ interface Bounds {
  */
 function guarded<T>(what: string, bytes: Uint8Array, decode: (bb: flatbuffers.ByteBuffer, bounds: Bounds) => T): T {
   if (bytes.byteLength < 8) throw new ClientFrameError(`${bytes.byteLength} bytes is too short for a ${what}`);
+  let elementsLeft = Math.floor(bytes.byteLength / 4);
   const bounds: Bounds = {
     vector(v, field) {
       if (v && !within(bytes, v)) throw new ClientFrameError(`${field} lies outside the ${what}`);
       return v;
     },
     count(n, field) {
-      if (n * 4 > bytes.byteLength) throw new ClientFrameError(`${n} ${field} cannot fit in a ${bytes.byteLength}-byte ${what}`);
+      if (n > elementsLeft) throw new ClientFrameError(`${n} more ${field} cannot fit in a ${bytes.byteLength}-byte ${what}`);
+      elementsLeft -= n;
       return n;
     },
   };
@@ -190,7 +197,8 @@ export function encodeResponse(r: ClientResponse): Uint8Array {
 
 function decodeKvs(length: number, at: (i: number) => WireKeyValue | null, { vector, count }: Bounds): ClientKeyValue[] {
   const out: ClientKeyValue[] = [];
-  for (let i = 0; i < count(length, 'key-values'); i++) {
+  const n = count(length, 'key-values');
+  for (let i = 0; i < n; i++) {
     const kv = at(i);
     if (!kv) throw new ClientFrameError('missing key-value');
     out.push({
@@ -208,7 +216,8 @@ export function decodeResponse(bytes: Uint8Array): ClientResponse {
   return guarded('response', bytes, (bb, bounds) => {
     const r = Response.getRootAsResponse(bb);
     const results: ClientResult[] = [];
-    for (let i = 0; i < bounds.count(r.resultsLength(), 'results'); i++) {
+    const n = bounds.count(r.resultsLength(), 'results');
+    for (let i = 0; i < n; i++) {
       const res = r.results(i);
       const type = res ? RESULT_TYPES[res.type()] : undefined;
       if (!res || !type) throw new ClientFrameError('bad result');
