@@ -127,6 +127,17 @@ describe('§5.3 log replication', () => {
     assert.deepEqual(texts(c.node('c').storage.log).slice(-3), ['x3', 'x4', 'after']);
   });
 
+  test('on an idle group, heartbeats show a follower lost acknowledged entries, and it gets them again', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    for (let i = 0; i < 5; i++) c.propose('a', `x${i}`);
+    c.stabilize();
+    c.restart('c', (s) => s.loseTail(2));
+    c.tick('a', 2);
+    c.stabilize();
+    assert.deepEqual(texts(c.node('c').storage.log), texts(c.node('a').storage.log));
+  });
+
   test('the leader counts its own vote for an entry only once the entry is durable locally', () => {
     const c = new Cluster(ABC);
     c.elect('a');

@@ -91,6 +91,17 @@ export class Progress {
     this.inflights.reset();
   }
 
+  /**
+   * The follower reports holding entries only up to `lastIndex`, below what
+   * it acknowledged: it lost some (see maybeDecrease). Start again from what
+   * it holds. A snapshot being sent settles the matter by itself.
+   */
+  followerHolds(lastIndex: number): void {
+    if (lastIndex >= this.match || this.state === 'snapshot') return;
+    this.match = lastIndex;
+    this.becomeProbe();
+  }
+
   becomeReplicate(): void {
     this.state = 'replicate';
     this.next = this.match + 1;

@@ -891,7 +891,7 @@ export class RaftCore {
 
   private handleHeartbeat(m: Heartbeat): void {
     this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
-    this.sendAfterPersist({ ...this.envelope(m.from), type: 'heartbeatResp', round: m.round });
+    this.sendAfterPersist({ ...this.envelope(m.from), type: 'heartbeatResp', round: m.round, lastIndex: this.log.lastIndex() });
   }
 
   private handleHeartbeatResponse(m: HeartbeatResponse): void {
@@ -903,6 +903,8 @@ export class RaftCore {
     // An append lost in flight never frees its slot; a heartbeat answer
     // frees one so replication resumes and the gap shows as a rejection.
     if (pr.state === 'replicate' && pr.inflights.full) pr.inflights.freeFirst();
+    // On an idle group no append would show that the follower lost entries.
+    pr.followerHolds(m.lastIndex);
     // Behind: send even an empty append, so a lost one shows up as a
     // rejection at the follower and replication restarts from there.
     if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);

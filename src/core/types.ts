@@ -90,6 +90,8 @@ export interface Heartbeat extends Base {
 export interface HeartbeatResponse extends Base {
   type: 'heartbeatResp';
   round: number;
+  /** The follower's last log index; below what it acknowledged, it lost entries and must be sent them again. */
+  lastIndex: number;
 }
 
 /** What a snapshot covers: the state machine through `index`, whose entry had `term`. */

@@ -132,6 +132,7 @@ export function encodeEnvelope(group: string, m: PeerMessage): Uint8Array {
       break;
     case 'heartbeatResp':
       Envelope.addRound(b, BigInt(m.round));
+      Envelope.addLastLogIndex(b, BigInt(m.lastIndex));
       break;
     case 'timeoutNow':
       break;
@@ -279,7 +280,7 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
         message = { ...base, type, commit: num(env.commit(), 'commit'), round: num(env.round(), 'round') };
         break;
       case 'heartbeatResp':
-        message = { ...base, type, round: num(env.round(), 'round') };
+        message = { ...base, type, round: num(env.round(), 'round'), lastIndex: num(env.lastLogIndex(), 'lastLogIndex') };
         break;
       case 'timeoutNow':
         message = { ...base, type };
