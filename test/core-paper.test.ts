@@ -113,12 +113,18 @@ describe('§5.3 log replication', () => {
     assert.deepEqual(texts(c.node('a').applied).slice(-5), ['fresh-0', 'fresh-1', 'fresh-2', 'fresh-3', 'fresh-4']);
   });
 
-  test('a follower that lost entries it acknowledged (a damaged tail cut off on restart) gets them again', () => {
+  /** Leader `a` with five entries everywhere, then `c` restarted without the last two, which it had acknowledged. */
+  function followerLostTail(): Cluster {
     const c = new Cluster(ABC);
     c.elect('a');
     for (let i = 0; i < 5; i++) c.propose('a', `x${i}`);
     c.stabilize();
     c.restart('c', (s) => s.loseTail(2));
+    return c;
+  }
+
+  test('a follower that lost entries it acknowledged (a damaged tail cut off on restart) gets them again', () => {
+    const c = followerLostTail();
     c.propose('a', 'after');
     c.stabilize();
     c.tick('a', 2);
@@ -128,11 +134,7 @@ describe('§5.3 log replication', () => {
   });
 
   test('on an idle group, heartbeats show a follower lost acknowledged entries, and it gets them again', () => {
-    const c = new Cluster(ABC);
-    c.elect('a');
-    for (let i = 0; i < 5; i++) c.propose('a', `x${i}`);
-    c.stabilize();
-    c.restart('c', (s) => s.loseTail(2));
+    const c = followerLostTail();
     c.tick('a', 2);
     c.stabilize();
     assert.deepEqual(texts(c.node('c').storage.log), texts(c.node('a').storage.log));
