@@ -426,8 +426,9 @@ export class HttpApi {
     if (method !== 'post') throw new HttpError(405, 'method_not_allowed', 'the etcd gateway takes POST');
     const req = jsonObject(body);
     switch (url) {
-      case '/v3/kv/put': {
-        const op = this.v3Put(req);
+      case '/v3/kv/put':
+      case '/v3/kv/deleterange': {
+        const op = url === '/v3/kv/put' ? this.v3Put(req) : this.v3Delete(req);
         const r = await this.write({ compare: [], success: [op], failure: [] });
         return json({ header: this.header(r.revision), ...this.v3Response(r.responses[0]) });
       }
@@ -435,11 +436,6 @@ export class HttpApi {
         const op = this.v3Range(req);
         await this.readBarrier(bool(req.serializable, 'serializable') ? 'stale' : 'linearizable');
         return json({ header: this.header(this.store.revision), ...this.v3Response(this.store.range(op)) });
-      }
-      case '/v3/kv/deleterange': {
-        const op = this.v3Delete(req);
-        const r = await this.write({ compare: [], success: [op], failure: [] });
-        return json({ header: this.header(r.revision), ...this.v3Response(r.responses[0]) });
       }
       case '/v3/kv/txn': {
         const txn = this.v3Txn(req);
