@@ -7,6 +7,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import { RaftlineClient, RaftlineClientError } from '../src/client/index.js';
 import { decodeResponse, encodeRequest } from '../src/transport/client-codec.js';
+import { packFrame, unpackFrame } from '../src/transport/frame.js';
 import { eventually } from './support/eventually.js';
 import { clusterArgs, freePorts, spawnServer } from './support/servers.js';
 import { tempDir } from './support/tmp.js';
@@ -75,14 +76,25 @@ describe('raftline/client', () => {
       ws.on('error', reject);
     });
     const answers: ReturnType<typeof decodeResponse>[] = [];
-    ws.on('message', (data) => answers.push(decodeResponse(data as Buffer)));
+    ws.on('message', (data) => {
+      const { envelopes, error } = unpackFrame(data as Buffer);
+      assert.equal(error, undefined);
+      for (const e of envelopes) answers.push(decodeResponse(e));
+    });
+    const ready = (id: number) => encodeRequest({ id, read: { key: Buffer.from('ready'), limit: 0, keysOnly: false, countOnly: false, consistency: 'linearizable' } });
+    // Not a frame: too short for a length prefix.
     ws.send(Buffer.from([1, 2, 3]), { binary: true });
-    ws.send(Buffer.alloc(64, 0xff), { binary: true });
-    ws.send(encodeRequest({ id: 7, read: { key: Buffer.from('ready'), limit: 0, keysOnly: false, countOnly: false, consistency: 'linearizable' } }), { binary: true });
-    await eventually('three answers', () => answers.length === 3);
-    assert.deepEqual(answers.slice(0, 2).map((a) => a.errorCode), ['bad_request', 'bad_request']);
-    assert.equal(answers[2].id, 7);
-    assert.equal(answers[2].errorCode, '');
+    // A frame holding one request that is not one.
+    ws.send(packFrame([Buffer.alloc(64, 0xff)], 0, 1), { binary: true });
+    // A good request, then a length prefix that runs past the end: the request is still answered.
+    ws.send(Buffer.concat([packFrame([ready(8)], 0, 1), Buffer.from([200, 0, 0, 0, 1])]), { binary: true });
+    // Two requests in one frame, each answered.
+    ws.send(packFrame([ready(7), ready(9)], 0, 2), { binary: true });
+    await eventually('six answers', () => answers.length === 6);
+    const byId = (id: number) => answers.filter((a) => a.id === id);
+    assert.deepEqual(byId(0).map((a) => a.errorCode), ['bad_request', 'bad_request', 'bad_request']);
+    assert.match(byId(0).map((a) => a.error).join('\n'), /malformed frame: length prefix 200/);
+    for (const id of [7, 8, 9]) assert.deepEqual(byId(id).map((a) => a.errorCode), [''], `request ${id} is answered once`);
     ws.close();
   });
 

@@ -16,6 +16,7 @@ import {
   type ClientResult,
   type ReadConsistency,
 } from '../transport/client-codec.js';
+import { frameEnd, packFrame, unpackFrame } from '../transport/frame.js';
 import { zeroMask } from '../transport/ws-mask.js';
 
 export type { ClientKeyValue as KeyValue, ClientResult as OperationResult, ReadConsistency } from '../transport/client-codec.js';
@@ -84,6 +85,8 @@ export class RaftlineClient {
   private readonly pending = new Map<number, Pending>();
   private readonly writeSlots: (() => void)[] = [];
   private writesInFlight = 0;
+  /** Request frames waiting for the current burst of calls to finish. */
+  private outbox: Uint8Array[] = [];
   private socket: WebSocket | null = null;
   private connecting: Promise<void> | null = null;
   private leaderLookup: Promise<void> | null = null;
@@ -218,7 +221,27 @@ export class RaftlineClient {
       return; // The sweeper times it out; reconnection goes on meanwhile.
     }
     const p = this.pending.get(id);
-    if (p && this.socket?.readyState === WebSocket.OPEN) this.socket.send(p.frame, { binary: true });
+    if (!p || this.socket?.readyState !== WebSocket.OPEN) return;
+    this.outbox.push(p.frame);
+    if (this.outbox.length === 1) process.nextTick(() => this.sendOutbox());
+  }
+
+  /**
+   * Sends the requests made by one burst of calls (everything the current
+   * callback and its promise chains ask for) together, as few frames as fit:
+   * one write instead of one per request. Requests that miss a connection
+   * that closed in the meantime stay pending; the close handler sends them again.
+   */
+  private sendOutbox(): void {
+    const requests = this.outbox;
+    this.outbox = [];
+    const socket = this.socket;
+    if (socket?.readyState !== WebSocket.OPEN) return;
+    for (let start = 0; start < requests.length; ) {
+      const end = frameEnd(requests, start);
+      socket.send(packFrame(requests, start, end), { binary: true });
+      start = end;
+    }
   }
 
   private onResponse(r: ClientResponse): void {
@@ -326,7 +349,9 @@ export class RaftlineClient {
         this.socket = socket;
         socket.on('message', (data) => {
           try {
-            this.onResponse(decodeResponse(data instanceof ArrayBuffer ? new Uint8Array(data) : Buffer.isBuffer(data) ? data : Buffer.concat(data)));
+            const { envelopes, error } = unpackFrame(data instanceof ArrayBuffer ? new Uint8Array(data) : Buffer.isBuffer(data) ? data : Buffer.concat(data));
+            for (const response of envelopes) this.onResponse(decodeResponse(response));
+            if (error) socket.terminate();
           } catch {
             socket.terminate();
           }

@@ -388,17 +388,33 @@ test('binary client protocol: random and damaged requests get error answers or a
     const codes = new Map<string, number>();
     for (const id of c.ids) {
       const { ws, next } = await openSocket(`${c.clientUrl[id]!.replace('http', 'ws')}/v1/ws`);
-      const frames = Array.from({ length: 100 }, () => (rng.chance(0.25) ? Buffer.from(rng.bytes(rng.int(0, 400))) : mutate(rng, pick(rng, requests))));
+      // Random bytes; frames of damaged requests; frames damaged themselves (their length prefixes too).
+      const frames = Array.from({ length: 100 }, () => {
+        if (rng.chance(0.25)) return Buffer.from(rng.bytes(rng.int(0, 400)));
+        const damaged = Array.from({ length: rng.int(1, 3) }, () => mutate(rng, pick(rng, requests)));
+        const frame = packFrame(damaged, 0, damaged.length);
+        return rng.chance(0.3) ? mutate(rng, frame) : frame;
+      });
       for (const f of frames) ws.send(f, { binary: true });
       c.faults += frames.length;
-      for (let answered = 0; answered < frames.length; answered++) {
-        let code: string;
-        try {
-          code = decodeResponse(await next()).errorCode;
-        } catch (err) {
-          code = `an undecodable answer (${(err as Error).message})`;
+      // Every request the server can find in a frame is answered, and so is a frame it cannot split.
+      const expected = frames.reduce((n, f) => {
+        const { envelopes, error } = unpackFrame(f);
+        return n + envelopes.length + (error ? 1 : 0);
+      }, 0);
+      for (let answered = 0; answered < expected; ) {
+        const { envelopes, error } = unpackFrame(await next());
+        assert.equal(error, undefined, 'the server sends well-formed frames');
+        for (const e of envelopes) {
+          let code: string;
+          try {
+            code = decodeResponse(e).errorCode;
+          } catch (err) {
+            code = `an undecodable answer (${(err as Error).message})`;
+          }
+          codes.set(code, (codes.get(code) ?? 0) + 1);
+          answered++;
         }
-        codes.set(code, (codes.get(code) ?? 0) + 1);
       }
       assert.equal(ws.readyState, WebSocket.OPEN, 'damaged binary requests are answered, the connection stays');
       ws.close();
