@@ -390,6 +390,11 @@ export class RaftNode {
   }
 
   /** Role, term, leader, commit and applied index, configuration, snapshot, and on the leader each follower's progress. */
+  /** The current term, without the rest of `status()` (every etcd-API answer carries it). */
+  get term(): number {
+    return this.core.currentTerm;
+  }
+
   status(): NodeStatus {
     const core = this.core.status();
     const peers: Record<NodeId, FollowerStatus> = {};

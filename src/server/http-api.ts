@@ -535,7 +535,7 @@ export class HttpApi {
   }
 
   private header(revision: number): Record<string, string> {
-    return { cluster_id: this.opts.clusterId, member_id: this.opts.memberId, revision: String(revision), raft_term: String(this.node.status().term) };
+    return { cluster_id: this.opts.clusterId, member_id: this.opts.memberId, revision: String(revision), raft_term: String(this.node.term) };
   }
 
   // ---------------------------------------------------- binary protocol
