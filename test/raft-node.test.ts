@@ -21,11 +21,15 @@ import { tempDir } from './support/tmp.js';
 
 class KvMachine implements StateMachine {
   readonly data = new Map<string, string>();
+  /** Every command applied since the start, as `index@term key=value`. */
+  readonly history: string[] = [];
   applied = 0;
   onApply(batch: ApplyIterator): void {
     for (const cmd of batch) {
-      const [key, value] = Buffer.from(cmd.data).toString().split('=');
+      const command = Buffer.from(cmd.data).toString();
+      const [key, value] = command.split('=');
       this.data.set(key, value);
+      this.history.push(`${cmd.index}@${cmd.term} ${command}`);
       this.applied = cmd.index;
       cmd.respond(`${key} is ${value}`);
     }
@@ -174,6 +178,34 @@ describe('RaftNode', () => {
         assert.ok(outcome instanceof TimeoutError, String(outcome));
       },
       { applyTimeoutMs: 2000 },
+    );
+  });
+
+  test('a deposed leader applies exactly the committed entries after the new leader overwrote its uncommitted suffix', async () => {
+    await withCluster(
+      'overwrite',
+      async (c) => {
+        const deposed = await c.awaitLeader();
+        await deposed.node.apply(Buffer.from('a=1'));
+        const others = c.peers.filter((id) => id !== deposed.node.id);
+        c.net.isolate(deposed.node.id, c.peers);
+        // Written to the deposed leader's log, and so to its entry cache, but never committed.
+        const lost = Array.from({ length: 5 }, (_, i) => deposed.node.apply(Buffer.from(`lost${i}=1`)).then(() => null, (err: Error) => err));
+        await eventually('the others elect a new leader', () => others.some((id) => c.members.get(id)!.node.status().role === 'leader'));
+        const leader = others.map((id) => c.members.get(id)!).find((m) => m.node.status().role === 'leader')!;
+        for (let i = 0; i < 3; i++) await leader.node.apply(Buffer.from(`before${i}=${i}`));
+        c.net.heal();
+        await eventually('the deposed node caught up', () => deposed.fsm.history.length === leader.fsm.history.length);
+        // From now on nothing commits before the deposed node has written it,
+        // so it reads what it applies back from its log: through its cache.
+        await c.stop(others.find((id) => id !== leader.node.id)!);
+        for (let i = 0; i < 10; i++) await leader.node.apply(Buffer.from(`after${i}=${i}`));
+        await eventually('the deposed node applied everything', () => deposed.fsm.history.length === leader.fsm.history.length);
+        assert.deepEqual(deposed.fsm.history, leader.fsm.history);
+        assert.ok(![...deposed.fsm.data.keys()].some((key) => key.startsWith('lost')), 'no lost write was applied');
+        for (const outcome of await Promise.all(lost)) assert.ok(outcome instanceof NotLeaderError, `a lost write: ${String(outcome)}`);
+      },
+      { applyTimeoutMs: 60_000 },
     );
   });
 

@@ -23,6 +23,7 @@ import { members, type Configuration } from '../core/quorum.js';
 import { MetaStore, SegmentLog, type RecoveryReport } from '../log/index.js';
 import type { ForwardProposal, ForwardProposalResponse, PeerMessage, SnapshotChunk, Transport } from '../transport/transport.js';
 import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TermMismatchError, TimeoutError } from './errors.js';
+import { EntryCache } from './entry-cache.js';
 import { SnapshotSender } from './snapshot-sender.js';
 import { SnapshotStore, type SnapshotFile } from './snapshot-store.js';
 import type { ApplyIterator, Command, StateMachine } from './state-machine.js';
@@ -58,6 +59,14 @@ export interface RaftNodeOptions {
   /** A snapshot transfer without progress for this long is abandoned (and retried later). Default 30000. */
   snapshotTimeoutMs?: number;
   segmentBytes?: number;
+  /**
+   * Entries appended last are kept in memory until applied, so applying and
+   * replicating them does not read them back from disk: at most this many
+   * bytes of them (as records, headers included), the oldest dropped first.
+   * The buffers they keep alive can be larger (a follower's entries are views
+   * into the messages they arrived in). Default 32 MiB; 0 turns the cache off.
+   */
+  maxEntryCacheBytes?: number;
   /** 'none' skips fdatasync: for tests only. */
   sync?: 'batch' | 'none';
   /** Observes what the node does, for metrics and logs; must not throw. */
@@ -123,15 +132,28 @@ interface ForwardWaiter {
 }
 
 /**
- * Reads the durable part of a SegmentLog for the core. `base` remembers the
- * term of the entry just below the log's first index (the snapshot's last
- * entry, or the last one compacted away), which the core needs to send the
- * first entries that remain.
+ * The node's SegmentLog, with the entries it appended last kept in memory:
+ * the core reads the durable part of the log through it, and the node writes
+ * the log only through it, so the cache and `base` always agree with the log.
+ * Without the cache, every committed entry would be read back from disk
+ * (pread, CRC check, decode) to be applied, since the core lets go of entries
+ * once they are durable and they usually commit after that.
  */
-class SegmentLogReader implements LogReader {
-  base = { index: 0, term: 0 };
+class CachedLog implements LogReader {
+  private readonly cache: EntryCache;
 
-  constructor(private readonly log: SegmentLog) {}
+  /**
+   * @param base the index and term of the entry just below the log's first
+   * index (the snapshot's last entry, or the last one compacted away), which
+   * the core needs to send the first entries that remain.
+   */
+  constructor(
+    private readonly log: SegmentLog,
+    private base: { index: number; term: number },
+    maxCacheBytes: number,
+  ) {
+    this.cache = new EntryCache(log.lastIndex + 1, maxCacheBytes);
+  }
 
   firstIndex(): number {
     return this.log.firstIndex;
@@ -146,7 +168,40 @@ class SegmentLogReader implements LogReader {
   }
 
   entries(from: number, toExclusive: number, maxBytes: number): Entry[] {
-    return this.log.readSync(from, toExclusive, { maxBytes });
+    // The cache also holds entries still being written: those are left to
+    // the log, which refuses to read them, as the core must never ask it to.
+    const cached = toExclusive - 1 <= this.log.durableIndex ? this.cache.read(from, toExclusive, maxBytes) : undefined;
+    return cached ?? this.log.readSync(from, toExclusive, { maxBytes });
+  }
+
+  /** Appends entries after the last index, or over the log from entries[0].index on (a conflicting suffix); resolves once durable. */
+  append(entries: readonly Entry[]): Promise<void> {
+    const first = entries[0].index;
+    // The log queues operations in call order, so the truncation lands first.
+    const truncated = first <= this.log.lastIndex ? this.log.truncateSuffix(first - 1) : null;
+    const appended = this.log.append(entries);
+    this.cache.append(entries);
+    return truncated ? Promise.all([truncated, appended]).then(() => undefined) : appended;
+  }
+
+  /** The state machine applied entries through `index`: if they are ever needed again, they are read from disk. */
+  applied(index: number): void {
+    this.cache.dropBelow(index + 1);
+  }
+
+  /** Compaction: drops entries below `firstKept`; the entry before it has `baseTerm`. */
+  truncatePrefix(firstKept: number, baseTerm: number): Promise<void> {
+    // Valid before and after the truncation, so the core never sees a gap.
+    this.base = { index: firstKept - 1, term: baseTerm };
+    this.cache.dropBelow(firstKept);
+    return this.log.truncatePrefix(firstKept);
+  }
+
+  /** Empties the log, to continue after a snapshot through `snap`. */
+  reset(snap: { index: number; term: number }): Promise<void> {
+    this.base = { index: snap.index, term: snap.term };
+    this.cache.reset(snap.index + 1);
+    return this.log.reset(snap.index + 1);
   }
 }
 
@@ -187,7 +242,7 @@ export class RaftNode {
   private readonly log: SegmentLog;
   private readonly meta: MetaStore;
   private readonly store: SnapshotStore;
-  private readonly reader: SegmentLogReader;
+  private readonly cachedLog: CachedLog;
   private readonly waiters = new Map<number, Waiter>();
   private readonly readWaiters = new Map<number, { resolve: () => void; reject: (e: Error) => void; index: number; deadlineMs: number }>();
   private readonly senders = new Map<NodeId, SnapshotSender>();
@@ -227,9 +282,9 @@ export class RaftNode {
     this.tickMs = opts.heartbeatIntervalMs ?? 100;
     this.appliedIndex = recovered.applied.index;
     this.appliedTerm = recovered.applied.term;
-    this.reader = new SegmentLogReader(this.log);
     const snap = this.store.latest?.meta;
-    if (snap && this.log.firstIndex === snap.index + 1) this.reader.base = { index: snap.index, term: snap.term };
+    const base = snap && this.log.firstIndex === snap.index + 1 ? { index: snap.index, term: snap.term } : { index: 0, term: 0 };
+    this.cachedLog = new CachedLog(this.log, base, opts.maxEntryCacheBytes ?? 32 * 1024 * 1024);
     this.core = this.createCore(recovered.configuration);
     this.unregister = opts.transport.register(opts.groupId, opts.id, (m) => this.receive(m));
     this.ticker = setInterval(() => this.tick(), this.tickMs);
@@ -275,6 +330,9 @@ export class RaftNode {
    * gave it once applied here. Rejects with NotLeaderError (with a leader
    * hint), TermMismatchError, BusyError, ShutdownError, TimeoutError, or
    * OutcomeUnknownError (the entry's fate is unknown: a snapshot replaced it).
+   *
+   * The node keeps `data` without copying it, and the state machine may be
+   * handed this very buffer: do not modify it after the call.
    *
    * With `forward`, a follower passes the command to its leader and resolves
    * once the entry is applied here (the state machine is deterministic, so
@@ -383,7 +441,7 @@ export class RaftNode {
     const configuration: Configuration = { voters: [...new Set(voters)], learners: [] };
     const entry = { index: this.log.lastIndex + 1, term, type: EntryType.Config, data: new TextEncoder().encode(JSON.stringify(configuration)) };
     await this.meta.save({ term, vote: null });
-    await this.log.append([entry]);
+    await this.cachedLog.append([entry]);
     this.core = this.createCore(this.core.configurationAt(this.appliedIndex));
     this.leaderChanged('follower', null, term);
     this.schedule();
@@ -453,7 +511,7 @@ export class RaftNode {
       heartbeatTicks: 1,
       random: Math.random,
     };
-    return new RaftCore(options, this.reader, {
+    return new RaftCore(options, this.cachedLog, {
       hardState: { term: this.meta.term, vote: this.meta.vote },
       configuration,
       applied: this.appliedIndex,
@@ -640,13 +698,10 @@ export class RaftNode {
     if (r.hardState) writes.push(this.meta.save({ term: r.hardState.term, vote: r.hardState.vote }));
     const last = r.entries[r.entries.length - 1];
     if (last) {
-      const first = r.entries[0].index;
-      // The log queues operations in call order, so the truncation lands first.
-      if (first <= this.log.lastIndex) writes.push(this.log.truncateSuffix(first - 1));
       const onEvent = this.opts.onEvent;
       const started = onEvent ? performance.now() : 0;
       const count = r.entries.length;
-      const append = this.log.append(r.entries);
+      const append = this.cachedLog.append(r.entries);
       if (onEvent) void append.then(() => onEvent({ type: 'appended', entries: count, durationMs: performance.now() - started }), () => undefined);
       writes.push(append);
     }
@@ -706,6 +761,7 @@ export class RaftNode {
     const lastEntry = fresh[fresh.length - 1];
     this.appliedIndex = lastEntry.index;
     this.appliedTerm = lastEntry.term;
+    this.cachedLog.applied(lastEntry.index);
     if (!this.stopped) {
       this.core.applied(lastEntry.index);
       this.releaseReads();
@@ -780,9 +836,7 @@ export class RaftNode {
     if (this.stopped || firstKept <= this.log.firstIndex) return;
     const baseTerm = this.log.termAt(firstKept - 1);
     if (baseTerm === undefined) return;
-    // Valid before and after the truncation, so the core never sees a gap.
-    this.reader.base = { index: firstKept - 1, term: baseTerm };
-    await this.log.truncatePrefix(firstKept);
+    await this.cachedLog.truncatePrefix(firstKept, baseTerm);
   }
 
   /** The core accepted a snapshot received from the leader: reset the log (persisted with this Ready) and load it. */
@@ -793,8 +847,7 @@ export class RaftNode {
     }
     // Opened now: a newer snapshot may replace the file before the apply chain gets to it.
     const reader = this.store.reader(file);
-    this.reader.base = { index: meta.index, term: meta.term };
-    const reset = this.log.reset(meta.index + 1);
+    const reset = this.cachedLog.reset(meta);
     this.applyTail = this.applyTail.then(() => this.loadSnapshot(file, reader)).catch((err: Error) => this.fail(err));
     return Promise.all([reset, reader]).then(() => undefined);
   }

@@ -7,6 +7,7 @@ import type { SnapshotReader, SnapshotWriter } from './snapshot-store.js';
 export interface Command {
   readonly index: number;
   readonly term: number;
+  /** Read-only: the same buffer may still be written to the log or sent to followers. */
   readonly data: Uint8Array;
   /** The value `apply()` resolves with on the node that proposed this command. */
   respond(result: unknown): void;
