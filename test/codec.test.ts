@@ -158,3 +158,21 @@ test('a client response naming one large vector many times (shared tables) is re
   assert.ok(2000 * 4 <= bytes.byteLength);
   assert.throws(() => decodeResponse(bytes), (err: Error) => err instanceof ClientFrameError && /cannot fit/.test(err.message));
 });
+
+test('client messages encoded one after another stay intact, whatever their sizes: each is copied out of the shared builder', () => {
+  const read = (key: Uint8Array) => ({ key, limit: 0, keysOnly: false, countOnly: false, consistency: 'stale' as const });
+  const big = encodeRequest({ id: 1, command: Buffer.alloc(300_000, 7) });
+  const small = encodeRequest({ id: 2, read: read(Buffer.from('k')) });
+  const after = encodeResponse({ id: 3, errorCode: 'busy', error: 'try again', leader: 'n2', revision: 9, succeeded: false, duplicate: false, results: [] });
+  const again = encodeRequest({ id: 4, read: read(Buffer.from('other')) });
+  const bigDecoded = decodeRequest(big);
+  assert.equal(bigDecoded.id, 1);
+  assert.ok(Buffer.from(bigDecoded.command!).equals(Buffer.alloc(300_000, 7)));
+  const smallDecoded = decodeRequest(small);
+  assert.equal(smallDecoded.id, 2);
+  assert.equal(Buffer.from(smallDecoded.read!.key).toString(), 'k');
+  assert.deepEqual(decodeResponse(after), { id: 3, errorCode: 'busy', error: 'try again', leader: 'n2', revision: 9, succeeded: false, duplicate: false, results: [] });
+  assert.equal(Buffer.from(decodeRequest(again).read!.key).toString(), 'other');
+  // A success carries no strings and still decodes them as empty.
+  assert.deepEqual(decodeResponse(encodeResponse({ id: 5, errorCode: '', error: '', leader: null, revision: 1, succeeded: true, duplicate: false, results: [] })).errorCode, '');
+});

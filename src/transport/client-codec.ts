@@ -112,8 +112,28 @@ function guarded<T>(what: string, bytes: Uint8Array, decode: (bb: flatbuffers.By
   }
 }
 
+/**
+ * One builder for every message encoded here: a fresh one per message was a
+ * good part of the garbage a busy connection makes. Encoding never reenters,
+ * and each message is copied out; a builder grown past its usual size by a
+ * large message is replaced rather than kept.
+ */
+let shared = new flatbuffers.Builder(1024);
+const SHARED_BUILDER_MAX_BYTES = 64 * 1024;
+
+function builder(): flatbuffers.Builder {
+  if (shared.dataBuffer().capacity() > SHARED_BUILDER_MAX_BYTES) shared = new flatbuffers.Builder(1024);
+  shared.clear();
+  return shared;
+}
+
+function finished(b: flatbuffers.Builder, root: flatbuffers.Offset): Uint8Array {
+  b.finish(root);
+  return b.asUint8Array().slice();
+}
+
 export function encodeRequest(r: ClientRequest): Uint8Array {
-  const b = new flatbuffers.Builder(64 + (r.command?.length ?? 0) + (r.read ? r.read.key.length + (r.read.rangeEnd?.length ?? 0) : 0));
+  const b = builder();
   const command = r.command ? b.createByteVector(r.command) : 0;
   const key = r.read ? b.createByteVector(r.read.key) : 0;
   const rangeEnd = r.read?.rangeEnd ? b.createByteVector(r.read.rangeEnd) : 0;
@@ -128,8 +148,7 @@ export function encodeRequest(r: ClientRequest): Uint8Array {
     Request.addCountOnly(b, r.read.countOnly);
     Request.addConsistency(b, CONSISTENCY.indexOf(r.read.consistency) as Consistency);
   }
-  b.finish(Request.endRequest(b));
-  return b.asUint8Array();
+  return finished(b, Request.endRequest(b));
 }
 
 export function decodeRequest(bytes: Uint8Array): ClientRequest {
@@ -165,7 +184,7 @@ function encodeKvs(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[]): flat
 }
 
 export function encodeResponse(r: ClientResponse): Uint8Array {
-  const b = new flatbuffers.Builder(256);
+  const b = builder();
   const results = r.results.map((res) => {
     const kvs = encodeKvs(b, res.kvs);
     const prevKvs = encodeKvs(b, res.prevKvs);
@@ -179,20 +198,20 @@ export function encodeResponse(r: ClientResponse): Uint8Array {
     return Result.endResult(b);
   });
   const resultsVector = Response.createResultsVector(b, results);
-  const errorCode = b.createString(r.errorCode);
-  const error = b.createString(r.error);
+  // Absent strings decode as empty: a success carries none.
+  const errorCode = r.errorCode ? b.createString(r.errorCode) : 0;
+  const error = r.error ? b.createString(r.error) : 0;
   const leader = r.leader ? b.createString(r.leader) : 0;
   Response.startResponse(b);
   Response.addId(b, BigInt(r.id));
-  Response.addErrorCode(b, errorCode);
-  Response.addError(b, error);
+  if (errorCode) Response.addErrorCode(b, errorCode);
+  if (error) Response.addError(b, error);
   if (leader) Response.addLeader(b, leader);
   Response.addRevision(b, BigInt(r.revision));
   Response.addSucceeded(b, r.succeeded);
   Response.addDuplicate(b, r.duplicate);
   Response.addResults(b, resultsVector);
-  b.finish(Response.endResponse(b));
-  return b.asUint8Array();
+  return finished(b, Response.endResponse(b));
 }
 
 function decodeKvs(length: number, at: (i: number) => WireKeyValue | null, { vector, count }: Bounds): ClientKeyValue[] {
