@@ -1,7 +1,7 @@
 // `npm run bench:cluster`: raftline against etcd on this machine, one after
 // the other, each a fresh 3-member cluster on loopback with fsync on.
 //
-// The same Node load generator (node:http, keep-alive) drives both through the etcd
+// The same Node load generator (keep-alive HTTP/1.1, bench/http-load.ts) drives both through the etcd
 // v3 JSON API: puts of 256-byte values to random keys of a 100k keyspace, then
 // linearizable single-key ranges, at concurrency 1, 16, 64 and 256. Then each
 // system's best path from Node: etcd's gRPC client (etcd3) against etcd, and
@@ -11,7 +11,6 @@
 // client-bound run shows.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,6 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { RaftlineClient } from '../src/client/index.js';
 import { clusterArgs, freePorts, spawnServer } from '../test/support/servers.js';
+import { HttpLoadClient } from './http-load.js';
 import { percentiles } from './measure.js';
 import { updateReadmeSection } from './readme.js';
 
@@ -87,22 +87,9 @@ async function until(what: string, check: () => Promise<boolean>): Promise<void>
 
 const post = (url: string, body: unknown) => fetch(url, { method: 'POST', body: JSON.stringify(body) });
 
-/**
- * The load generator's request: node:http over keep-alive connections.
- * (fetch costs about ten times the CPU per request, which on this machine
- * made every JSON point measure the generator rather than the servers.)
- */
-function jsonRequest(agent: http.Agent, base: string, path: string, body: unknown): Promise<boolean> {
-  const u = new URL(base);
-  const payload = JSON.stringify(body);
-  return new Promise((resolve) => {
-    const req = http.request({ agent, host: u.hostname, port: u.port, path, method: 'POST', headers: { 'content-length': Buffer.byteLength(payload) } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode === 200));
-    });
-    req.on('error', () => resolve(false));
-    req.end(payload);
-  });
+/** One JSON request through the generator's HTTP client; true for a 200. */
+async function jsonRequest(client: HttpLoadClient, path: string, body: unknown): Promise<boolean> {
+  return (await client.post(path, JSON.stringify(body))) === 200;
 }
 
 async function startEtcd(root: string): Promise<Cluster> {
@@ -200,9 +187,9 @@ const randomKey = () => `key-${Math.floor(Math.random() * KEYSPACE)}`;
 async function measure(cluster: Cluster): Promise<Point[]> {
   const points: Point[] = [];
   const url = cluster.leader;
-  const agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(...CONCURRENCY) });
-  const jsonPut = () => jsonRequest(agent, url, '/v3/kv/put', { key: Buffer.from(randomKey()).toString('base64'), value: VALUE_B64 });
-  const jsonGet = () => jsonRequest(agent, url, '/v3/kv/range', { key: Buffer.from(randomKey()).toString('base64') });
+  const http = new HttpLoadClient(url);
+  const jsonPut = () => jsonRequest(http, '/v3/kv/put', { key: Buffer.from(randomKey()).toString('base64'), value: VALUE_B64 });
+  const jsonGet = () => jsonRequest(http, '/v3/kv/range', { key: Buffer.from(randomKey()).toString('base64') });
   for (const [op, fn] of [['put', jsonPut], ['get', jsonGet]] as const) {
     for (const concurrency of CONCURRENCY) {
       const r = await run(cluster, fn, concurrency);
@@ -210,7 +197,7 @@ async function measure(cluster: Cluster): Promise<Point[]> {
       console.error(`${cluster.name} json ${op} c=${concurrency}: ${Math.round(r.opsPerS)} ops/s, p50 ${r.p50Ms.toFixed(2)} ms, errors ${r.errors}`);
     }
   }
-  agent.destroy();
+  http.close();
   let native: { put: () => Promise<boolean>; get: () => Promise<boolean>; close: () => Promise<void> };
   if (cluster.name === 'etcd') {
     const require = createRequire(path.join(benchDir, 'etcd-client', 'package.json'));
