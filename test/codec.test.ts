@@ -24,6 +24,7 @@ const samples: PeerMessage[] = [
   { ...base, type: 'appendResp', index: 11, reject: true, hintIndex: 4, hintTerm: 3 },
   { ...base, type: 'heartbeat', commit: 11, round: 99 },
   { ...base, type: 'heartbeatResp', round: 99, lastIndex: 41 },
+  { ...base, type: 'commit', commit: 2 ** 40 },
   { ...base, type: 'timeoutNow' },
   { ...base, type: 'snapshot', snapshot: { index: 500, term: 6, configuration: { voters: ['n1', 'n2'], learners: ['n3'] } } },
   { ...base, type: 'snapshot', snapshot: { index: 500, term: 6, configuration: { voters: ['n1'], learners: [], outgoing: ['n1', 'n2', 'n3'] } } },

@@ -75,6 +75,13 @@ export class Progress {
   ackedRound = 0;
   /** In snapshot state: the snapshot index being sent. */
   pendingSnapshot = 0;
+  /**
+   * Highest commit index sent to the follower (in an append, heartbeat or
+   * commit notice) that covers only entries the message leaves it holding:
+   * a commit notice at or below it would tell the follower nothing new. If
+   * that message is lost, the next heartbeat tells it again.
+   */
+  commitSent = 0;
   readonly inflights: Inflights;
 
   constructor(next: number, maxInflightMsgs: number, maxInflightBytes: number) {

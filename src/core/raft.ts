@@ -10,6 +10,7 @@ import {
   EntryType,
   type AppendRequest,
   type AppendResponse,
+  type CommitNotice,
   type Entry,
   type HardState,
   type Heartbeat,
@@ -230,11 +231,10 @@ export class RaftCore {
       if (m.type === 'preVote' || (m.type === 'preVoteResp' && !m.reject)) {
         // Pre-votes are for a future term; they change no state.
       } else {
-        const leader = m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot' ? m.from : null;
-        this.becomeFollower(m.term, leader);
+        this.becomeFollower(m.term, fromLeader(m) ? m.from : null);
       }
     } else if (m.term < this.term) {
-      if (m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot') {
+      if (fromLeader(m)) {
         // Tell a deposed leader about the newer term so it steps down (needed
         // with pre-vote/check-quorum, where our term may have moved without it noticing).
         this.sendAfterPersist({ ...this.envelope(m.from), type: 'appendResp', index: 0, reject: true, hintIndex: 0, hintTerm: 0 });
@@ -262,6 +262,11 @@ export class RaftCore {
         if (this.role === 'leader') return;
         this.followLeader(m.from);
         this.handleHeartbeat(m);
+        return;
+      case 'commit':
+        if (this.role === 'leader') return;
+        this.followLeader(m.from);
+        this.handleCommitNotice(m);
         return;
       case 'snapshot':
         if (this.role === 'leader') return;
@@ -700,6 +705,7 @@ export class RaftCore {
     const last = this.log.lastIndex();
     const entries = pr.next <= last ? this.log.entries(pr.next, last + 1, this.opts.maxMsgBytes) : [];
     if (entries.length === 0 && !sendIfEmpty) return false;
+    pr.commitSent = Math.max(pr.commitSent, Math.min(this.log.committed, prevIndex + entries.length));
     const msg: AppendRequest = {
       ...this.envelope(to),
       type: 'append',
@@ -789,10 +795,44 @@ export class RaftCore {
     else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) pr.becomeProbe();
     if (this.maybeCommit()) {
       // Tell every follower about the new commit index.
-      for (const id of this.progress.keys()) this.sendAppend(id, true);
+      for (const id of this.progress.keys()) this.sendCommit(id);
+    } else if (this.caughtUp(pr)) {
+      // The commit index already covers entries this answer acknowledges
+      // (another follower's answer or the leader's own write came first):
+      // without a notice now, this follower would learn of it only from the
+      // next append or heartbeat.
+      this.sendCommitNotice(m.from, pr);
     }
     this.sendAppendWindow(m.from);
     if (m.from === this.transferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+  }
+
+  /**
+   * A follower that has been sent every entry gets a commit notice, which it
+   * does not answer (the answer to an empty append would tell nothing new).
+   * Any other gets an append, even an empty one: its answer drives probing
+   * and the repair of a follower that lost entries.
+   */
+  private sendCommit(to: NodeId): void {
+    const pr = this.progress.get(to);
+    if (pr && this.caughtUp(pr)) this.sendCommitNotice(to, pr);
+    else this.sendAppend(to, true);
+  }
+
+  private caughtUp(pr: Progress): boolean {
+    return pr.state === 'replicate' && pr.next > this.log.lastIndex();
+  }
+
+  private sendCommitNotice(to: NodeId, pr: Progress): void {
+    // Only up to match, as heartbeats: unlike an append, the notice carries
+    // no (index, term) for the follower to check its log against, and it may
+    // overtake the appends sent before it; above match the follower's log
+    // may still hold another leader's entries.
+    const commit = Math.min(pr.match, this.log.committed);
+    if (commit <= pr.commitSent) return;
+    pr.commitSent = commit;
+    const notice: CommitNotice = { ...this.envelope(to), type: 'commit', commit };
+    this.ready_.messages.push(notice);
   }
 
   private maybeCommit(): boolean {
@@ -884,6 +924,7 @@ export class RaftCore {
         commit: Math.min(pr.match, this.log.committed),
         round: this.round,
       };
+      pr.commitSent = Math.max(pr.commitSent, hb.commit);
       this.ready_.messages.push(hb);
     }
     this.releaseReads();
@@ -892,6 +933,10 @@ export class RaftCore {
   private handleHeartbeat(m: Heartbeat): void {
     this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
     this.sendAfterPersist({ ...this.envelope(m.from), type: 'heartbeatResp', round: m.round, lastIndex: this.log.lastIndex() });
+  }
+
+  private handleCommitNotice(m: CommitNotice): void {
+    this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
   }
 
   private handleHeartbeatResponse(m: HeartbeatResponse): void {
@@ -982,4 +1027,9 @@ export class RaftCore {
   private softStateChanged(): boolean {
     return this.role !== this.lastSoft.role || this.term !== this.lastSoft.term || this.leader !== this.lastSoft.leader;
   }
+}
+
+/** Messages only a leader sends: they carry its term to followers. */
+function fromLeader(m: Message): boolean {
+  return m.type === 'append' || m.type === 'heartbeat' || m.type === 'commit' || m.type === 'snapshot';
 }

@@ -6,8 +6,9 @@ import type { Entry, HardState, Message, NodeId, ReadFailure, ReadState, Role, S
  * The ordering contract (what makes the core's decisions durable before
  * others rely on them):
  * 1. `messages` may be sent at once, in parallel with persisting: they are the
- *    leader's AppendEntries and heartbeats, which depend on nothing this
- *    Ready changes (the leader writes its log in parallel with replication).
+ *    leader's AppendEntries, heartbeats and commit notices, which depend on
+ *    nothing this Ready changes (the leader writes its log in parallel with
+ *    replication).
  * 2. If `snapshot` is set, install it first: restore the state machine from
  *    the snapshot just received and reset the log to start after its index.
  *    Then persist `entries` (the first may overwrite existing ones: truncate the

@@ -87,6 +87,16 @@ export interface Heartbeat extends Base {
   round: number;
 }
 
+/**
+ * The leader's commit index for a follower that has every entry sent to it,
+ * instead of an empty append: the follower does not answer it.
+ */
+export interface CommitNotice extends Base {
+  type: 'commit';
+  /** At most the follower's match: the notice carries no (index, term) for it to check its log against. */
+  commit: number;
+}
+
 export interface HeartbeatResponse extends Base {
   type: 'heartbeatResp';
   round: number;
@@ -135,6 +145,7 @@ export type Message =
   | AppendRequest
   | AppendResponse
   | Heartbeat
+  | CommitNotice
   | HeartbeatResponse
   | TimeoutNow
   | InstallSnapshot

@@ -38,6 +38,7 @@ const TYPE_TO_WIRE: Record<PeerMessage['type'], MessageType> = {
   appendResp: MessageType.AppendResp,
   heartbeat: MessageType.Heartbeat,
   heartbeatResp: MessageType.HeartbeatResp,
+  commit: MessageType.Commit,
   timeoutNow: MessageType.TimeoutNow,
   snapshot: MessageType.InstallSnapshot,
   readIndex: MessageType.ReadIndex,
@@ -133,6 +134,9 @@ export function encodeEnvelope(group: string, m: PeerMessage): Uint8Array {
     case 'heartbeatResp':
       Envelope.addRound(b, BigInt(m.round));
       Envelope.addLastLogIndex(b, BigInt(m.lastIndex));
+      break;
+    case 'commit':
+      Envelope.addCommit(b, BigInt(m.commit));
       break;
     case 'timeoutNow':
       break;
@@ -281,6 +285,9 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
         break;
       case 'heartbeatResp':
         message = { ...base, type, round: num(env.round(), 'round'), lastIndex: num(env.lastLogIndex(), 'lastLogIndex') };
+        break;
+      case 'commit':
+        message = { ...base, type, commit: num(env.commit(), 'commit') };
         break;
       case 'timeoutNow':
         message = { ...base, type };

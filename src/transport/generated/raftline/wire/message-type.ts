@@ -16,5 +16,6 @@ export enum MessageType {
   SnapshotChunk = 12,
   SnapshotChunkResp = 13,
   ForwardProposal = 14,
-  ForwardProposalResp = 15
+  ForwardProposalResp = 15,
+  Commit = 16
 }
