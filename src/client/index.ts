@@ -16,7 +16,7 @@ import {
   type ClientResult,
   type ReadConsistency,
 } from '../transport/client-codec.js';
-import { frameEnd, packFrame, unpackFrame } from '../transport/frame.js';
+import { packFrames, unpackFrame } from '../transport/frame.js';
 import { zeroMask } from '../transport/ws-mask.js';
 
 export type { ClientKeyValue as KeyValue, ClientResult as OperationResult, ReadConsistency } from '../transport/client-codec.js';
@@ -237,11 +237,7 @@ export class RaftlineClient {
     this.outbox = [];
     const socket = this.socket;
     if (socket?.readyState !== WebSocket.OPEN) return;
-    for (let start = 0; start < requests.length; ) {
-      const end = frameEnd(requests, start);
-      socket.send(packFrame(requests, start, end), { binary: true });
-      start = end;
-    }
+    for (const frame of packFrames(requests)) socket.send(frame, { binary: true });
   }
 
   private onResponse(r: ClientResponse): void {

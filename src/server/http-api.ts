@@ -11,7 +11,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '@truffl
 import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TimeoutError, type RaftNode } from '../node/index.js';
 import type { UwsTransportStats } from '../transport/index.js';
 import { ClientFrameError, decodeRequest, encodeResponse, type ClientResponse, type ClientResult } from '../transport/client-codec.js';
-import { frameEnd, packFrame, unpackFrame } from '../transport/frame.js';
+import { packFrames, unpackFrame } from '../transport/frame.js';
 import { decodeCommand, encodeCommand, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
 import { ClientTokenCheck } from './client-auth.js';
 import type { KeyValue, KvStore, OperationResult, TxnResult } from './kv-store.js';
@@ -559,11 +559,7 @@ export class HttpApi {
     data.replies = [];
     if (data.closed) return;
     ws.cork(() => {
-      for (let start = 0; start < replies.length; ) {
-        const end = frameEnd(replies, start);
-        ws.send(packFrame(replies, start, end), true);
-        start = end;
-      }
+      for (const frame of packFrames(replies)) ws.send(frame, true);
     });
   }
 

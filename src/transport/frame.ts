@@ -36,6 +36,17 @@ export function packFrame(envelopes: readonly Uint8Array[], start: number, end: 
   return frame;
 }
 
+/** `envelopes` packed into as few frames as `frameEnd` allows, in order. */
+export function packFrames(envelopes: readonly Uint8Array[]): Buffer[] {
+  const frames: Buffer[] = [];
+  for (let start = 0; start < envelopes.length; ) {
+    const end = frameEnd(envelopes, start);
+    frames.push(packFrame(envelopes, start, end));
+    start = end;
+  }
+  return frames;
+}
+
 /**
  * Splits a frame into its envelopes (views into `frame`). A length prefix that
  * runs past the end of the frame ends the walk: nothing after it can be
