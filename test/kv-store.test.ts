@@ -123,7 +123,7 @@ test('a snapshot restores keys, revisions and client sessions exactly', async ()
   const rng = new Prng(9);
   for (let i = 0; i < 3000; i++) apply(s, txn(put(`key-${rng.int(0, 999)}`, 'v'.repeat(rng.int(0, 2000)))), `c${i % 7}`, i);
   const store = await SnapshotStore.open(path.join(root, 'snap'));
-  const file = await store.save({ index: 3000, term: 1, configuration: { voters: ['n1'], learners: [] } }, (w) => s.onSnapshotSave(w));
+  const file = await store.save({ index: 3000, term: 1, configuration: { voters: ['n1'], learners: [] } }, s.onSnapshotCapture());
   const restored = new KvStore();
   const reader = await store.reader(file);
   await restored.onSnapshotLoad(reader);
@@ -133,4 +133,29 @@ test('a snapshot restores keys, revisions and client sessions exactly', async ()
   const all = { type: 'range' as const, key: b('\0'), rangeEnd: b('\0') };
   assert.deepEqual(restored.range(all), s.range(all));
   assert.equal(apply(restored, txn(put('k', 'v')), 'c3', 2999).duplicate, true, 'sessions came along');
+});
+
+test('a snapshot holds the state as captured, not the changes applied while it is written', async () => {
+  const s = new KvStore();
+  const rng = new Prng(11);
+  for (let i = 0; i < 2000; i++) apply(s, txn(put(`key-${rng.int(0, 499)}`, 'v'.repeat(rng.int(0, 3000)))), `c${i % 5}`, i);
+  const all = { type: 'range' as const, key: b('\0'), rangeEnd: b('\0') };
+  const captured = { revision: s.revision, range: s.range(all) };
+  const write = s.onSnapshotCapture();
+  // After the capture: overwrite captured keys, delete some, add new ones, with the same and new sessions.
+  for (let i = 0; i < 200; i++) apply(s, txn(put(`key-${i}`, `later-${i}`)), 'c1', 5000 + i);
+  apply(s, txn({ type: 'delete', key: b('key-3'), rangeEnd: b('key-4') }), 'c9', 1);
+  apply(s, txn(put('brand-new', 'x')), 'c2', 9000);
+  assert.notDeepEqual(s.range(all), captured.range, 'the live state moved on');
+  const store = await SnapshotStore.open(path.join(root, 'snap-capture'));
+  const file = await store.save({ index: 2000, term: 1, configuration: { voters: ['n1'], learners: [] } }, write);
+  const restored = new KvStore();
+  const reader = await store.reader(file);
+  await restored.onSnapshotLoad(reader);
+  await reader.close();
+  assert.equal(restored.revision, captured.revision);
+  assert.deepEqual(restored.range(all), captured.range);
+  assert.equal(apply(restored, txn(put('k', 'v')), 'c3', 1998).duplicate, true, 'sessions as captured came along');
+  assert.equal(apply(restored, txn(put('k', 'v')), 'c1', 5000).duplicate, undefined, 'a command applied after the capture is not in the snapshot');
+  assert.equal(apply(restored, txn(put('k', 'v')), 'c9', 1).duplicate, undefined, 'nor is a session that started after it');
 });

@@ -2,6 +2,7 @@
 // disk, an in-memory network that encodes every message to its wire frame.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { MemoryNetwork } from '../src/transport/index.js';
 import {
@@ -12,9 +13,11 @@ import {
   type ApplyIterator,
   type RaftNodeOptions,
   type SnapshotReader,
+  type SnapshotWrite,
   type SnapshotWriter,
   type StateMachine,
 } from '../src/node/index.js';
+import { SnapshotStore } from '../src/node/snapshot-store.js';
 import { Prng } from './support/prng.js';
 import { eventually } from './support/eventually.js';
 import { tempDir } from './support/tmp.js';
@@ -51,6 +54,43 @@ class KvMachine implements StateMachine {
   }
 }
 
+/**
+ * Captures its state for a snapshot (and still has onSnapshotSave, which the
+ * node must not use): the writer writes half the captured keys, then waits
+ * for `gate` if one is set.
+ */
+class CapturingMachine extends KvMachine {
+  gate: Promise<void> | null = null;
+  /** The state and applied index at the last capture. */
+  captured: { applied: number; data: Map<string, string> } | null = null;
+  writing = false;
+  writeError: Error | null = null;
+
+  onSnapshotCapture(): SnapshotWrite {
+    const entries = [...this.data];
+    this.captured = { applied: this.applied, data: new Map(entries) };
+    const gate = this.gate;
+    return async (writer) => {
+      this.writing = true;
+      try {
+        for (const [i, [key, value]] of entries.entries()) {
+          if (i === entries.length >> 1) await gate;
+          await writer.write(Buffer.from(`${key}=${value}\n`));
+        }
+      } catch (err) {
+        this.writeError = err as Error;
+        throw err;
+      }
+    };
+  }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 interface Member {
   node: RaftNode;
   fsm: KvMachine;
@@ -61,6 +101,7 @@ class TestCluster {
   readonly net = new MemoryNetwork(() => this.rng.next());
   readonly members = new Map<string, Member>();
   private readonly rng = new Prng(7);
+  makeFsm: () => KvMachine = () => new KvMachine();
 
   constructor(
     readonly root: string,
@@ -69,7 +110,7 @@ class TestCluster {
   ) {}
 
   async start(id: string, peers: string[] = this.peers, extra: Partial<RaftNodeOptions> = {}): Promise<Member> {
-    const fsm = new KvMachine();
+    const fsm = this.makeFsm();
     const dir = path.join(this.root, id);
     const node = await RaftNode.start({
       groupId: 'g1',
@@ -112,8 +153,14 @@ describe('RaftNode', () => {
   after(cleanup);
 
   /** Runs `body` against a started three-node group, shutting it down afterwards. */
-  async function withCluster(name: string, body: (c: TestCluster) => Promise<void>, options: Partial<RaftNodeOptions> = {}): Promise<void> {
+  async function withCluster(
+    name: string,
+    body: (c: TestCluster) => Promise<void>,
+    options: Partial<RaftNodeOptions> = {},
+    makeFsm: () => KvMachine = () => new KvMachine(),
+  ): Promise<void> {
     const c = new TestCluster(path.join(root, name), ['n1', 'n2', 'n3'], options);
+    c.makeFsm = makeFsm;
     for (const id of c.peers) await c.start(id);
     try {
       await body(c);
@@ -303,6 +350,86 @@ describe('RaftNode', () => {
       },
       // Tiny chunks and window: the 40 KB snapshot takes dozens of round trips.
       { snapshotKeepEntries: 10, snapshotLogEntries: 0, snapshotChunkBytes: 1024, snapshotWindowBytes: 4096 },
+    );
+  });
+
+  test('with onSnapshotCapture, commands keep applying while the snapshot is written, and the snapshot holds the captured state', async () => {
+    await withCluster(
+      'snapshot-capture',
+      async (c) => {
+        const leader = await c.awaitLeader();
+        const fsm = leader.fsm as CapturingMachine;
+        for (let i = 0; i < 100; i++) await leader.node.apply(Buffer.from(`k${i % 10}=${i}`));
+        const expected = new Map(fsm.data);
+        const gate = deferred();
+        fsm.gate = gate.promise;
+        let saved = false;
+        const snapshot = leader.node.snapshot().finally(() => (saved = true));
+        await eventually('the snapshot is being written', () => fsm.writing);
+        const captured = fsm.captured!;
+        assert.deepEqual(captured.data, expected);
+        // Overwrites captured keys, and adds new ones, while the write is held.
+        for (let i = 0; i < 30; i++) assert.equal(await leader.node.apply(Buffer.from(`k${i % 15}=late${i}`)), `k${i % 15} is late${i}`);
+        assert.equal(saved, false, 'the snapshot is still being written');
+        assert.equal(leader.node.status().snapshot, null, 'an unfinished snapshot is not the latest');
+        assert.ok(leader.node.status().appliedIndex >= captured.applied + 30);
+        gate.resolve();
+        const meta = await snapshot;
+        assert.equal(meta.index, captured.applied, 'the snapshot is at the captured index');
+        assert.equal(leader.node.status().snapshot?.index, captured.applied);
+        assert.equal(leader.node.status().firstIndex, meta.index - 20 + 1, 'the log was compacted below it');
+        const live = new Map(fsm.data);
+        const id = leader.node.id;
+        await c.stop(id);
+        const store = await SnapshotStore.open(path.join(leader.dir, 'snapshots'));
+        const reader = await store.reader(store.latest!);
+        const loaded = new KvMachine();
+        await loaded.onSnapshotLoad(reader);
+        await reader.close();
+        assert.equal(loaded.applied, captured.applied);
+        assert.deepEqual(loaded.data, expected, 'the file holds the captured state, not the later one');
+        const back = await c.start(id);
+        assert.equal(back.fsm.applied, meta.index, 'the restarted node loaded the snapshot');
+        await eventually('the restarted node replayed the log after the snapshot', () => back.fsm.data.get('k14') === 'late29');
+        assert.deepEqual(back.fsm.data, live);
+      },
+      { snapshotKeepEntries: 20, snapshotLogEntries: 0, applyTimeoutMs: 5000 },
+      () => new CapturingMachine(),
+    );
+  });
+
+  test('a node stopped while its snapshot is written in the background shuts down, and the partial snapshot is never used', async () => {
+    await withCluster(
+      'snapshot-capture-stop',
+      async (c) => {
+        const leader = await c.awaitLeader();
+        const fsm = leader.fsm as CapturingMachine;
+        for (let i = 0; i < 100; i++) await leader.node.apply(Buffer.from(`k${i}=${i}`));
+        const gate = deferred();
+        fsm.gate = gate.promise;
+        const snapshot = leader.node.snapshot().then(
+          () => null,
+          (err: Error) => err,
+        );
+        await eventually('the snapshot is being written', () => fsm.writing);
+        const id = leader.node.id;
+        const stopped = await Promise.race([
+          c.stop(id).then(() => 'stopped'),
+          new Promise((r) => setTimeout(() => r('shutdown still waiting after 5 s'), 5000)),
+        ]);
+        assert.equal(stopped, 'stopped');
+        assert.ok((await snapshot) instanceof Error, 'the snapshot was abandoned');
+        assert.deepEqual(await fs.readdir(path.join(leader.dir, 'snapshots')), [], 'the partial file was removed');
+        // The held writer resumes after the shutdown: its writes are refused.
+        gate.resolve();
+        await eventually('the abandoned writer was refused', () => fsm.writeError !== null);
+        const back = await c.start(id);
+        assert.equal(back.node.status().snapshot, null, 'no snapshot to start from');
+        assert.equal(back.fsm.applied, 0);
+        await eventually('the restarted node replayed its log', () => back.fsm.data.get('k99') === '99');
+      },
+      { snapshotLogEntries: 0 },
+      () => new CapturingMachine(),
     );
   });
 

@@ -83,3 +83,31 @@ test('a damaged snapshot on disk stops the open with the file named', async () =
   await handle.close();
   await assert.rejects(SnapshotStore.open(dir), (err: Error) => err instanceof SnapshotCorruptError && err.message.includes(file.path) && /checksum/.test(err.message));
 });
+
+test('an aborted save rejects without waiting for the writer, deletes its partial file and keeps the previous snapshot', async () => {
+  const dir = path.join(root, 'abort');
+  const { store, file } = await saved(dir, payload(1000, 4));
+  const abort = new AbortController();
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let lateWrite: Promise<void> | null = null;
+  const saving = store.save(
+    { ...meta, index: 2000 },
+    async (w) => {
+      await w.write(Buffer.from('partial'));
+      await held;
+      lateWrite = w.write(Buffer.from('after the abort'));
+      await lateWrite;
+    },
+    abort.signal,
+  );
+  await new Promise((r) => setTimeout(r, 50));
+  abort.abort(new Error('stopping'));
+  await assert.rejects(saving, /stopping/);
+  assert.equal(store.latest?.path, file.path);
+  assert.deepEqual(await fs.readdir(dir), [path.basename(file.path)], 'no partial file is left');
+  release();
+  await new Promise((r) => setTimeout(r, 10));
+  await assert.rejects(lateWrite!, /stopping/, 'the writer is refused once aborted');
+  assert.equal((await SnapshotStore.open(dir)).latest?.meta.index, 1000);
+});

@@ -2,5 +2,5 @@ export { RaftNode } from './raft-node.js';
 export type { RaftNodeOptions, NodeStatus, FollowerStatus, NodeEvent } from './raft-node.js';
 export type { SnapshotReader, SnapshotWriter } from './snapshot-store.js';
 export { SnapshotCorruptError } from './snapshot-store.js';
-export type { StateMachine, Command, ApplyIterator, LeaderChange } from './state-machine.js';
+export type { StateMachine, Command, ApplyIterator, LeaderChange, SnapshotWrite } from './state-machine.js';
 export { RaftError, NotLeaderError, TermMismatchError, ShutdownError, TimeoutError, BusyError, OutcomeUnknownError } from './errors.js';

@@ -26,7 +26,7 @@ import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownErro
 import { EntryCache } from './entry-cache.js';
 import { SnapshotSender } from './snapshot-sender.js';
 import { SnapshotStore, type SnapshotFile } from './snapshot-store.js';
-import type { ApplyIterator, Command, StateMachine } from './state-machine.js';
+import type { ApplyIterator, Command, SnapshotWrite, StateMachine } from './state-machine.js';
 
 export interface RaftNodeOptions {
   groupId: string;
@@ -255,7 +255,10 @@ export class RaftNode {
   private persistTail: Promise<void> = Promise.resolve();
   private applyTail: Promise<void> = Promise.resolve();
   private receiveTail: Promise<void> = Promise.resolve();
+  /** The snapshot being taken, from waiting for the apply chain until it is saved and the log compacted (its write may run in the background). */
   private snapshotting: Promise<SnapshotMeta> | null = null;
+  /** Aborted when the node stops: abandons a snapshot still being written. */
+  private readonly stopping = new AbortController();
   private lastSnapshotMs = Date.now();
   /** After a failed snapshot (a full disk, say), automatic ones wait until then instead of trying every tick. */
   private snapshotRetryAtMs = 0;
@@ -393,24 +396,43 @@ export class RaftNode {
   }
 
   /**
-   * Snapshots the state machine at its applied index (through
-   * `onSnapshotSave`) and compacts the log below it. Applying pauses while
-   * the state machine writes. Concurrent calls share one snapshot; resolves
-   * with the latest snapshot's metadata.
+   * Snapshots the state machine at its applied index and compacts the log
+   * below it. With `onSnapshotCapture`, applying pauses only for the capture
+   * and the state is written in the background; with `onSnapshotSave`,
+   * applying pauses while the state machine writes. Concurrent calls share
+   * one snapshot; resolves with its metadata.
    */
   snapshot(): Promise<SnapshotMeta> {
     if (this.stopped) return Promise.reject(this.stopped);
-    if (!this.opts.fsm.onSnapshotSave) return Promise.reject(new RaftError('the state machine has no onSnapshotSave', 'ERR_RAFTLINE_CONFIG'));
+    const fsm = this.opts.fsm;
+    if (!fsm.onSnapshotCapture && !fsm.onSnapshotSave) {
+      return Promise.reject(new RaftError('the state machine has neither onSnapshotCapture nor onSnapshotSave', 'ERR_RAFTLINE_CONFIG'));
+    }
     if (this.snapshotting) return this.snapshotting;
-    const run = this.applyTail.then(() => this.saveSnapshot());
-    this.applyTail = run.then(
+    let run: Promise<SnapshotMeta>;
+    if (fsm.onSnapshotCapture) {
+      // The capture takes the apply chain's turn; the write and the compaction
+      // run beside it, tracked by `snapshotting` (which shutdown awaits).
+      const captured = this.applyTail.then(() => this.captureSnapshot());
+      this.applyTail = captured.then(
+        () => undefined,
+        () => undefined,
+      );
+      run = captured.then((c) => ('write' in c ? this.saveSnapshot(c.meta, c.write) : c));
+    } else {
+      run = this.applyTail.then(() => this.captureSnapshot()).then((c) => ('write' in c ? this.saveSnapshot(c.meta, c.write) : c));
+    }
+    const settled = run.then(
       () => undefined,
       (err: Error) => {
+        // Abandoned by a stopping node: nothing to report.
+        if (this.stopped) return;
         // A failed snapshot costs nothing but log space: report it, keep going.
         this.snapshotRetryAtMs = Date.now() + SNAPSHOT_RETRY_MS;
         this.opts.fsm.onError?.(new RaftError(`snapshot failed: ${err.message}`, 'ERR_RAFTLINE_SNAPSHOT'));
       },
     );
+    if (!fsm.onSnapshotCapture) this.applyTail = settled;
     const shared = run.finally(() => {
       this.snapshotting = null;
     });
@@ -495,6 +517,8 @@ export class RaftNode {
   private async close(): Promise<void> {
     await this.persistTail.catch(() => undefined);
     await this.applyTail.catch(() => undefined);
+    // A snapshot write in the background was abandoned by stop(): its partial file is gone once this settles.
+    await this.snapshotting?.catch(() => undefined);
     await this.receiveTail.catch(() => undefined);
     await this.store.close();
     await this.log.close();
@@ -804,7 +828,8 @@ export class RaftNode {
   // -------------------------------------------------------------- snapshots
 
   private maybeSnapshot(): void {
-    if (this.snapshotting || !this.opts.fsm.onSnapshotSave || Date.now() < this.snapshotRetryAtMs) return;
+    const fsm = this.opts.fsm;
+    if (this.snapshotting || !(fsm.onSnapshotCapture || fsm.onSnapshotSave) || Date.now() < this.snapshotRetryAtMs) return;
     const since = this.store.latest?.meta.index ?? 0;
     if (this.appliedIndex <= since) return;
     const byEntries = this.opts.snapshotLogEntries ?? 100_000;
@@ -814,18 +839,31 @@ export class RaftNode {
     }
   }
 
-  private async saveSnapshot(): Promise<SnapshotMeta> {
+  /**
+   * Runs in the apply chain, so nothing is applied meanwhile: the snapshot's
+   * metadata at the applied index and what writes its data (the state
+   * machine's capture, or `onSnapshotSave`, which must then run in the chain
+   * too). The latest snapshot's metadata when it already covers the index.
+   */
+  private captureSnapshot(): { meta: SnapshotMeta; write: SnapshotWrite } | SnapshotMeta {
     if (this.stopped) throw this.stopped;
     const latest = this.store.latest;
     if (latest && latest.meta.index >= this.appliedIndex) return latest.meta;
     if (this.appliedIndex === 0) throw new BusyError('nothing to snapshot: no entry has been applied yet');
     const meta: SnapshotMeta = { index: this.appliedIndex, term: this.appliedTerm, configuration: this.core.configurationAt(this.appliedIndex) };
-    const save = this.opts.fsm.onSnapshotSave!.bind(this.opts.fsm);
+    const fsm = this.opts.fsm;
+    const write = fsm.onSnapshotCapture ? fsm.onSnapshotCapture() : fsm.onSnapshotSave!.bind(fsm);
+    return { meta, write };
+  }
+
+  private async saveSnapshot(meta: SnapshotMeta, write: SnapshotWrite): Promise<SnapshotMeta> {
     const started = performance.now();
-    const file = await this.store.save(meta, save);
+    const file = await this.store.save(meta, write, this.stopping.signal);
     this.opts.onEvent?.({ type: 'snapshotSaved', index: file.meta.index, bytes: file.bytes, durationMs: performance.now() - started });
     this.lastSnapshotMs = Date.now();
-    await this.compact(file.meta);
+    // The store keeps a newer snapshot that arrived from the leader meanwhile
+    // instead of this one: the log is being reset to that one, leave it alone.
+    if (file.meta.index === meta.index && file.meta.term === meta.term) await this.compact(meta);
     return meta;
   }
 
@@ -978,6 +1016,7 @@ export class RaftNode {
 
   private stop(reason: Error): void {
     this.stopped = reason;
+    this.stopping.abort(reason);
     clearInterval(this.ticker);
     this.unregister();
     this.abandonRequests(reason);

@@ -140,6 +140,7 @@ class FileWriter implements SnapshotWriter {
   constructor(
     private readonly handle: fs.FileHandle,
     readonly meta: SnapshotMeta,
+    private readonly signal: AbortSignal | undefined,
   ) {}
 
   get index(): number {
@@ -155,6 +156,7 @@ class FileWriter implements SnapshotWriter {
   }
 
   async write(data: Uint8Array): Promise<void> {
+    this.signal?.throwIfAborted();
     await this.put(data);
     this.dataBytes += data.length;
   }
@@ -262,21 +264,30 @@ export class SnapshotStore {
     return new FileReader(file, await fs.open(file.path, 'r'));
   }
 
-  /** Writes a snapshot through `meta.index`; `fill` streams the state machine's data into the writer. */
-  async save(meta: SnapshotMeta, fill: (writer: SnapshotWriter) => Promise<void>): Promise<SnapshotFile> {
+  /**
+   * Writes a snapshot through `meta.index`; `fill` streams the state
+   * machine's data into the writer. Aborting `signal` abandons the write
+   * without waiting for `fill` (whose later writes reject): the partial file
+   * is deleted and the save rejects with the signal's reason. Once the file
+   * is complete and about to be renamed, the save finishes regardless.
+   */
+  async save(meta: SnapshotMeta, fill: (writer: SnapshotWriter) => Promise<void>, signal?: AbortSignal): Promise<SnapshotFile> {
+    signal?.throwIfAborted();
     const final = path.join(this.dir, snapshotName(meta.index, meta.term));
     const tmp = `${final}.tmp`;
     const handle = await fs.open(tmp, 'w');
     let identity: { bytes: number; crc: number; dataBytes: number };
     try {
       try {
-        const writer = new FileWriter(handle, meta);
+        const writer = new FileWriter(handle, meta, signal);
         await writer.start();
-        await fill(writer);
+        await unlessAborted(fill(writer), signal);
+        signal?.throwIfAborted();
         identity = await writer.finish();
       } finally {
         await handle.close();
       }
+      signal?.throwIfAborted();
       await fs.rename(tmp, final);
     } catch (err) {
       // On a full disk the partial file would keep holding the space.
@@ -382,6 +393,17 @@ export class SnapshotStore {
     this.incoming = null;
     if (incoming) await incoming.handle.close();
   }
+}
+
+/** `work`, or a rejection with the signal's reason as soon as it aborts (leaving `work` to settle unobserved). */
+function unlessAborted(work: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return work;
+  return new Promise<void>((resolve, reject) => {
+    const abort = () => reject(signal.reason);
+    if (signal.aborted) abort();
+    else signal.addEventListener('abort', abort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort));
+  });
 }
 
 function sameFile(a: SnapshotFileId | SnapshotFile, b: SnapshotFileId): boolean {

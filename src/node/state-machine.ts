@@ -13,6 +13,9 @@ export interface Command {
   respond(result: unknown): void;
 }
 
+/** Writes a captured state into a snapshot (returned by `StateMachine.onSnapshotCapture`). */
+export type SnapshotWrite = (writer: SnapshotWriter) => Promise<void>;
+
 /** Committed commands in log order; a batch is never applied concurrently with another. */
 export interface ApplyIterator extends Iterable<Command> {
   readonly length: number;
@@ -31,10 +34,35 @@ export interface StateMachine {
   onApply(batch: ApplyIterator): Promise<void> | void;
   /**
    * Writes the state as of the last applied command into `writer`. Applying
-   * waits meanwhile, so the state cannot move under it. Without it the node
-   * never snapshots and its log grows without bound.
+   * waits meanwhile, so the state cannot move under it. Implement this or
+   * `onSnapshotCapture`; without either the node never snapshots and its log
+   * grows without bound.
    */
   onSnapshotSave?(writer: SnapshotWriter): Promise<void>;
+  /**
+   * Two-phase snapshot, for a state machine that can freeze its state cheaply
+   * (immutable values, copy-on-write): preferred over `onSnapshotSave` when
+   * both exist. Called between apply batches, at the applied index
+   * (`writer.index`), with applying paused only for the duration of the call:
+   * return quickly, without awaiting anything. The returned function is then
+   * called once, while applying continues, and must write exactly the state as
+   * it was at the capture into `writer`.
+   *
+   * While that function runs, `onApply` and `onSnapshotLoad` may run any
+   * number of times, so it must not read live state: capture what changes in
+   * place (counters, mutable maps) into the closure during the call, and keep
+   * only references to objects nothing ever modifies afterwards. The node may
+   * abandon the write (on shutdown or a fatal error): `writer.write` then
+   * rejects, the partial file is deleted and never used.
+   *
+   * ```ts
+   * onSnapshotCapture() {
+   *   const entries = [...this.map]; // values are never modified in place
+   *   return async (w) => { for (const [k, v] of entries) await w.write(Buffer.from(`${k}=${v}\n`)); };
+   * }
+   * ```
+   */
+  onSnapshotCapture?(): SnapshotWrite;
   /** Replaces the whole state with a snapshot's (on restart, and when the leader sends one). */
   onSnapshotLoad?(reader: SnapshotReader): Promise<void>;
   onLeaderStart?(term: number): void;

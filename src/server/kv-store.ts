@@ -4,7 +4,7 @@
 // revision and its version, as etcd defines them. Retried commands with the
 // same client id and sequence apply at most once.
 import type { Configuration } from '../core/quorum.js';
-import type { ApplyIterator, RaftError, SnapshotReader, SnapshotWriter, StateMachine } from '../node/index.js';
+import type { ApplyIterator, RaftError, SnapshotReader, SnapshotWrite, SnapshotWriter, StateMachine } from '../node/index.js';
 import { decodeCommand, type Bytes, type Compare, type KvCommand, type Operation } from './kv-command.js';
 
 export interface KeyValue {
@@ -116,30 +116,41 @@ export class KvStore implements StateMachine {
     return this.data.get(keyString(key));
   }
 
-  async onSnapshotSave(writer: SnapshotWriter): Promise<void> {
+  /**
+   * Snapshot capture: the header (revision, sessions, members: state that
+   * changes in place) is serialized now; of the keys only the KeyValue
+   * objects are collected, which is safe because none is ever modified once
+   * in `data` (a put stores a new one, a delete removes it). The returned
+   * writer streams exactly that state while later commands apply.
+   */
+  onSnapshotCapture(): SnapshotWrite {
     const sessions = [...this.sessions].map(([id, s]) => [id, s.floor, [...s.applied].map(([seq, r]) => [seq, r.revision, r.succeeded])]);
-    const header = Buffer.from(JSON.stringify({ revision: this.revisionValue, sessions, members: [...this.memberAddresses] }));
-    const head = Buffer.allocUnsafe(4);
-    head.writeUInt32LE(header.length);
-    await writer.write(Buffer.concat([head, header]));
-    let chunk: Buffer[] = [];
-    let bytes = 0;
-    for (const kv of this.data.values()) {
-      const meta = Buffer.allocUnsafe(32);
-      meta.writeUInt32LE(kv.key.length, 0);
-      meta.writeUInt32LE(kv.value.length, 4);
-      meta.writeDoubleLE(kv.createRevision, 8);
-      meta.writeDoubleLE(kv.modRevision, 16);
-      meta.writeDoubleLE(kv.version, 24);
-      chunk.push(meta, kv.key, kv.value);
-      bytes += 32 + kv.key.length + kv.value.length;
-      if (bytes >= SNAPSHOT_CHUNK_BYTES) {
-        await writer.write(Buffer.concat(chunk, bytes));
-        chunk = [];
-        bytes = 0;
+    const json = Buffer.from(JSON.stringify({ revision: this.revisionValue, sessions, members: [...this.memberAddresses] }));
+    const header = Buffer.allocUnsafe(4 + json.length);
+    header.writeUInt32LE(json.length, 0);
+    json.copy(header, 4);
+    const values = [...this.data.values()];
+    return async (writer: SnapshotWriter) => {
+      await writer.write(header);
+      let chunk: Buffer[] = [];
+      let bytes = 0;
+      for (const kv of values) {
+        const meta = Buffer.allocUnsafe(32);
+        meta.writeUInt32LE(kv.key.length, 0);
+        meta.writeUInt32LE(kv.value.length, 4);
+        meta.writeDoubleLE(kv.createRevision, 8);
+        meta.writeDoubleLE(kv.modRevision, 16);
+        meta.writeDoubleLE(kv.version, 24);
+        chunk.push(meta, kv.key, kv.value);
+        bytes += 32 + kv.key.length + kv.value.length;
+        if (bytes >= SNAPSHOT_CHUNK_BYTES) {
+          await writer.write(Buffer.concat(chunk, bytes));
+          chunk = [];
+          bytes = 0;
+        }
       }
-    }
-    if (bytes > 0) await writer.write(Buffer.concat(chunk, bytes));
+      if (bytes > 0) await writer.write(Buffer.concat(chunk, bytes));
+    };
   }
 
   async onSnapshotLoad(reader: SnapshotReader): Promise<void> {
