@@ -185,4 +185,23 @@ describe('commit notices', () => {
     b.core.step({ type: 'commit', from: 'c', to: 'b', term, commit: 0 });
     assert.deepEqual([b.core.currentTerm, b.core.currentRole, b.core.currentLeader], [term, 'follower', 'c']);
   });
+  test("when the leader's own write completes the quorum, the follower that answered hears of the commit at once", () => {
+    const c = quietCluster();
+    c.node('a').holdPersist = true;
+    const r = c.propose('a', 'x');
+    assert.ok(r.ok);
+    // Only b gets the entry and answers: with a's write still held, b's answer alone is no quorum.
+    deliver(c, (m) => m.type === 'append' && m.to === 'b');
+    deliver(c, (m) => m.type === 'appendResp' && m.from === 'b');
+    assert.equal(c.node('a').core.commitIndex, r.index - 1);
+    assert.deepEqual(notices(c, 'b'), []);
+    c.release('a');
+    assert.equal(c.node('a').core.commitIndex, r.index);
+    assert.deepEqual(
+      notices(c, 'b').map((m) => (m.type === 'commit' ? m.commit : -1)),
+      [r.index],
+    );
+    deliver(c, (m) => m.type === 'commit' && m.to === 'b');
+    assert.deepEqual(texts(c.node('b').applied), ['x']);
+  });
 });

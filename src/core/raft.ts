@@ -398,7 +398,10 @@ export class RaftCore {
   /** The runtime made entries up to `index` (whose term is `term`) durable. */
   persisted(index: number, term: number): void {
     this.log.persisted(index, term);
-    if (this.role === 'leader') this.maybeCommit();
+    // The leader's own write may be what completes a quorum: followers hear
+    // of the commit now, as when an answer completes it, not with the next
+    // append or heartbeat.
+    if (this.role === 'leader' && this.maybeCommit()) this.announceCommit();
   }
 
   // --------------------------------------------------------------- outputs
@@ -794,8 +797,7 @@ export class RaftCore {
     else if (pr.state === 'replicate') pr.inflights.freeTo(m.index);
     else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) pr.becomeProbe();
     if (this.maybeCommit()) {
-      // Tell every follower about the new commit index.
-      for (const id of this.progress.keys()) this.sendCommit(id);
+      this.announceCommit();
     } else if (this.caughtUp(pr)) {
       // The commit index already covers entries this answer acknowledges
       // (another follower's answer or the leader's own write came first):
@@ -805,6 +807,11 @@ export class RaftCore {
     }
     this.sendAppendWindow(m.from);
     if (m.from === this.transferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+  }
+
+  /** Tells every follower about the new commit index. */
+  private announceCommit(): void {
+    for (const id of this.progress.keys()) this.sendCommit(id);
   }
 
   /**
