@@ -122,6 +122,8 @@ test('a snapshot restores keys, revisions and client sessions exactly', async ()
   const s = new KvStore();
   const rng = new Prng(9);
   for (let i = 0; i < 3000; i++) apply(s, txn(put(`key-${rng.int(0, 999)}`, 'v'.repeat(rng.int(0, 2000)))), `c${i % 7}`, i);
+  // Larger than a snapshot chunk, between keys that share chunks.
+  apply(s, txn(put('key-500x', 'w'.repeat(3 << 19))), 'c8', 1);
   const store = await SnapshotStore.open(path.join(root, 'snap'));
   const file = await store.save({ index: 3000, term: 1, configuration: { voters: ['n1'], learners: [] } }, s.onSnapshotCapture());
   const restored = new KvStore();

@@ -47,6 +47,8 @@ const MAX_SESSIONS = 100_000;
 /** Applied sequences remembered per client: a client keeps fewer writes than this outstanding. */
 export const SESSION_WINDOW = 1024;
 const SNAPSHOT_CHUNK_BYTES = 1 << 20;
+/** Per key in a snapshot: key and value lengths (u32 each), create and mod revision and version (f64 each). */
+const KV_META_BYTES = 32;
 
 /** Keys as binary strings: their order is the byte order of the keys. */
 function keyString(key: Bytes): string {
@@ -132,24 +134,27 @@ export class KvStore implements StateMachine {
     const values = [...this.data.values()];
     return async (writer: SnapshotWriter) => {
       await writer.write(header);
-      let chunk: Buffer[] = [];
-      let bytes = 0;
+      // Keys are encoded straight into large chunks: a buffer per key (and a
+      // concat per chunk) made snapshots a tenth of a busy follower's CPU.
+      let chunk = Buffer.allocUnsafe(SNAPSHOT_CHUNK_BYTES);
+      let at = 0;
       for (const kv of values) {
-        const meta = Buffer.allocUnsafe(32);
-        meta.writeUInt32LE(kv.key.length, 0);
-        meta.writeUInt32LE(kv.value.length, 4);
-        meta.writeDoubleLE(kv.createRevision, 8);
-        meta.writeDoubleLE(kv.modRevision, 16);
-        meta.writeDoubleLE(kv.version, 24);
-        chunk.push(meta, kv.key, kv.value);
-        bytes += 32 + kv.key.length + kv.value.length;
-        if (bytes >= SNAPSHOT_CHUNK_BYTES) {
-          await writer.write(Buffer.concat(chunk, bytes));
-          chunk = [];
-          bytes = 0;
+        const bytes = KV_META_BYTES + kv.key.length + kv.value.length;
+        if (at + bytes > chunk.length) {
+          if (at > 0) await writer.write(chunk.subarray(0, at));
+          chunk = Buffer.allocUnsafe(Math.max(SNAPSHOT_CHUNK_BYTES, bytes));
+          at = 0;
         }
+        chunk.writeUInt32LE(kv.key.length, at);
+        chunk.writeUInt32LE(kv.value.length, at + 4);
+        chunk.writeDoubleLE(kv.createRevision, at + 8);
+        chunk.writeDoubleLE(kv.modRevision, at + 16);
+        chunk.writeDoubleLE(kv.version, at + 24);
+        kv.key.copy(chunk, at + KV_META_BYTES);
+        kv.value.copy(chunk, at + KV_META_BYTES + kv.key.length);
+        at += bytes;
       }
-      if (bytes > 0) await writer.write(Buffer.concat(chunk, bytes));
+      if (at > 0) await writer.write(chunk.subarray(0, at));
     };
   }
 
@@ -183,13 +188,13 @@ export class KvStore implements StateMachine {
         at = 4 + length;
         headerDone = true;
       }
-      while (pending.length - at >= 32) {
+      while (pending.length - at >= KV_META_BYTES) {
         const keyBytes = pending.readUInt32LE(at);
         const valueBytes = pending.readUInt32LE(at + 4);
-        const end = at + 32 + keyBytes + valueBytes;
+        const end = at + KV_META_BYTES + keyBytes + valueBytes;
         if (end > pending.length) break;
-        const key = Buffer.from(pending.subarray(at + 32, at + 32 + keyBytes));
-        const value = Buffer.from(pending.subarray(at + 32 + keyBytes, end));
+        const key = Buffer.from(pending.subarray(at + KV_META_BYTES, at + KV_META_BYTES + keyBytes));
+        const value = Buffer.from(pending.subarray(at + KV_META_BYTES + keyBytes, end));
         this.data.set(keyString(key), {
           key,
           value,
