@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { ApplyIterator, Command } from '../src/node/index.js';
 import { SnapshotStore } from '../src/node/snapshot-store.js';
 import { decodeCommand, encodeCommand, type KvCommand, type Operation, type Txn } from '../src/server/kv-command.js';
-import { KvStore, SESSION_WINDOW, type TxnResult } from '../src/server/kv-store.js';
+import { KvStore, MAX_SESSIONS, SESSION_WINDOW, type TxnResult } from '../src/server/kv-store.js';
 import { Prng } from './support/prng.js';
 import { tempDir } from './support/tmp.js';
 
@@ -116,6 +116,19 @@ test('a retried command applies once, in or out of order; one older than the ses
   assert.equal(apply(s, txn(put('x', 'late')), 'client-a', 1).error, 'staleSequence');
   assert.equal(apply(s, txn(put('x', 'again')), 'client-a', SESSION_WINDOW).duplicate, true);
   assert.equal(s.get(b('x'))?.value.toString(), '3');
+});
+
+test('beyond the session limit, the least recently active client is forgotten first', () => {
+  const s = new KvStore();
+  const write = (client: string, sequence: number) => apply(s, txn(put('k', client)), client, sequence);
+  for (let i = 0; i < MAX_SESSIONS; i++) write(`c${i}`, 1);
+  // c0 becomes the most recently active (twice in a row: still last), so c1 is now the oldest.
+  write('c0', 2);
+  write('c0', 3);
+  write('newcomer', 1);
+  assert.equal(write('c0', 1).duplicate, true, 'c0 is remembered');
+  assert.equal(write('c2', 1).duplicate, true, 'c2 is remembered');
+  assert.equal(write('c1', 1).duplicate, undefined, 'c1 was forgotten, so its retry applies again');
 });
 
 test('a snapshot restores keys, revisions and client sessions exactly', async () => {

@@ -53,6 +53,28 @@ function checkEntry(e: LogEntry, position: number): void {
 const sealedRecords = new WeakMap<LogEntry, Uint8Array>();
 
 /**
+ * An entry decoded from records, which carries its record itself: a WeakMap
+ * entry per decoded record made a busy follower's garbage collector work
+ * through thousands of ephemerons per turn.
+ */
+class DecodedEntry implements LogEntry {
+  readonly #record: Uint8Array;
+  constructor(
+    public index: number,
+    public term: number,
+    public type: number,
+    public data: Uint8Array,
+    record: Uint8Array,
+  ) {
+    this.#record = record;
+  }
+
+  static recordOf(e: LogEntry): Uint8Array | undefined {
+    return e instanceof DecodedEntry ? e.#record : sealedRecords.get(e);
+  }
+}
+
+/**
  * The sealed records of `entries` if every one is known: a view when they lie
  * back to back in one buffer (the usual case), a copy otherwise.
  */
@@ -60,7 +82,7 @@ export function knownRecords(entries: readonly LogEntry[]): Buffer | undefined {
   const parts: Uint8Array[] = [];
   let contiguous = true;
   for (const e of entries) {
-    const r = sealedRecords.get(e);
+    const r = DecodedEntry.recordOf(e);
     if (r === undefined) return undefined;
     const previous = parts[parts.length - 1];
     if (previous && (previous.buffer !== r.buffer || previous.byteOffset + previous.byteLength !== r.byteOffset)) contiguous = false;
@@ -145,14 +167,15 @@ export function decodeRecords(records: Buffer, count?: number): LogEntry[] {
     const length = records.readUInt32LE(at + 4);
     const end = at + RECORD_HEADER_BYTES + length;
     if (end > records.length) throw new InvalidLogOperationError(`record at byte ${at} is cut short`);
-    const entry = {
-      index: readU64(records, at + 16),
-      term: readU64(records, at + 8),
-      type: records[at + 3],
-      data: records.subarray(at + RECORD_HEADER_BYTES, end),
-    };
-    sealedRecords.set(entry, records.subarray(at, end));
-    out.push(entry);
+    out.push(
+      new DecodedEntry(
+        readU64(records, at + 16),
+        readU64(records, at + 8),
+        records[at + 3],
+        records.subarray(at + RECORD_HEADER_BYTES, end),
+        records.subarray(at, end),
+      ),
+    );
     at = end;
   }
   return out;

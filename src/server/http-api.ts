@@ -586,14 +586,14 @@ export class HttpApi {
         }
         for (const op of [...command.txn.success, ...command.txn.failure]) {
           if (op.type === 'member') throw new HttpError(400, 'bad_request', 'member operations go through the admin API');
-          this.checkKey(Buffer.from(op.key));
-          if (op.type === 'put') this.checkValue(Buffer.from(op.value));
+          this.checkKey(op.key);
+          if (op.type === 'put') this.checkValue(op.value);
         }
         const r = await this.propose(req.command);
         return answer({ revision: r.revision, succeeded: r.succeeded, duplicate: r.duplicate === true, results: r.responses.map(toClientResult) });
       }
       const read = req.read!;
-      this.checkKey(Buffer.from(read.key));
+      this.checkKey(read.key);
       await this.readBarrier(read.consistency === 'lease' ? 'lease' : read.consistency === 'stale' ? 'stale' : 'linearizable');
       const range = this.store.range({ type: 'range', key: read.key, rangeEnd: read.rangeEnd, limit: read.limit, keysOnly: read.keysOnly, countOnly: read.countOnly });
       return answer({ results: [toClientResult(range)] });
@@ -636,12 +636,12 @@ export class HttpApi {
     }
   }
 
-  private checkKey(key: Buffer, allowEmpty = false): void {
+  private checkKey(key: Uint8Array, allowEmpty = false): void {
     if (!allowEmpty && key.length === 0) throw new HttpError(400, 'bad_request', 'the key is empty');
     if (key.length > this.maxKeyBytes) throw new HttpError(413, 'key_too_large', `the key is ${key.length} bytes; the limit is ${this.maxKeyBytes}`);
   }
 
-  private checkValue(value: Buffer): void {
+  private checkValue(value: Uint8Array): void {
     if (value.length > this.maxValueBytes) throw new HttpError(413, 'value_too_large', `the value is ${value.length} bytes; the limit is ${this.maxValueBytes}`);
   }
 

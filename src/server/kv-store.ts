@@ -43,7 +43,7 @@ interface Session {
 }
 
 /** Clients remembered for deduplication; the least recently active is forgotten beyond this. */
-const MAX_SESSIONS = 100_000;
+export const MAX_SESSIONS = 100_000;
 /** Applied sequences remembered per client: a client keeps fewer writes than this outstanding. */
 export const SESSION_WINDOW = 1024;
 const SNAPSHOT_CHUNK_BYTES = 1 << 20;
@@ -63,6 +63,8 @@ export class KvStore implements StateMachine {
   /** Peer addresses of members, by node id (cluster metadata replicated with the data). */
   private readonly memberAddresses = new Map<string, string>();
   private sorted: string[] | null = [];
+  /** The session last in `sessions` (the most recently active), if known. */
+  private lastActiveSession: string | undefined;
   private revisionValue = 1;
   /** Hooks the server sets for logging. */
   onError?: (err: RaftError) => void;
@@ -150,8 +152,8 @@ export class KvStore implements StateMachine {
         chunk.writeDoubleLE(kv.createRevision, at + 8);
         chunk.writeDoubleLE(kv.modRevision, at + 16);
         chunk.writeDoubleLE(kv.version, at + 24);
-        kv.key.copy(chunk, at + KV_META_BYTES);
-        kv.value.copy(chunk, at + KV_META_BYTES + kv.key.length);
+        chunk.set(kv.key, at + KV_META_BYTES);
+        chunk.set(kv.value, at + KV_META_BYTES + kv.key.length);
         at += bytes;
       }
       if (at > 0) await writer.write(chunk.subarray(0, at));
@@ -161,6 +163,7 @@ export class KvStore implements StateMachine {
   async onSnapshotLoad(reader: SnapshotReader): Promise<void> {
     this.data.clear();
     this.sessions.clear();
+    this.lastActiveSession = undefined;
     for (const id of this.memberAddresses.keys()) this.onMemberAddress?.(id, null);
     this.memberAddresses.clear();
     this.sorted = null;
@@ -280,8 +283,12 @@ export class KvStore implements StateMachine {
       session.floor = Math.max(session.floor, oldest);
     }
     // Most recently active last, so the least recently active is evicted first.
-    this.sessions.delete(clientId);
-    this.sessions.set(clientId, session);
+    // Moving a session that is already last would cost two map operations per write.
+    if (clientId !== this.lastActiveSession) {
+      this.sessions.delete(clientId);
+      this.sessions.set(clientId, session);
+      this.lastActiveSession = clientId;
+    }
     if (this.sessions.size > MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
   }
 

@@ -10,6 +10,7 @@ const SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
 export class ServerMetrics {
   readonly registry = new Registry();
   private readonly requests = new Counter({ name: 'raftline_http_requests_total', help: 'Client HTTP requests by route and status', labelNames: ['route', 'status'], registers: [this.registry] });
+  private readonly requestChildren = new Map<string, { inc(): void }>();
   private readonly writeSeconds = new Histogram({ name: 'raftline_write_duration_seconds', help: 'Time from receiving a write to its being applied (commit latency seen by clients)', buckets: LATENCY_BUCKETS_S, registers: [this.registry] });
   private readonly appendSeconds = new Histogram({ name: 'raftline_log_append_duration_seconds', help: 'Log appends until durable (write and fdatasync)', buckets: LATENCY_BUCKETS_S, registers: [this.registry] });
   private readonly appendEntries = new Histogram({ name: 'raftline_log_append_entries', help: 'Entries per durable log append (group commit)', buckets: SIZE_BUCKETS, registers: [this.registry] });
@@ -72,7 +73,14 @@ export class ServerMetrics {
   };
 
   request(route: string, status: number): void {
-    this.requests.inc({ route, status: String(status) });
+    // prom-client hashes the labels on every inc; a busy server counts per request.
+    const key = `${route} ${status}`;
+    let child = this.requestChildren.get(key);
+    if (!child) {
+      child = this.requests.labels(route, String(status));
+      this.requestChildren.set(key, child);
+    }
+    child.inc();
   }
 
   write(seconds: number): void {
