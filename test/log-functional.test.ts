@@ -101,6 +101,18 @@ describe('SegmentLog', () => {
     });
   });
 
+  test('frameEntries frames a batch once: a run of the same entries is a view of its bytes, other entries are framed anew', () => {
+    const batch = range(1, 6, () => 2);
+    const framed = frameEntries(batch);
+    const run = frameEntries(batch.slice(2, 5));
+    const skipped = 2 * 32 + Buffer.byteLength('entry 1') + Buffer.byteLength('entry 2');
+    assert.ok(run.buffer === framed.buffer && run.byteOffset === framed.byteOffset + skipped, 'the run is a view of the batch bytes');
+    assert.deepEqual(Buffer.from(run), Buffer.from(frameEntries(range(3, 5, () => 2))), 'and they are what framing the run alone gives');
+    const lookalike = batch.slice(2, 5).map((e) => ({ ...e, data: Buffer.from('changed') }));
+    const reframed = frameEntries(lookalike);
+    assert.equal(reframed.subarray(32, 39).toString(), 'changed', 'equal indexes but other objects are framed again');
+  });
+
   test('appendFramed verifies checksums before queueing', async () => {
     await withLog('framed', async (dir) => {
       const log = await SegmentLog.open(dir);

@@ -46,16 +46,13 @@ function checkEntry(e: LogEntry, position: number): void {
 }
 
 /**
- * The sealed record each entry was decoded from or framed into. A follower
- * writes what it received without framing it again, and a leader frames an
- * entry once however many followers it sends it to.
- */
-const sealedRecords = new WeakMap<LogEntry, Uint8Array>();
-
-/**
- * An entry decoded from records, which carries its record itself: a WeakMap
- * entry per decoded record made a busy follower's garbage collector work
- * through thousands of ephemerons per turn.
+ * Entries whose sealed records are known are never framed again: a follower
+ * writes what it received as it is, and a leader frames a batch once however
+ * many followers it sends it to and then writes those same bytes.
+ *
+ * An entry decoded from records carries its record. (A WeakMap entry per
+ * record made the garbage collector work through an ephemeron for every
+ * entry held in memory.)
  */
 class DecodedEntry implements LogEntry {
   readonly #record: Uint8Array;
@@ -70,15 +67,31 @@ class DecodedEntry implements LogEntry {
   }
 
   static recordOf(e: LogEntry): Uint8Array | undefined {
-    return e instanceof DecodedEntry ? e.#record : sealedRecords.get(e);
+    return e instanceof DecodedEntry ? e.#record : undefined;
   }
 }
+
+/** A batch `frameEntries` framed: `records` holds entry i at [offsets[i], offsets[i + 1]). */
+interface FramedBatch {
+  entries: readonly LogEntry[];
+  records: Buffer;
+  offsets: number[];
+}
+
+/** Enough for the batches of a few groups in flight at once; older ones are framed again if asked for. */
+const RECENT_BATCHES = 8;
+const recentBatches: FramedBatch[] = [];
 
 /**
  * The sealed records of `entries` if every one is known: a view when they lie
  * back to back in one buffer (the usual case), a copy otherwise.
  */
 export function knownRecords(entries: readonly LogEntry[]): Buffer | undefined {
+  if (entries.length === 0) return undefined;
+  return entries[0] instanceof DecodedEntry ? decodedRecords(entries) : recentlyFramed(entries);
+}
+
+function decodedRecords(entries: readonly LogEntry[]): Buffer | undefined {
   const parts: Uint8Array[] = [];
   let contiguous = true;
   for (const e of entries) {
@@ -88,11 +101,23 @@ export function knownRecords(entries: readonly LogEntry[]): Buffer | undefined {
     if (previous && (previous.buffer !== r.buffer || previous.byteOffset + previous.byteLength !== r.byteOffset)) contiguous = false;
     parts.push(r);
   }
-  if (parts.length === 0) return undefined;
   if (!contiguous) return Buffer.concat(parts);
   const first = parts[0];
   const last = parts[parts.length - 1];
   return Buffer.from(first.buffer, first.byteOffset, last.byteOffset + last.byteLength - first.byteOffset);
+}
+
+/** `entries` as a run of a recently framed batch (the very same objects), or undefined. */
+function recentlyFramed(entries: readonly LogEntry[]): Buffer | undefined {
+  for (let b = recentBatches.length - 1; b >= 0; b--) {
+    const batch = recentBatches[b];
+    const at = entries[0].index - batch.entries[0].index;
+    if (!(at >= 0 && at + entries.length <= batch.entries.length)) continue;
+    let same = true;
+    for (let i = 0; i < entries.length && same; i++) same = batch.entries[at + i] === entries[i];
+    if (same) return batch.records.subarray(batch.offsets[at], batch.offsets[at + entries.length]);
+  }
+  return undefined;
 }
 
 /**
@@ -102,15 +127,14 @@ export function knownRecords(entries: readonly LogEntry[]): Buffer | undefined {
 export function frameEntries(entries: readonly LogEntry[]): Buffer {
   const known = knownRecords(entries);
   if (known) return known;
-  const buf = frameUnsealed(entries);
-  native.sealRecords(buf);
-  let at = 0;
-  for (const e of entries) {
-    const end = at + RECORD_HEADER_BYTES + e.data.byteLength;
-    sealedRecords.set(e, buf.subarray(at, end));
-    at = end;
-  }
-  return buf;
+  const records = frameUnsealed(entries);
+  native.sealRecords(records);
+  const offsets = [0];
+  for (const e of entries) offsets.push(offsets[offsets.length - 1] + RECORD_HEADER_BYTES + e.data.byteLength);
+  // A copy: the caller's array may change, the framed objects may not.
+  recentBatches.push({ entries: entries.slice(), records, offsets });
+  if (recentBatches.length > RECENT_BATCHES) recentBatches.shift();
+  return records;
 }
 
 /** Frames entries leaving magic and checksums for the addon to fill in, into a buffer from `allocate`. */
