@@ -8,8 +8,12 @@ export type ProgressState = 'probe' | 'replicate' | 'snapshot';
  * by bytes, released as acknowledgements arrive.
  */
 export class Inflights {
-  private readonly lastIndexes: number[] = [];
-  private readonly sizes: number[] = [];
+  // A ring, oldest at `head`: messages are released oldest first, and arrays
+  // that splice or shift allocate on every acknowledgement.
+  private lastIndexes = new Float64Array(16);
+  private sizes = new Float64Array(16);
+  private head = 0;
+  private length = 0;
   private bytes = 0;
 
   constructor(
@@ -18,42 +22,52 @@ export class Inflights {
   ) {}
 
   add(lastIndex: number, bytes: number): void {
-    this.lastIndexes.push(lastIndex);
-    this.sizes.push(bytes);
+    if (this.length === this.lastIndexes.length) this.grow();
+    const at = (this.head + this.length) % this.lastIndexes.length;
+    this.lastIndexes[at] = lastIndex;
+    this.sizes[at] = bytes;
+    this.length++;
     this.bytes += bytes;
   }
 
   /** Frees every message whose last index is at or below `index`. */
   freeTo(index: number): void {
-    let n = 0;
-    while (n < this.lastIndexes.length && this.lastIndexes[n] <= index) {
-      this.bytes -= this.sizes[n];
-      n++;
-    }
-    this.lastIndexes.splice(0, n);
-    this.sizes.splice(0, n);
+    while (this.length > 0 && this.lastIndexes[this.head] <= index) this.freeFirst();
   }
 
   /** Frees the oldest message, whatever became of it. */
   freeFirst(): void {
-    if (this.lastIndexes.length === 0) return;
-    this.bytes -= this.sizes[0];
-    this.lastIndexes.shift();
-    this.sizes.shift();
+    if (this.length === 0) return;
+    this.bytes -= this.sizes[this.head];
+    this.head = (this.head + 1) % this.lastIndexes.length;
+    this.length--;
   }
 
   reset(): void {
-    this.lastIndexes.length = 0;
-    this.sizes.length = 0;
+    this.head = 0;
+    this.length = 0;
     this.bytes = 0;
   }
 
+  private grow(): void {
+    const capacity = this.lastIndexes.length;
+    const lastIndexes = new Float64Array(capacity * 2);
+    const sizes = new Float64Array(capacity * 2);
+    for (let i = 0; i < this.length; i++) {
+      lastIndexes[i] = this.lastIndexes[(this.head + i) % capacity];
+      sizes[i] = this.sizes[(this.head + i) % capacity];
+    }
+    this.lastIndexes = lastIndexes;
+    this.sizes = sizes;
+    this.head = 0;
+  }
+
   get full(): boolean {
-    return this.lastIndexes.length >= this.maxCount || this.bytes >= this.maxBytes;
+    return this.length >= this.maxCount || this.bytes >= this.maxBytes;
   }
 
   get count(): number {
-    return this.lastIndexes.length;
+    return this.length;
   }
 
   get inflightBytes(): number {

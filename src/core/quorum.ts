@@ -29,10 +29,22 @@ export function isVoter(conf: Configuration, id: NodeId): boolean {
  * commit index the majority supports.
  */
 function majorityValue(voters: readonly NodeId[], valueOf: (id: NodeId) => number): number {
-  if (voters.length === 0) return Number.MAX_SAFE_INTEGER;
-  const values = voters.map(valueOf).sort((a, b) => b - a);
-  return values[Math.floor(voters.length / 2)];
+  const n = voters.length;
+  if (n === 0) return Number.MAX_SAFE_INTEGER;
+  // An insertion sort (descending) into a reused array: this runs for every
+  // acknowledgement, and Array.prototype.sort allocates on every call.
+  if (sortScratch.length < n) sortScratch = new Float64Array(n);
+  const values = sortScratch;
+  for (let i = 0; i < n; i++) {
+    const v = valueOf(voters[i]);
+    let j = i;
+    for (; j > 0 && values[j - 1] < v; j--) values[j] = values[j - 1];
+    values[j] = v;
+  }
+  return values[Math.floor(n / 2)];
 }
+
+let sortScratch = new Float64Array(8);
 
 /** The value a quorum of `conf` has reached (the minimum over both halves of a joint configuration). */
 export function quorumValue(conf: Configuration, valueOf: (id: NodeId) => number): number {

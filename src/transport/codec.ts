@@ -77,15 +77,45 @@ function encodeSnapshotMeta(b: flatbuffers.Builder, meta: SnapshotMeta): flatbuf
   return WireSnapshotMeta.endSnapshotMeta(b);
 }
 
+/**
+ * One builder for every envelope, each copied out when finished: a builder per
+ * message (its buffer, vtables and strings) was a good part of the garbage each
+ * write made. Encoding never reenters; a builder grown by a large message is
+ * dropped for a new one.
+ */
+let shared = new flatbuffers.Builder(4096);
+const SHARED_BUILDER_MAX_BYTES = 1 << 20;
+
+function builder(payloadBytes: number): flatbuffers.Builder {
+  if (shared.dataBuffer().capacity() > SHARED_BUILDER_MAX_BYTES) shared = new flatbuffers.Builder(4096);
+  // Sized for the payload up front: growing copies the whole buffer each time.
+  if (shared.dataBuffer().capacity() < 256 + payloadBytes) return new flatbuffers.Builder(256 + payloadBytes);
+  shared.clear();
+  return shared;
+}
+
+/** Group and node ids as UTF-8, encoded once: there are few, and every message carries three. */
+const idBytes = new Map<string, Uint8Array>();
+const MAX_CACHED_IDS = 4096;
+
+function utf8Id(id: string): Uint8Array {
+  let bytes = idBytes.get(id);
+  if (bytes === undefined) {
+    if (idBytes.size >= MAX_CACHED_IDS) idBytes.clear();
+    bytes = Buffer.from(id);
+    idBytes.set(id, bytes);
+  }
+  return bytes;
+}
+
 /** One envelope carrying `message` for Raft group `group`. */
 export function encodeEnvelope(group: string, m: PeerMessage): Uint8Array {
   const framed = m.type === 'append' && m.entries.length > 0 ? frameEntries(m.entries) : null;
   const payload = m.type === 'snapshotChunk' || m.type === 'forward' ? m.data : framed;
-  // Sized for the payload up front: growing copies the whole buffer each time.
-  const b = new flatbuffers.Builder(256 + (payload?.length ?? 0));
-  const groupOffset = b.createString(group);
-  const from = b.createString(m.from);
-  const to = b.createString(m.to);
+  const b = builder(payload?.length ?? 0);
+  const groupOffset = b.createString(utf8Id(group));
+  const from = b.createString(utf8Id(m.from));
+  const to = b.createString(utf8Id(m.to));
   // createByteVector copies in one go (the generated create*Vector adds byte by byte).
   const entries = framed ? b.createByteVector(framed) : 0;
   const forwarded = m.type === 'forward' ? b.createByteVector(m.data) : 0;
@@ -176,7 +206,7 @@ export function encodeEnvelope(group: string, m: PeerMessage): Uint8Array {
       break;
   }
   b.finish(Envelope.endEnvelope(b));
-  return b.asUint8Array();
+  return b === shared ? b.asUint8Array().slice() : b.asUint8Array();
 }
 
 function num(value: bigint, field: string): number {
