@@ -273,13 +273,18 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
     const type = WIRE_TO_TYPE.get(env.type());
     if (type === undefined) throw new FrameError(`unknown message type ${env.type()}`);
     const group = id(env.group(), 'group');
-    const base = { from: id(env.from(), 'from'), to: id(env.to(), 'to'), term: num(env.term(), 'term') };
+    // Spread into each message, a shared header object cost a copy per message.
+    const from = id(env.from(), 'from');
+    const to = id(env.to(), 'to');
+    const term = num(env.term(), 'term');
     let message: PeerMessage;
     switch (type) {
       case 'preVote':
       case 'vote':
         message = {
-          ...base,
+          from,
+          to,
+          term,
           type,
           lastLogIndex: num(env.lastLogIndex(), 'lastLogIndex'),
           lastLogTerm: num(env.lastLogTerm(), 'lastLogTerm'),
@@ -288,11 +293,13 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
         break;
       case 'preVoteResp':
       case 'voteResp':
-        message = { ...base, type, reject: env.reject() };
+        message = { from, to, term, type, reject: env.reject() };
         break;
       case 'append':
         message = {
-          ...base,
+          from,
+          to,
+          term,
           type,
           prevIndex: num(env.prevIndex(), 'prevIndex'),
           prevTerm: num(env.prevTerm(), 'prevTerm'),
@@ -302,7 +309,9 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
         break;
       case 'appendResp':
         message = {
-          ...base,
+          from,
+          to,
+          term,
           type,
           index: num(env.index(), 'index'),
           reject: env.reject(),
@@ -311,29 +320,31 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
         };
         break;
       case 'heartbeat':
-        message = { ...base, type, commit: num(env.commit(), 'commit'), round: num(env.round(), 'round') };
+        message = { from, to, term, type, commit: num(env.commit(), 'commit'), round: num(env.round(), 'round') };
         break;
       case 'heartbeatResp':
-        message = { ...base, type, round: num(env.round(), 'round'), lastIndex: num(env.lastLogIndex(), 'lastLogIndex') };
+        message = { from, to, term, type, round: num(env.round(), 'round'), lastIndex: num(env.lastLogIndex(), 'lastLogIndex') };
         break;
       case 'commit':
-        message = { ...base, type, commit: num(env.commit(), 'commit') };
+        message = { from, to, term, type, commit: num(env.commit(), 'commit') };
         break;
       case 'timeoutNow':
-        message = { ...base, type };
+        message = { from, to, term, type };
         break;
       case 'snapshot':
-        message = { ...base, type, snapshot: decodeSnapshotMeta(env, bytes.byteLength) };
+        message = { from, to, term, type, snapshot: decodeSnapshotMeta(env, bytes.byteLength) };
         break;
       case 'readIndex':
-        message = { ...base, type, requestId: num(env.requestId(), 'requestId') };
+        message = { from, to, term, type, requestId: num(env.requestId(), 'requestId') };
         break;
       case 'readIndexResp':
-        message = { ...base, type, requestId: num(env.requestId(), 'requestId'), index: num(env.index(), 'index'), reject: env.reject() };
+        message = { from, to, term, type, requestId: num(env.requestId(), 'requestId'), index: num(env.index(), 'index'), reject: env.reject() };
         break;
       case 'snapshotChunk':
         message = {
-          ...base,
+          from,
+          to,
+          term,
           type,
           file: { meta: decodeSnapshotMeta(env, bytes.byteLength), bytes: num(env.snapshotBytes(), 'snapshotBytes'), crc: env.snapshotCrc() },
           offset: num(env.chunkOffset(), 'chunkOffset'),
@@ -342,7 +353,9 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
         break;
       case 'snapshotChunkResp':
         message = {
-          ...base,
+          from,
+          to,
+          term,
           type,
           index: num(env.index(), 'index'),
           crc: env.snapshotCrc(),
@@ -351,12 +364,14 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
         };
         break;
       case 'forward':
-        message = { ...base, type, requestId: num(env.requestId(), 'requestId'), data: vector(bytes, env.payloadArray(), 'payload') ?? new Uint8Array(0) };
+        message = { from, to, term, type, requestId: num(env.requestId(), 'requestId'), data: vector(bytes, env.payloadArray(), 'payload') ?? new Uint8Array(0) };
         break;
       case 'forwardResp': {
         const hint = env.leaderHint();
         message = {
-          ...base,
+          from,
+          to,
+          term,
           type,
           requestId: num(env.requestId(), 'requestId'),
           index: num(env.index(), 'index'),
