@@ -52,6 +52,8 @@ export class FaultCluster {
     size = 3,
     /** More `serve` flags for every member. */
     private readonly extraArgs: string[] = [],
+    /** More environment variables for a member's processes. */
+    private readonly env: (id: string) => Record<string, string> = () => ({}),
   ) {
     this.ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
   }
@@ -77,7 +79,7 @@ export class FaultCluster {
   }
 
   spawn(id: string): void {
-    const { child, logs } = spawnServer([...this.args[id], ...this.extraArgs, '--log-level', 'warn'], this.lab?.exec(id));
+    const { child, logs } = spawnServer([...this.args[id], ...this.extraArgs, '--log-level', 'warn'], this.lab?.exec(id), this.env(id));
     this.children.set(id, child);
     this.logs.set(id, logs);
   }
@@ -102,6 +104,12 @@ export class FaultCluster {
   running(id: string): boolean {
     const c = this.children.get(id);
     return c !== undefined && c.exitCode === null && c.signalCode === null;
+  }
+
+  /** How a member's last process ended; null while it runs. */
+  exit(id: string): { code: number | null; signal: NodeJS.Signals | null } | null {
+    const c = this.children.get(id);
+    return c === undefined || this.running(id) ? null : { code: c.exitCode, signal: c.signalCode };
   }
 
   async signal(id: string, signal: NodeJS.Signals): Promise<void> {

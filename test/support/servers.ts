@@ -33,9 +33,9 @@ export function serveCommand(args: string[], prefix: readonly string[] = []): [s
   return [command[0], command.slice(1)];
 }
 
-/** A `raftline serve` child with its JSON log lines parsed as they arrive. */
-export function spawnServer(args: string[], prefix: readonly string[] = []): { child: ChildProcess; logs: Record<string, unknown>[] } {
-  const child = spawn(...serveCommand(args, prefix), { stdio: ['ignore', 'pipe', 'inherit'] });
+/** A `raftline serve` child with its JSON log lines parsed as they arrive; `env` is added to this process's environment. */
+export function spawnServer(args: string[], prefix: readonly string[] = [], env: Record<string, string> = {}): { child: ChildProcess; logs: Record<string, unknown>[] } {
+  const child = spawn(...serveCommand(args, prefix), { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
   const logs: Record<string, unknown>[] = [];
   let rest = '';
   child.stdout!.setEncoding('utf8').on('data', (text: string) => {

@@ -1,0 +1,47 @@
+// LD_PRELOAD shim for the fault tests: fdatasync and fsync fail with EIO,
+// without syncing, while the file named by RAFTLINE_TEST_FAIL_SYNC_FILE
+// exists. That is what a failing disk (or dm-error) shows a process, without
+// needing root or a block device; the test turns the fault on and off by
+// creating and deleting the file, so the process runs unchanged until then.
+// Built by test/support/failsync.ts.
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+typedef int (*sync_fn)(int);
+
+static const char *trigger;
+static sync_fn real_fdatasync;
+static sync_fn real_fsync;
+
+// Once, before main: getenv is not safe against a concurrent setenv, and the
+// log's writer thread syncs while JavaScript may be changing the environment.
+__attribute__((constructor)) static void init(void) {
+  trigger = getenv("RAFTLINE_TEST_FAIL_SYNC_FILE");
+  // RTLD_NEXT: libc's own functions, the ones this shim hides.
+  real_fdatasync = (sync_fn)dlsym(RTLD_NEXT, "fdatasync");
+  real_fsync = (sync_fn)dlsym(RTLD_NEXT, "fsync");
+}
+
+// Checked on every call, not once: the test creates the file while the process runs.
+static int failing(void) {
+  return trigger != NULL && access(trigger, F_OK) == 0;
+}
+
+int fdatasync(int fd) {
+  if (failing()) {
+    errno = EIO;
+    return -1;
+  }
+  return real_fdatasync(fd);
+}
+
+int fsync(int fd) {
+  if (failing()) {
+    errno = EIO;
+    return -1;
+  }
+  return real_fsync(fd);
+}
