@@ -102,7 +102,7 @@ async function scenario(name: string, region: number, pick: 'leader' | 'follower
 }
 
 test('fdatasync fails with EIO on the leader: it logs it and exits 1, a new leader goes on; restarted, it catches up', () =>
-  scenario('fsync EIO: leader', 15_000, 'leader'));
+  scenario('fsync EIO: leader', 30_000, 'leader'));
 
 test('fdatasync fails with EIO on a follower: it logs it and exits 1, the others go on; restarted, it catches up', () =>
-  scenario('fsync EIO: follower', 20_000, 'follower'));
+  scenario('fsync EIO: follower', 32_000, 'follower'));
