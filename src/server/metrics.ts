@@ -9,8 +9,12 @@ const SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
 
 export class ServerMetrics {
   readonly registry = new Registry();
-  private readonly requests = new Counter({ name: 'raftline_http_requests_total', help: 'Client HTTP requests by route and status', labelNames: ['route', 'status'], registers: [this.registry] });
-  private readonly requestChildren = new Map<string, { inc(): void }>();
+  /**
+   * Requests by route and status, counted here and handed to prom-client only
+   * when scraped: its inc() hashes the label set on every call, labelled
+   * children included, and a busy server counts every request.
+   */
+  private readonly requestCounts = new Map<string, { route: string; status: string; count: number }>();
   private readonly writeSeconds = new Histogram({ name: 'raftline_write_duration_seconds', help: 'Time from receiving a write to its being applied (commit latency seen by clients)', buckets: LATENCY_BUCKETS_S, registers: [this.registry] });
   private readonly appendSeconds = new Histogram({ name: 'raftline_log_append_duration_seconds', help: 'Log appends until durable (write and fdatasync)', buckets: LATENCY_BUCKETS_S, registers: [this.registry] });
   private readonly appendEntries = new Histogram({ name: 'raftline_log_append_entries', help: 'Entries per durable log append (group commit)', buckets: SIZE_BUCKETS, registers: [this.registry] });
@@ -20,6 +24,17 @@ export class ServerMetrics {
 
   constructor(node: () => RaftNode | null, storageAvailable: () => boolean, peerTransport: () => UwsTransportStats) {
     const status = () => node()?.status();
+    const requestCounts = this.requestCounts;
+    new Counter({
+      name: 'raftline_http_requests_total',
+      help: 'Client HTTP requests by route and status',
+      labelNames: ['route', 'status'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const { route, status, count } of requestCounts.values()) this.inc({ route, status }, count);
+      },
+    });
     new Gauge({ name: 'raftline_storage_available', help: '1 while the data directory takes writes; 0 from running out of space until the node restarted on it', registers: [this.registry], collect() { this.set(storageAvailable() ? 1 : 0); } });
     new Gauge({ name: 'raftline_term', help: 'Current Raft term', registers: [this.registry], collect() { const s = status(); if (s) this.set(s.term); } });
     new Gauge({ name: 'raftline_is_leader', help: '1 on the leader', registers: [this.registry], collect() { const s = status(); if (s) this.set(s.role === 'leader' ? 1 : 0); } });
@@ -73,14 +88,10 @@ export class ServerMetrics {
   };
 
   request(route: string, status: number): void {
-    // prom-client hashes the labels on every inc; a busy server counts per request.
     const key = `${route} ${status}`;
-    let child = this.requestChildren.get(key);
-    if (!child) {
-      child = this.requests.labels(route, String(status));
-      this.requestChildren.set(key, child);
-    }
-    child.inc();
+    const counted = this.requestCounts.get(key);
+    if (counted) counted.count++;
+    else this.requestCounts.set(key, { route, status: String(status), count: 1 });
   }
 
   write(seconds: number): void {
