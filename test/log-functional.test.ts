@@ -4,6 +4,7 @@ import { readdirSync, writeFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import {
   crc32c,
+  decodeRecords,
   frameEntries,
   InvalidLogOperationError,
   LogClosedError,
@@ -20,6 +21,11 @@ function range(from: number, toInclusive: number, term: (i: number) => number): 
   const out: LogEntry[] = [];
   for (let i = from; i <= toInclusive; i++) out.push(entry(i, term(i)));
   return out;
+}
+
+/** Framing from scratch, bypassing every cache: fresh entry objects each time. */
+function freshlyFramed(entries: LogEntry[]): Buffer {
+  return frameEntries(entries.map((e) => ({ ...e })));
 }
 
 function assertEntries(actual: LogEntry[], expected: LogEntry[]): void {
@@ -111,6 +117,14 @@ describe('SegmentLog', () => {
     const lookalike = batch.slice(2, 5).map((e) => ({ ...e, data: Buffer.from('changed') }));
     const reframed = frameEntries(lookalike);
     assert.equal(reframed.subarray(32, 39).toString(), 'changed', 'equal indexes but other objects are framed again');
+    assert.equal(frameEntries([]).length, 0, 'an empty batch frames to nothing');
+    assert.deepEqual(Buffer.from(frameEntries(range(7, 8, () => 2))), Buffer.from(freshlyFramed(range(7, 8, () => 2))), 'and framing goes on after it');
+  });
+
+  test('a batch that mixes decoded entries with new ones is framed as the same bytes', () => {
+    const decoded = decodeRecords(frameEntries(range(1, 3, () => 1)));
+    const mixed = [...decoded, ...range(4, 5, () => 1)];
+    assert.deepEqual(Buffer.from(frameEntries(mixed)), Buffer.from(freshlyFramed(range(1, 5, () => 1))));
   });
 
   test('appendFramed verifies checksums before queueing', async () => {

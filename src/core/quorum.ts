@@ -23,6 +23,8 @@ export function isVoter(conf: Configuration, id: NodeId): boolean {
   return conf.voters.includes(id) || (conf.outgoing?.includes(id) ?? false);
 }
 
+let sortScratch = new Float64Array(8);
+
 /**
  * The largest value that a majority of `voters` has reached, given each
  * voter's value (missing voters count as 0). For match indexes this is the
@@ -43,8 +45,6 @@ function majorityValue(voters: readonly NodeId[], valueOf: (id: NodeId) => numbe
   }
   return values[Math.floor(n / 2)];
 }
-
-let sortScratch = new Float64Array(8);
 
 /** The value a quorum of `conf` has reached (the minimum over both halves of a joint configuration). */
 export function quorumValue(conf: Configuration, valueOf: (id: NodeId) => number): number {

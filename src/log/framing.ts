@@ -78,9 +78,15 @@ interface FramedBatch {
   offsets: number[];
 }
 
-/** Enough for the batches of a few groups in flight at once; older ones are framed again if asked for. */
-const RECENT_BATCHES = 8;
+/**
+ * Enough for the batches of a few groups in flight at once; older ones are
+ * framed again if asked for. Bounded in bytes too: a batch holds its records
+ * and, through its entries, their data.
+ */
+const RECENT_BATCHES_MAX = 8;
+const RECENT_BATCHES_MAX_BYTES = 8 * 1024 * 1024;
 const recentBatches: FramedBatch[] = [];
+let recentBatchesBytes = 0;
 
 /**
  * The sealed records of `entries` if every one is known: a view when they lie
@@ -88,10 +94,12 @@ const recentBatches: FramedBatch[] = [];
  */
 export function knownRecords(entries: readonly LogEntry[]): Buffer | undefined {
   if (entries.length === 0) return undefined;
-  return entries[0] instanceof DecodedEntry ? decodedRecords(entries) : recentlyFramed(entries);
+  // A leader's first batch after an election can mix entries it received with its own.
+  return decodedRecords(entries) ?? recentlyFramed(entries);
 }
 
 function decodedRecords(entries: readonly LogEntry[]): Buffer | undefined {
+  if (!(entries[0] instanceof DecodedEntry)) return undefined;
   const parts: Uint8Array[] = [];
   let contiguous = true;
   for (const e of entries) {
@@ -125,16 +133,24 @@ function recentlyFramed(entries: readonly LogEntry[]): Buffer | undefined {
  * ready for `SegmentLog.appendFramed` or the wire.
  */
 export function frameEntries(entries: readonly LogEntry[]): Buffer {
+  if (entries.length === 0) return Buffer.alloc(0);
   const known = knownRecords(entries);
   if (known) return known;
   const records = frameUnsealed(entries);
   native.sealRecords(records);
+  if (records.byteLength <= RECENT_BATCHES_MAX_BYTES) remember(entries, records);
+  return records;
+}
+
+function remember(entries: readonly LogEntry[], records: Buffer): void {
   const offsets = [0];
   for (const e of entries) offsets.push(offsets[offsets.length - 1] + RECORD_HEADER_BYTES + e.data.byteLength);
   // A copy: the caller's array may change, the framed objects may not.
   recentBatches.push({ entries: entries.slice(), records, offsets });
-  if (recentBatches.length > RECENT_BATCHES) recentBatches.shift();
-  return records;
+  recentBatchesBytes += records.byteLength;
+  while (recentBatches.length > RECENT_BATCHES_MAX || recentBatchesBytes > RECENT_BATCHES_MAX_BYTES) {
+    recentBatchesBytes -= recentBatches.shift()!.records.byteLength;
+  }
 }
 
 /** Frames entries leaving magic and checksums for the addon to fill in, into a buffer from `allocate`. */
@@ -179,7 +195,9 @@ export function verifyRecords(records: Uint8Array): number {
  * Splits framed records into entries whose `data` are views into `records`
  * (no copy). Checksums are not re-verified: records from the log were
  * verified when read, and the caller verifies anything else first
- * (`verifyRecords`) — the entries remember their records as sealed.
+ * (`verifyRecords`) — the entries remember their records as sealed, which
+ * makes them instances of a class of their own rather than plain objects:
+ * compare their fields, not their prototypes.
  */
 export function decodeRecords(records: Buffer, count?: number): LogEntry[] {
   const out: LogEntry[] = [];

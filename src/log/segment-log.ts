@@ -175,7 +175,7 @@ export class SegmentLog implements LogStorage {
     return this.queue(() => this.handle.append(records, false), records, false);
   }
 
-  /** Entries [from, toExclusive), waiting for them to become durable if they are not yet. */
+  /** Entries [from, toExclusive), waiting for them to become durable if they are not yet (as `decodeRecords` returns them). */
   async read(from: number, toExclusive: number, options: ReadOptions = {}): Promise<LogEntry[]> {
     const framed = await this.readFramed(from, toExclusive, options);
     return decodeRecords(framed.records, framed.count);

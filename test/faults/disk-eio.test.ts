@@ -20,6 +20,8 @@ const LONG = process.env.RAFTLINE_FAULTS_LONG === '1';
 const ROUNDS = LONG ? 5 : 1;
 const LOAD_MS = LONG ? 3000 : 1000;
 const CLIENTS = 4;
+/** One stuck request must not use up the whole wait of `until`. */
+const REQUEST_TIMEOUT_MS = 5000;
 /** pino's level number for `fatal`. */
 const FATAL = 60;
 
@@ -70,10 +72,10 @@ async function recover(cluster: FaultCluster, victim: string, trigger: string, m
   unlinkSync(trigger);
   cluster.spawn(victim);
   const other = cluster.ids.find((id) => id !== victim)!;
-  await cluster.until(`a write through ${other}`, async () => (await fetch(`${cluster.clientUrl[other]}/v1/kv/after-eio`, { method: 'PUT', body: marker })).status === 200);
+  await cluster.until(`a write through ${other}`, async () => (await fetch(`${cluster.clientUrl[other]}/v1/kv/after-eio`, { method: 'PUT', body: marker, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })).status === 200);
   // Linearizable: answered only once it has applied everything committed before the read.
   await cluster.until(`${victim} serves the latest value linearizably`, async () => {
-    const r = await fetch(`${cluster.clientUrl[victim]}/v1/kv/after-eio`);
+    const r = await fetch(`${cluster.clientUrl[victim]}/v1/kv/after-eio`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
     return r.status === 200 && (await r.text()) === marker;
   });
 }
@@ -102,7 +104,7 @@ async function scenario(name: string, region: number, pick: 'leader' | 'follower
 }
 
 test('fdatasync fails with EIO on the leader: it logs it and exits 1, a new leader goes on; restarted, it catches up', () =>
-  scenario('fsync EIO: leader', 30_000, 'leader'));
+  scenario('fsync EIO: leader', 1_100, 'leader'));
 
 test('fdatasync fails with EIO on a follower: it logs it and exits 1, the others go on; restarted, it catches up', () =>
-  scenario('fsync EIO: follower', 32_000, 'follower'));
+  scenario('fsync EIO: follower', 5_100, 'follower'));
