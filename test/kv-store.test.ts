@@ -38,7 +38,9 @@ test('commands survive encoding, and damaged ones are refused with a reason', ()
       failure: [{ type: 'range', key: b('a'), rangeEnd: undefined, limit: 5, countOnly: false, keysOnly: true }],
     },
   };
-  const plain = (v: unknown) => JSON.parse(JSON.stringify(v, (_k, x) => (x?.type === 'Buffer' ? Buffer.from(x.data).toString() : x)));
+  // Buffers reach the replacer through their toJSON, other byte arrays as they are.
+  const text = (x: unknown) => (x instanceof Uint8Array ? Buffer.from(x).toString() : (x as { type?: string; data?: number[] })?.type === 'Buffer' ? Buffer.from((x as { data: number[] }).data).toString() : x);
+  const plain = (v: unknown) => JSON.parse(JSON.stringify(v, (_k, x) => text(x)));
   const decoded = decodeCommand(encodeCommand(cmd));
   assert.deepEqual(plain(decoded), plain(cmd));
   const bytes = encodeCommand(cmd);
@@ -62,7 +64,8 @@ test('revisions, versions, create and mod revisions follow etcd', () => {
   const r = apply(s, txn(put('a', '2', true)));
   assert.equal(r.revision, 4);
   assert.equal(r.responses[0].type === 'put' && r.responses[0].prevKv?.value.toString(), '1');
-  assert.deepEqual({ ...s.get(b('a')), key: undefined, value: undefined }, { key: undefined, value: undefined, createRevision: 2, modRevision: 4, version: 2 });
+  const a = s.get(b('a'));
+  assert.deepEqual(a && { key: a.key.toString(), value: a.value.toString(), createRevision: a.createRevision, modRevision: a.modRevision, version: a.version }, { key: 'a', value: '2', createRevision: 2, modRevision: 4, version: 2 });
   const del = apply(s, txn({ type: 'delete', key: b('zzz') }));
   assert.equal(del.revision, 4, 'deleting nothing does not move the revision');
   assert.equal(apply(s, txn({ type: 'delete', key: b('a') })).revision, 5);
@@ -148,6 +151,42 @@ test('a snapshot restores keys, revisions and client sessions exactly', async ()
   const all = { type: 'range' as const, key: b('\0'), rangeEnd: b('\0') };
   assert.deepEqual(restored.range(all), s.range(all));
   assert.equal(apply(restored, txn(put('k', 'v')), 'c3', 2999).duplicate, true, 'sessions came along');
+});
+
+test('keys and values of any bytes survive puts, ranges, value comparisons and snapshots, in byte order', async () => {
+  const s = new KvStore();
+  const rng = new Prng(17);
+  const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => rng.int(0, 255)));
+  const written = new Map<string, Buffer>();
+  for (let i = 0; i < 500; i++) {
+    const key = Buffer.concat([bytes(rng.int(1, 12)), Buffer.from([0xff, 0x00, 0x80])]);
+    const value = bytes(rng.int(0, 600));
+    apply(s, txn({ type: 'put', key, value }));
+    written.set(key.toString('hex'), value);
+  }
+  const all = { type: 'range' as const, key: b('\0'), rangeEnd: b('\0') };
+  const expected = [...written.keys()].map((hex) => Buffer.from(hex, 'hex')).sort(Buffer.compare);
+  const check = (store: KvStore) => {
+    const kvs = store.range(all).kvs;
+    assert.deepEqual(kvs.map((kv) => kv.key.toString('hex')), expected.map((k) => k.toString('hex')));
+    for (const kv of kvs) assert.ok(kv.value.equals(written.get(kv.key.toString('hex'))!));
+  };
+  check(s);
+  const [key, value] = [...written][0];
+  const cas = (v: Buffer, result: 'equal' | 'less' | 'greater') =>
+    apply(s, { compare: [{ key: Buffer.from(key, 'hex'), target: 'value', result, value: v }], success: [], failure: [] }).succeeded;
+  assert.equal(cas(value, 'equal'), true);
+  assert.equal(cas(Buffer.concat([value, Buffer.from([0])]), 'less'), true, 'a prefix sorts first');
+  const high = Buffer.from([0xff, 0xff]);
+  assert.equal(cas(high, 'less'), Buffer.compare(value, high) < 0);
+  assert.equal(cas(high, 'greater'), Buffer.compare(value, high) > 0);
+  const store = await SnapshotStore.open(path.join(root, 'snap-binary'));
+  const file = await store.save({ index: 500, term: 1, configuration: { voters: ['n1'], learners: [] } }, s.onSnapshotCapture());
+  const restored = new KvStore();
+  const reader = await store.reader(file);
+  await restored.onSnapshotLoad(reader);
+  await reader.close();
+  check(restored);
 });
 
 test('a snapshot holds the state as captured, not the changes applied while it is written', async () => {

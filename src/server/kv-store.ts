@@ -8,11 +8,35 @@ import type { ApplyIterator, RaftError, SnapshotReader, SnapshotWrite, SnapshotW
 import { decodeCommand, type Bytes, type Compare, type KvCommand, type Operation } from './kv-command.js';
 
 export interface KeyValue {
-  key: Buffer;
-  value: Buffer;
-  createRevision: number;
-  modRevision: number;
-  version: number;
+  readonly key: Buffer;
+  readonly value: Buffer;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+}
+
+/**
+ * A stored version of a key. Key and value are kept as binary (latin1)
+ * strings: one heap object each, where a Buffer is an object plus a share of
+ * an 8 KiB pool slab that stays alive as long as any value cut from it does.
+ * Buffers are made only for whoever reads them. Never modified once stored.
+ */
+class StoredKv implements KeyValue {
+  constructor(
+    readonly keyText: string,
+    readonly valueText: string,
+    readonly createRevision: number,
+    readonly modRevision: number,
+    readonly version: number,
+  ) {}
+
+  get key(): Buffer {
+    return Buffer.from(this.keyText, 'latin1');
+  }
+
+  get value(): Buffer {
+    return Buffer.from(this.valueText, 'latin1');
+  }
 }
 
 export type OperationResult =
@@ -35,12 +59,16 @@ export interface TxnResult {
 /**
  * What a client's writes did, by sequence number: the last SESSION_WINDOW
  * applied (in any order, so a pipelining client may retry any of them), and a
- * floor at or below which every sequence counts as settled.
+ * floor at or below which every sequence counts as settled. An outcome is the
+ * revision after the write, negated when its comparisons failed (revisions
+ * start at 1): a number, not an object per write.
  */
 interface Session {
   floor: number;
-  applied: Map<number, { revision: number; succeeded: boolean }>;
+  applied: Map<number, number>;
 }
+
+const outcome = (revision: number, succeeded: boolean): number => (succeeded ? revision : -revision);
 
 /** Clients remembered for deduplication; the least recently active is forgotten beyond this. */
 export const MAX_SESSIONS = 100_000;
@@ -50,15 +78,21 @@ const SNAPSHOT_CHUNK_BYTES = 1 << 20;
 /** Per key in a snapshot: key and value lengths (u32 each), create and mod revision and version (f64 each). */
 const KV_META_BYTES = 32;
 
-/** Keys as binary strings: their order is the byte order of the keys. */
-function keyString(key: Bytes): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
+// Buffer's own latin1 decoder, which takes any Uint8Array: Buffer.from(view)
+// first would make a Buffer object per key and value only to read it.
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, start: number, end: number): string }).latin1Slice;
+
+/** Bytes as a binary string: the order of such strings is the byte order of the keys. */
+function binaryString(bytes: Bytes): string {
+  return latin1Slice.call(bytes, 0, bytes.byteLength);
 }
 
 const ALL = '\u0000';
+/** The result of every put without prevKv: shared, as results are only read. */
+const PUT_RESULT: OperationResult = Object.freeze({ type: 'put' });
 
 export class KvStore implements StateMachine {
-  private readonly data = new Map<string, KeyValue>();
+  private readonly data = new Map<string, StoredKv>();
   private readonly sessions = new Map<string, Session>();
   /** Peer addresses of members, by node id (cluster metadata replicated with the data). */
   private readonly memberAddresses = new Map<string, string>();
@@ -110,14 +144,14 @@ export class KvStore implements StateMachine {
       for (const k of keys) {
         if (kvs.length >= limit) break;
         const kv = this.data.get(k)!;
-        kvs.push(op.keysOnly ? { ...kv, value: Buffer.alloc(0) } : kv);
+        kvs.push(op.keysOnly ? { key: kv.key, value: Buffer.alloc(0), createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version } : kv);
       }
     }
     return { type: 'range', kvs, count: keys.length, more: keys.length > kvs.length && !op.countOnly };
   }
 
   get(key: Bytes): KeyValue | undefined {
-    return this.data.get(keyString(key));
+    return this.data.get(binaryString(key));
   }
 
   /**
@@ -128,7 +162,7 @@ export class KvStore implements StateMachine {
    * writer streams exactly that state while later commands apply.
    */
   onSnapshotCapture(): SnapshotWrite {
-    const sessions = [...this.sessions].map(([id, s]) => [id, s.floor, [...s.applied].map(([seq, r]) => [seq, r.revision, r.succeeded])]);
+    const sessions = [...this.sessions].map(([id, s]) => [id, s.floor, [...s.applied].map(([seq, o]) => [seq, Math.abs(o), o > 0])]);
     const json = Buffer.from(JSON.stringify({ revision: this.revisionValue, sessions, members: [...this.memberAddresses] }));
     const header = Buffer.allocUnsafe(4 + json.length);
     header.writeUInt32LE(json.length, 0);
@@ -142,20 +176,22 @@ export class KvStore implements StateMachine {
       let view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       let at = 0;
       for (const kv of values) {
-        const bytes = KV_META_BYTES + kv.key.length + kv.value.length;
+        const keyBytes = kv.keyText.length;
+        const valueBytes = kv.valueText.length;
+        const bytes = KV_META_BYTES + keyBytes + valueBytes;
         if (at + bytes > chunk.length) {
           if (at > 0) await writer.write(chunk.subarray(0, at));
           chunk = Buffer.allocUnsafe(Math.max(SNAPSHOT_CHUNK_BYTES, bytes));
           view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
           at = 0;
         }
-        view.setUint32(at, kv.key.length, true);
-        view.setUint32(at + 4, kv.value.length, true);
+        view.setUint32(at, keyBytes, true);
+        view.setUint32(at + 4, valueBytes, true);
         view.setFloat64(at + 8, kv.createRevision, true);
         view.setFloat64(at + 16, kv.modRevision, true);
         view.setFloat64(at + 24, kv.version, true);
-        chunk.set(kv.key, at + KV_META_BYTES);
-        chunk.set(kv.value, at + KV_META_BYTES + kv.key.length);
+        chunk.write(kv.keyText, at + KV_META_BYTES, 'latin1');
+        chunk.write(kv.valueText, at + KV_META_BYTES + keyBytes, 'latin1');
         at += bytes;
       }
       if (at > 0) await writer.write(chunk.subarray(0, at));
@@ -184,7 +220,7 @@ export class KvStore implements StateMachine {
         };
         this.revisionValue = header.revision;
         for (const [id, floor, applied] of header.sessions) {
-          this.sessions.set(id, { floor, applied: new Map(applied.map(([seq, revision, succeeded]) => [seq, { revision, succeeded }])) });
+          this.sessions.set(id, { floor, applied: new Map(applied.map(([seq, revision, succeeded]) => [seq, outcome(revision, succeeded)])) });
         }
         for (const [id, address] of header.members) {
           this.memberAddresses.set(id, address);
@@ -198,15 +234,9 @@ export class KvStore implements StateMachine {
         const valueBytes = pending.readUInt32LE(at + 4);
         const end = at + KV_META_BYTES + keyBytes + valueBytes;
         if (end > pending.length) break;
-        const key = Buffer.from(pending.subarray(at + KV_META_BYTES, at + KV_META_BYTES + keyBytes));
-        const value = Buffer.from(pending.subarray(at + KV_META_BYTES + keyBytes, end));
-        this.data.set(keyString(key), {
-          key,
-          value,
-          createRevision: pending.readDoubleLE(at + 8),
-          modRevision: pending.readDoubleLE(at + 16),
-          version: pending.readDoubleLE(at + 24),
-        });
+        const keyText = pending.toString('latin1', at + KV_META_BYTES, at + KV_META_BYTES + keyBytes);
+        const valueText = pending.toString('latin1', at + KV_META_BYTES + keyBytes, end);
+        this.data.set(keyText, new StoredKv(keyText, valueText, pending.readDoubleLE(at + 8), pending.readDoubleLE(at + 16), pending.readDoubleLE(at + 24)));
         at = end;
       }
       pending = pending.subarray(at);
@@ -220,7 +250,7 @@ export class KvStore implements StateMachine {
     const session = c.clientId ? this.sessions.get(c.clientId) : undefined;
     if (session) {
       const earlier = session.applied.get(c.sequence);
-      if (earlier) return { revision: earlier.revision, succeeded: earlier.succeeded, responses: [], duplicate: true };
+      if (earlier !== undefined) return { revision: Math.abs(earlier), succeeded: earlier > 0, responses: [], duplicate: true };
       if (c.sequence <= session.floor) return { revision: this.revisionValue, succeeded: false, responses: [], error: 'staleSequence' };
     }
     const succeeded = c.txn.compare.every((cmp) => this.holds(cmp));
@@ -231,19 +261,12 @@ export class KvStore implements StateMachine {
     for (const op of ops) {
       switch (op.type) {
         case 'put': {
-          const k = keyString(op.key);
+          const k = binaryString(op.key);
           const prev = this.data.get(k);
-          const kv: KeyValue = {
-            key: Buffer.from(op.key),
-            value: Buffer.from(op.value),
-            createRevision: prev ? prev.createRevision : next,
-            modRevision: next,
-            version: prev ? prev.version + 1 : 1,
-          };
           if (!prev) this.sorted = null;
-          this.data.set(k, kv);
+          this.data.set(k, new StoredKv(k, binaryString(op.value), prev ? prev.createRevision : next, next, prev ? prev.version + 1 : 1));
           changed = true;
-          responses.push(op.prevKv && prev ? { type: 'put', prevKv: prev } : { type: 'put' });
+          responses.push(op.prevKv && prev ? { type: 'put', prevKv: prev } : PUT_RESULT);
           break;
         }
         case 'delete': {
@@ -277,7 +300,7 @@ export class KvStore implements StateMachine {
 
   private remember(clientId: string, existing: Session | undefined, sequence: number, succeeded: boolean): void {
     const session = existing ?? { floor: 0, applied: new Map() };
-    session.applied.set(sequence, { revision: this.revisionValue, succeeded });
+    session.applied.set(sequence, outcome(this.revisionValue, succeeded));
     if (session.applied.size > SESSION_WINDOW) {
       // Sequences arrive nearly in order, so the oldest entry is (about) the smallest.
       const oldest = session.applied.keys().next().value!;
@@ -295,14 +318,15 @@ export class KvStore implements StateMachine {
   }
 
   private holds(cmp: Compare): boolean {
-    const keys = cmp.rangeEnd ? this.keysIn(cmp.key, cmp.rangeEnd) : [keyString(cmp.key)];
+    const keys = cmp.rangeEnd ? this.keysIn(cmp.key, cmp.rangeEnd) : [binaryString(cmp.key)];
     return keys.every((k) => {
       const kv = this.data.get(k);
       let order: number;
       if (cmp.target === 'value') {
         // etcd: a value comparison on a missing key fails.
         if (!kv) return false;
-        order = Buffer.compare(kv.value, Buffer.from(cmp.value ?? new Uint8Array(0)));
+        const expected = binaryString(cmp.value ?? new Uint8Array(0));
+        order = kv.valueText < expected ? -1 : kv.valueText > expected ? 1 : 0;
       } else {
         const actual = !kv ? 0 : cmp.target === 'version' ? kv.version : cmp.target === 'create' ? kv.createRevision : kv.modRevision;
         order = Math.sign(actual - (cmp.number ?? 0));
@@ -322,9 +346,9 @@ export class KvStore implements StateMachine {
 
   /** Keys in etcd's range: exactly `key` without `rangeEnd`; [key, rangeEnd) with one; from `key` on when rangeEnd is "\0". */
   private keysIn(key: Bytes, rangeEnd: Bytes | undefined): string[] {
-    const from = keyString(key);
+    const from = binaryString(key);
     if (!rangeEnd || rangeEnd.length === 0) return this.data.has(from) ? [from] : [];
-    const to = keyString(rangeEnd);
+    const to = binaryString(rangeEnd);
     const sorted = this.sortedKeys();
     let lo = 0;
     let hi = sorted.length;
