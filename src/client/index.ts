@@ -115,7 +115,7 @@ export class RaftlineClient {
     return client;
   }
 
-  async put(key: string | Uint8Array, value: string | Uint8Array, opts: { ifModRevision?: number; ifAbsent?: boolean; prevKv?: boolean } = {}): Promise<TxnResponse> {
+  put(key: string | Uint8Array, value: string | Uint8Array, opts: { ifModRevision?: number; ifAbsent?: boolean; prevKv?: boolean } = {}): Promise<TxnResponse> {
     const k = bytes(key);
     const compare: Txn['compare'] = [];
     if (opts.ifModRevision !== undefined) compare.push({ key: k, target: 'mod', result: 'equal', number: opts.ifModRevision });
@@ -123,22 +123,25 @@ export class RaftlineClient {
     return this.txn({ compare, success: [{ type: 'put', key: k, value: bytes(value), prevKv: opts.prevKv }], failure: [] });
   }
 
-  async delete(key: string | Uint8Array, opts: { rangeEnd?: string | Uint8Array; prevKv?: boolean } = {}): Promise<TxnResponse> {
+  delete(key: string | Uint8Array, opts: { rangeEnd?: string | Uint8Array; prevKv?: boolean } = {}): Promise<TxnResponse> {
     const op: Operation = { type: 'delete', key: bytes(key), rangeEnd: opts.rangeEnd === undefined ? undefined : bytes(opts.rangeEnd), prevKv: opts.prevKv };
     return this.txn({ compare: [], success: [op], failure: [] });
   }
 
   /** Applies comparisons, then `success` or `failure` operations, atomically (etcd's Txn). */
-  async txn(txn: Txn): Promise<TxnResponse> {
-    await this.writeSlot();
-    try {
-      const command = encodeCommand({ clientId: this.clientId, sequence: ++this.sequence, txn });
-      const r = await this.send((id) => encodeRequest({ id, command }), true);
-      return { revision: r.revision, succeeded: r.succeeded, results: r.results, duplicate: r.duplicate };
-    } finally {
-      this.writesInFlight--;
-      this.writeSlots.shift()?.();
+  txn(txn: Txn): Promise<TxnResponse> {
+    // Without async/await: on a busy client the promises and frames they add
+    // per call were a good part of its garbage.
+    if (this.writesInFlight < MAX_OUTSTANDING_WRITES) {
+      this.writesInFlight++;
+      return this.write(txn);
     }
+    return new Promise((resolve) =>
+      this.writeSlots.push(() => {
+        this.writesInFlight++;
+        resolve(this.write(txn));
+      }),
+    );
   }
 
   async get(key: string | Uint8Array, opts: { consistency?: ReadConsistency } = {}): Promise<(ClientKeyValue & { revision: number }) | null> {
@@ -191,17 +194,30 @@ export class RaftlineClient {
 
   // --------------------------------------------------------------- internals
 
-  private writeSlot(): Promise<void> {
-    if (this.writesInFlight < MAX_OUTSTANDING_WRITES) {
-      this.writesInFlight++;
-      return Promise.resolve();
+  /** Sends one write, holding a write slot until it settles. */
+  private write(txn: Txn): Promise<TxnResponse> {
+    let command: Uint8Array;
+    try {
+      command = encodeCommand({ clientId: this.clientId, sequence: ++this.sequence, txn });
+    } catch (err) {
+      this.releaseWriteSlot();
+      return Promise.reject(err);
     }
-    return new Promise((resolve) =>
-      this.writeSlots.push(() => {
-        this.writesInFlight++;
-        resolve();
-      }),
+    return this.send((id) => encodeRequest({ id, command }), true).then(
+      (r) => {
+        this.releaseWriteSlot();
+        return { revision: r.revision, succeeded: r.succeeded, results: r.results, duplicate: r.duplicate };
+      },
+      (err: Error) => {
+        this.releaseWriteSlot();
+        throw err;
+      },
     );
+  }
+
+  private releaseWriteSlot(): void {
+    this.writesInFlight--;
+    this.writeSlots.shift()?.();
   }
 
   /** Sends a request and resolves with its successful answer, retrying what may be retried until the deadline. */
@@ -209,11 +225,14 @@ export class RaftlineClient {
     if (this.closed) return Promise.reject(new RaftlineClientError('closed', 'the client was closed'));
     const id = this.nextId++;
     return new Promise<ClientResponse>((resolve, reject) => {
-      this.pending.set(id, { frame: frameFor(id), isWrite, deadlineMs: Date.now() + this.requestTimeoutMs, resolve, reject });
-      void this.transmit(id);
+      const frame = frameFor(id);
+      this.pending.set(id, { frame, isWrite, deadlineMs: Date.now() + this.requestTimeoutMs, resolve, reject });
+      if (this.socket?.readyState === WebSocket.OPEN) this.enqueue(frame);
+      else void this.transmit(id);
     });
   }
 
+  /** Sends a pending request once connected. */
   private async transmit(id: number): Promise<void> {
     try {
       await this.ensureConnected();
@@ -222,7 +241,11 @@ export class RaftlineClient {
     }
     const p = this.pending.get(id);
     if (!p || this.socket?.readyState !== WebSocket.OPEN) return;
-    this.outbox.push(p.frame);
+    this.enqueue(p.frame);
+  }
+
+  private enqueue(frame: Uint8Array): void {
+    this.outbox.push(frame);
     if (this.outbox.length === 1) process.nextTick(() => this.sendOutbox());
   }
 

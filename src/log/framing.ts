@@ -55,21 +55,33 @@ function checkEntry(e: LogEntry, position: number): void {
  * entry held in memory.)
  */
 class DecodedEntry implements LogEntry {
-  readonly #record: Uint8Array;
+  /** The buffer the entry was decoded from and where its record starts there (it ends where `data` does). */
+  readonly #records: Buffer;
+  readonly #start: number;
   constructor(
     public index: number,
     public term: number,
     public type: number,
     public data: Uint8Array,
-    record: Uint8Array,
+    records: Buffer,
+    start: number,
   ) {
-    this.#record = record;
+    this.#records = records;
+    this.#start = start;
   }
 
-  static recordOf(e: LogEntry): Uint8Array | undefined {
-    return e instanceof DecodedEntry ? e.#record : undefined;
+  /** The buffer `e`'s sealed record lies in, if it was decoded from one. */
+  static recordsOf(e: LogEntry): Buffer | undefined {
+    return e instanceof DecodedEntry ? e.#records : undefined;
+  }
+
+  /** Where the record of `e` (decoded: `recordsOf` returned a buffer) starts in that buffer. */
+  static recordStart(e: LogEntry): number {
+    return (e as DecodedEntry).#start;
   }
 }
+
+const recordEnd = (e: LogEntry): number => DecodedEntry.recordStart(e) + RECORD_HEADER_BYTES + e.data.byteLength;
 
 /** A batch `frameEntries` framed: `records` holds entry i at [offsets[i], offsets[i + 1]). */
 interface FramedBatch {
@@ -99,20 +111,16 @@ export function knownRecords(entries: readonly LogEntry[]): Buffer | undefined {
 }
 
 function decodedRecords(entries: readonly LogEntry[]): Buffer | undefined {
-  if (!(entries[0] instanceof DecodedEntry)) return undefined;
-  const parts: Uint8Array[] = [];
+  const records = DecodedEntry.recordsOf(entries[0]);
+  if (records === undefined) return undefined;
   let contiguous = true;
-  for (const e of entries) {
-    const r = DecodedEntry.recordOf(e);
+  for (let i = 1; i < entries.length; i++) {
+    const r = DecodedEntry.recordsOf(entries[i]);
     if (r === undefined) return undefined;
-    const previous = parts[parts.length - 1];
-    if (previous && (previous.buffer !== r.buffer || previous.byteOffset + previous.byteLength !== r.byteOffset)) contiguous = false;
-    parts.push(r);
+    if (r !== records || DecodedEntry.recordStart(entries[i]) !== recordEnd(entries[i - 1])) contiguous = false;
   }
-  if (!contiguous) return Buffer.concat(parts);
-  const first = parts[0];
-  const last = parts[parts.length - 1];
-  return Buffer.from(first.buffer, first.byteOffset, last.byteOffset + last.byteLength - first.byteOffset);
+  if (contiguous) return records.subarray(DecodedEntry.recordStart(entries[0]), recordEnd(entries[entries.length - 1]));
+  return Buffer.concat(entries.map((e) => DecodedEntry.recordsOf(e)!.subarray(DecodedEntry.recordStart(e), recordEnd(e))));
 }
 
 /** `entries` as a run of a recently framed batch (the very same objects), or undefined. */
@@ -215,7 +223,8 @@ export function decodeRecords(records: Buffer, count?: number): LogEntry[] {
         readU64(records, at + 8),
         records[at + 3],
         records.subarray(at + RECORD_HEADER_BYTES, end),
-        records.subarray(at, end),
+        records,
+        at,
       ),
     );
     at = end;

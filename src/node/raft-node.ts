@@ -205,6 +205,20 @@ class CachedLog implements LogReader {
   }
 }
 
+/** A command being applied; its result waits here (no closure per command) for the proposer. */
+class AppliedCommand implements Command {
+  result: unknown = undefined;
+  constructor(
+    readonly index: number,
+    readonly term: number,
+    readonly data: Uint8Array,
+  ) {}
+
+  respond(result: unknown): void {
+    this.result = result;
+  }
+}
+
 class Batch implements ApplyIterator {
   constructor(private readonly commands: Command[]) {}
   get length(): number {
@@ -764,22 +778,19 @@ export class RaftNode {
     // Entries a snapshot installed in the meantime already covers.
     const fresh = entries.filter((e) => e.index > this.appliedIndex);
     if (fresh.length === 0) return;
-    const commands: Command[] = [];
-    const responded = new Map<number, unknown>();
-    for (const e of fresh) {
-      if (e.type === EntryType.Command) {
-        commands.push({ index: e.index, term: e.term, data: e.data, respond: (value) => responded.set(e.index, value) });
-      }
-    }
+    const commands: AppliedCommand[] = [];
+    for (const e of fresh) if (e.type === EntryType.Command) commands.push(new AppliedCommand(e.index, e.term, e.data));
     if (commands.length > 0) await this.opts.fsm.onApply(new Batch(commands));
     this.opts.onEvent?.({ type: 'applied', entries: fresh.length });
+    let next = 0;
     for (const e of fresh) {
+      const command = e.type === EntryType.Command ? commands[next++] : undefined;
       if (e.type === EntryType.Config) this.opts.fsm.onConfigurationCommitted?.(this.core.configurationAt(e.index));
       const w = this.waiters.get(e.index);
       if (!w) continue;
       this.waiters.delete(e.index);
       // Another entry took the index: ours was lost with a leadership change.
-      if (w.term === e.term) w.resolve(responded.get(e.index));
+      if (w.term === e.term) w.resolve(command?.result);
       else w.reject(new NotLeaderError(this.core.currentLeader));
     }
     const lastEntry = fresh[fresh.length - 1];

@@ -58,8 +58,12 @@ export class CommandDecodeError extends Error {
 }
 
 class Writer {
-  private buf = Buffer.allocUnsafe(256);
+  private buf: Buffer;
   private at = 0;
+
+  constructor(expectedBytes: number) {
+    this.buf = Buffer.allocUnsafe(expectedBytes);
+  }
 
   private room(bytes: number): void {
     if (this.at + bytes <= this.buf.length) return;
@@ -211,8 +215,15 @@ function readOp(r: Reader): Operation {
   }
 }
 
+/** Room for the keys and values of `ops` and some; the writer grows past it if need be. */
+function expectedBytes(ops: Operation[]): number {
+  let bytes = 64;
+  for (const op of ops) bytes += 16 + op.key.length + (op.type === 'put' ? op.value.length : 0);
+  return bytes;
+}
+
 export function encodeCommand(c: KvCommand): Buffer {
-  const w = new Writer();
+  const w = new Writer(expectedBytes(c.txn.success) + expectedBytes(c.txn.failure) + c.clientId.length * 3);
   w.u8(VERSION);
   w.bytes(Buffer.from(c.clientId));
   w.varint(c.sequence);
