@@ -1,7 +1,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import type { ApplyIterator, Command } from '../src/node/index.js';
+import type { ApplyIterator, Command, SnapshotWrite } from '../src/node/index.js';
 import { SnapshotStore } from '../src/node/snapshot-store.js';
 import { decodeCommand, encodeCommand, type KvCommand, type Operation, type Txn } from '../src/server/kv-command.js';
 import { KvStore, MAX_SESSIONS, SESSION_WINDOW, type TxnResult } from '../src/server/kv-store.js';
@@ -20,6 +20,17 @@ function apply(store: KvStore, txn: Txn, clientId = '', sequence = 0): TxnResult
   const batch: ApplyIterator = { length: 1, [Symbol.iterator]: () => [cmd][Symbol.iterator]() };
   store.onApply(batch);
   return result as TxnResult;
+}
+
+/** A new store loaded from a snapshot that `write` (a capture) saved at `index` in `dir`. */
+async function restore(write: SnapshotWrite, dir: string, index: number): Promise<KvStore> {
+  const store = await SnapshotStore.open(path.join(root, dir));
+  const file = await store.save({ index, term: 1, configuration: { voters: ['n1'], learners: [] } }, write);
+  const restored = new KvStore();
+  const reader = await store.reader(file);
+  await restored.onSnapshotLoad(reader);
+  await reader.close();
+  return restored;
 }
 
 const put = (key: string, value: string, prevKv = false): Operation => ({ type: 'put', key: b(key), value: b(value), prevKv });
@@ -140,12 +151,7 @@ test('a snapshot restores keys, revisions and client sessions exactly', async ()
   for (let i = 0; i < 3000; i++) apply(s, txn(put(`key-${rng.int(0, 999)}`, 'v'.repeat(rng.int(0, 2000)))), `c${i % 7}`, i);
   // Larger than a snapshot chunk, between keys that share chunks.
   apply(s, txn(put('key-500x', 'w'.repeat(3 << 19))), 'c8', 1);
-  const store = await SnapshotStore.open(path.join(root, 'snap'));
-  const file = await store.save({ index: 3000, term: 1, configuration: { voters: ['n1'], learners: [] } }, s.onSnapshotCapture());
-  const restored = new KvStore();
-  const reader = await store.reader(file);
-  await restored.onSnapshotLoad(reader);
-  await reader.close();
+  const restored = await restore(s.onSnapshotCapture(), 'snap', 3000);
   assert.equal(restored.revision, s.revision);
   assert.equal(restored.size, s.size);
   const all = { type: 'range' as const, key: b('\0'), rangeEnd: b('\0') };
@@ -180,13 +186,7 @@ test('keys and values of any bytes survive puts, ranges, value comparisons and s
   const high = Buffer.from([0xff, 0xff]);
   assert.equal(cas(high, 'less'), Buffer.compare(value, high) < 0);
   assert.equal(cas(high, 'greater'), Buffer.compare(value, high) > 0);
-  const store = await SnapshotStore.open(path.join(root, 'snap-binary'));
-  const file = await store.save({ index: 500, term: 1, configuration: { voters: ['n1'], learners: [] } }, s.onSnapshotCapture());
-  const restored = new KvStore();
-  const reader = await store.reader(file);
-  await restored.onSnapshotLoad(reader);
-  await reader.close();
-  check(restored);
+  check(await restore(s.onSnapshotCapture(), 'snap-binary', 500));
 });
 
 test('a snapshot holds the state as captured, not the changes applied while it is written', async () => {
@@ -201,12 +201,7 @@ test('a snapshot holds the state as captured, not the changes applied while it i
   apply(s, txn({ type: 'delete', key: b('key-3'), rangeEnd: b('key-4') }), 'c9', 1);
   apply(s, txn(put('brand-new', 'x')), 'c2', 9000);
   assert.notDeepEqual(s.range(all), captured.range, 'the live state moved on');
-  const store = await SnapshotStore.open(path.join(root, 'snap-capture'));
-  const file = await store.save({ index: 2000, term: 1, configuration: { voters: ['n1'], learners: [] } }, write);
-  const restored = new KvStore();
-  const reader = await store.reader(file);
-  await restored.onSnapshotLoad(reader);
-  await reader.close();
+  const restored = await restore(write, 'snap-capture', 2000);
   assert.equal(restored.revision, captured.revision);
   assert.deepEqual(restored.range(all), captured.range);
   assert.equal(apply(restored, txn(put('k', 'v')), 'c3', 1998).duplicate, true, 'sessions as captured came along');
