@@ -767,7 +767,9 @@ function etcdKv(kv: KeyValue): Record<string, string> {
     mod_revision: String(kv.modRevision),
     version: String(kv.version),
   };
-  if (kv.value.length) out.value = kv.value.toString('base64');
+  // Read once: a stored value becomes a Buffer on each read.
+  const value = kv.value;
+  if (value.length) out.value = value.toString('base64');
   return out;
 }
 
