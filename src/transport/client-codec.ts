@@ -6,7 +6,13 @@ import { KeyValue as WireKeyValue } from './generated/raftline/client/key-value.
 import { Request } from './generated/raftline/client/request.js';
 import { Response } from './generated/raftline/client/response.js';
 import { Result } from './generated/raftline/client/result.js';
+import { addSafeInteger, INT64_SLOTS, readSafeInteger, type FlatTable } from './flat-int.js';
 import { within } from './frame.js';
+
+const REQUEST_INT64 = INT64_SLOTS.Request;
+const RESPONSE_INT64 = INT64_SLOTS.Response;
+const RESULT_INT64 = INT64_SLOTS.Result;
+const KEY_VALUE_INT64 = INT64_SLOTS.KeyValue;
 
 export type ReadConsistency = 'linearizable' | 'lease' | 'stale';
 
@@ -67,9 +73,11 @@ export class ClientFrameError extends Error {
 
 const CONSISTENCY: ReadConsistency[] = ['linearizable', 'lease', 'stale'];
 
-function safe(value: bigint, field: string): number {
-  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new ClientFrameError(`${field} out of range`);
-  return Number(value);
+/** A 64-bit field of `table`, refused when it is not a non-negative safe integer. */
+function safe(table: FlatTable, slot: number, field: string): number {
+  const value = readSafeInteger(table, slot);
+  if (value < 0) throw new ClientFrameError(`${field} out of range`);
+  return value;
 }
 
 /** Checks on what the generated accessors read from the message being decoded. */
@@ -129,7 +137,7 @@ function builder(): flatbuffers.Builder {
 
 function finished(b: flatbuffers.Builder, root: flatbuffers.Offset): Uint8Array {
   b.finish(root);
-  return b.asUint8Array().slice();
+  return Buffer.from(b.asUint8Array());
 }
 
 export function encodeRequest(r: ClientRequest): Uint8Array {
@@ -138,12 +146,12 @@ export function encodeRequest(r: ClientRequest): Uint8Array {
   const key = r.read ? b.createByteVector(r.read.key) : 0;
   const rangeEnd = r.read?.rangeEnd ? b.createByteVector(r.read.rangeEnd) : 0;
   Request.startRequest(b);
-  Request.addId(b, BigInt(r.id));
+  addSafeInteger(b, REQUEST_INT64.id, r.id);
   if (command) Request.addCommand(b, command);
   if (r.read) {
     Request.addKey(b, key);
     if (rangeEnd) Request.addRangeEnd(b, rangeEnd);
-    Request.addLimit(b, BigInt(r.read.limit));
+    addSafeInteger(b, REQUEST_INT64.limit, r.read.limit);
     Request.addKeysOnly(b, r.read.keysOnly);
     Request.addCountOnly(b, r.read.countOnly);
     Request.addConsistency(b, CONSISTENCY.indexOf(r.read.consistency) as Consistency);
@@ -154,7 +162,7 @@ export function encodeRequest(r: ClientRequest): Uint8Array {
 export function decodeRequest(bytes: Uint8Array): ClientRequest {
   return guarded('request', bytes, (bb, { vector }) => {
     const r = Request.getRootAsRequest(bb);
-    const id = safe(r.id(), 'id');
+    const id = safe(r, REQUEST_INT64.id, 'id');
     const command = vector(r.commandArray(), 'command');
     if (command) return { id, command };
     const key = vector(r.keyArray(), 'key');
@@ -163,21 +171,23 @@ export function decodeRequest(bytes: Uint8Array): ClientRequest {
     if (!consistency) throw new ClientFrameError(`unknown consistency ${r.consistency()}`);
     return {
       id,
-      read: { key, rangeEnd: vector(r.rangeEndArray(), 'range_end') ?? undefined, limit: safe(r.limit(), 'limit'), keysOnly: r.keysOnly(), countOnly: r.countOnly(), consistency },
+      read: { key, rangeEnd: vector(r.rangeEndArray(), 'range_end') ?? undefined, limit: safe(r, REQUEST_INT64.limit, 'limit'), keysOnly: r.keysOnly(), countOnly: r.countOnly(), consistency },
     };
   });
 }
 
+/** The vector of `kvs`, or 0 (no vector) when there are none: an absent vector reads as empty. */
 function encodeKvs(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[]): flatbuffers.Offset {
+  if (kvs.length === 0) return 0;
   const offsets = kvs.map((kv) => {
     const key = b.createByteVector(kv.key);
     const value = b.createByteVector(kv.value);
     WireKeyValue.startKeyValue(b);
     WireKeyValue.addKey(b, key);
     WireKeyValue.addValue(b, value);
-    WireKeyValue.addCreateRevision(b, BigInt(kv.createRevision));
-    WireKeyValue.addModRevision(b, BigInt(kv.modRevision));
-    WireKeyValue.addVersion(b, BigInt(kv.version));
+    addSafeInteger(b, KEY_VALUE_INT64.createRevision, kv.createRevision);
+    addSafeInteger(b, KEY_VALUE_INT64.modRevision, kv.modRevision);
+    addSafeInteger(b, KEY_VALUE_INT64.version, kv.version);
     return WireKeyValue.endKeyValue(b);
   });
   return Result.createKvsVector(b, offsets);
@@ -190,11 +200,11 @@ export function encodeResponse(r: ClientResponse): Uint8Array {
     const prevKvs = encodeKvs(b, res.prevKvs);
     Result.startResult(b);
     Result.addType(b, RESULT_TYPES.indexOf(res.type));
-    Result.addDeleted(b, BigInt(res.deleted));
-    Result.addCount(b, BigInt(res.count));
+    addSafeInteger(b, RESULT_INT64.deleted, res.deleted);
+    addSafeInteger(b, RESULT_INT64.count, res.count);
     Result.addMore(b, res.more);
-    Result.addKvs(b, kvs);
-    Result.addPrevKvs(b, prevKvs);
+    if (kvs) Result.addKvs(b, kvs);
+    if (prevKvs) Result.addPrevKvs(b, prevKvs);
     return Result.endResult(b);
   });
   const resultsVector = Response.createResultsVector(b, results);
@@ -203,11 +213,11 @@ export function encodeResponse(r: ClientResponse): Uint8Array {
   const error = r.error ? b.createString(r.error) : 0;
   const leader = r.leader ? b.createString(r.leader) : 0;
   Response.startResponse(b);
-  Response.addId(b, BigInt(r.id));
+  addSafeInteger(b, RESPONSE_INT64.id, r.id);
   if (errorCode) Response.addErrorCode(b, errorCode);
   if (error) Response.addError(b, error);
   if (leader) Response.addLeader(b, leader);
-  Response.addRevision(b, BigInt(r.revision));
+  addSafeInteger(b, RESPONSE_INT64.revision, r.revision);
   Response.addSucceeded(b, r.succeeded);
   Response.addDuplicate(b, r.duplicate);
   Response.addResults(b, resultsVector);
@@ -223,9 +233,9 @@ function decodeKvs(length: number, at: (i: number) => WireKeyValue | null, { vec
     out.push({
       key: vector(kv.keyArray(), 'key') ?? new Uint8Array(0),
       value: vector(kv.valueArray(), 'value') ?? new Uint8Array(0),
-      createRevision: safe(kv.createRevision(), 'create_revision'),
-      modRevision: safe(kv.modRevision(), 'mod_revision'),
-      version: safe(kv.version(), 'version'),
+      createRevision: safe(kv, KEY_VALUE_INT64.createRevision, 'create_revision'),
+      modRevision: safe(kv, KEY_VALUE_INT64.modRevision, 'mod_revision'),
+      version: safe(kv, KEY_VALUE_INT64.version, 'version'),
     });
   }
   return out;
@@ -242,19 +252,19 @@ export function decodeResponse(bytes: Uint8Array): ClientResponse {
       if (!res || !type) throw new ClientFrameError('bad result');
       results.push({
         type,
-        deleted: safe(res.deleted(), 'deleted'),
-        count: safe(res.count(), 'count'),
+        deleted: safe(res, RESULT_INT64.deleted, 'deleted'),
+        count: safe(res, RESULT_INT64.count, 'count'),
         more: res.more(),
         kvs: decodeKvs(res.kvsLength(), (j) => res.kvs(j), bounds),
         prevKvs: decodeKvs(res.prevKvsLength(), (j) => res.prevKvs(j), bounds),
       });
     }
     return {
-      id: safe(r.id(), 'id'),
+      id: safe(r, RESPONSE_INT64.id, 'id'),
       errorCode: r.errorCode() ?? '',
       error: r.error() ?? '',
       leader: r.leader(),
-      revision: safe(r.revision(), 'revision'),
+      revision: safe(r, RESPONSE_INT64.revision, 'revision'),
       succeeded: r.succeeded(),
       duplicate: r.duplicate(),
       results,

@@ -8,8 +8,12 @@ import { Configuration as WireConfiguration } from './generated/raftline/wire/co
 import { Envelope } from './generated/raftline/wire/envelope.js';
 import { MessageType } from './generated/raftline/wire/message-type.js';
 import { SnapshotMeta as WireSnapshotMeta } from './generated/raftline/wire/snapshot-meta.js';
+import { addSafeInteger, INT64_SLOTS, readSafeInteger, type FlatTable } from './flat-int.js';
 import { within } from './frame.js';
 import type { PeerMessage } from './transport.js';
+
+const ENVELOPE_INT64 = INT64_SLOTS.Envelope;
+const SNAPSHOT_META_INT64 = INT64_SLOTS.SnapshotMeta;
 
 /** A peer frame that cannot be decoded; `reason` is safe to log. */
 export class FrameError extends Error {
@@ -71,8 +75,8 @@ function encodeConfiguration(b: flatbuffers.Builder, conf: Configuration): flatb
 function encodeSnapshotMeta(b: flatbuffers.Builder, meta: SnapshotMeta): flatbuffers.Offset {
   const conf = encodeConfiguration(b, meta.configuration);
   WireSnapshotMeta.startSnapshotMeta(b);
-  WireSnapshotMeta.addIndex(b, BigInt(meta.index));
-  WireSnapshotMeta.addTerm(b, BigInt(meta.term));
+  addSafeInteger(b, SNAPSHOT_META_INT64.index, meta.index);
+  addSafeInteger(b, SNAPSHOT_META_INT64.term, meta.term);
   WireSnapshotMeta.addConfiguration(b, conf);
   return WireSnapshotMeta.endSnapshotMeta(b);
 }
@@ -133,12 +137,12 @@ export function encodeEnvelope(group: string, m: PeerMessage): Uint8Array {
   Envelope.addFrom(b, from);
   Envelope.addTo(b, to);
   Envelope.addType(b, TYPE_TO_WIRE[m.type]);
-  Envelope.addTerm(b, BigInt(m.term));
+  addSafeInteger(b, ENVELOPE_INT64.term, m.term);
   switch (m.type) {
     case 'preVote':
     case 'vote':
-      Envelope.addLastLogIndex(b, BigInt(m.lastLogIndex));
-      Envelope.addLastLogTerm(b, BigInt(m.lastLogTerm));
+      addSafeInteger(b, ENVELOPE_INT64.lastLogIndex, m.lastLogIndex);
+      addSafeInteger(b, ENVELOPE_INT64.lastLogTerm, m.lastLogTerm);
       Envelope.addTransfer(b, m.transfer);
       break;
     case 'preVoteResp':
@@ -146,27 +150,27 @@ export function encodeEnvelope(group: string, m: PeerMessage): Uint8Array {
       Envelope.addReject(b, m.reject);
       break;
     case 'append':
-      Envelope.addPrevIndex(b, BigInt(m.prevIndex));
-      Envelope.addPrevTerm(b, BigInt(m.prevTerm));
-      Envelope.addCommit(b, BigInt(m.commit));
+      addSafeInteger(b, ENVELOPE_INT64.prevIndex, m.prevIndex);
+      addSafeInteger(b, ENVELOPE_INT64.prevTerm, m.prevTerm);
+      addSafeInteger(b, ENVELOPE_INT64.commit, m.commit);
       if (entries) Envelope.addEntries(b, entries);
       break;
     case 'appendResp':
-      Envelope.addIndex(b, BigInt(m.index));
+      addSafeInteger(b, ENVELOPE_INT64.index, m.index);
       Envelope.addReject(b, m.reject);
-      Envelope.addHintIndex(b, BigInt(m.hintIndex));
-      Envelope.addHintTerm(b, BigInt(m.hintTerm));
+      addSafeInteger(b, ENVELOPE_INT64.hintIndex, m.hintIndex);
+      addSafeInteger(b, ENVELOPE_INT64.hintTerm, m.hintTerm);
       break;
     case 'heartbeat':
-      Envelope.addCommit(b, BigInt(m.commit));
-      Envelope.addRound(b, BigInt(m.round));
+      addSafeInteger(b, ENVELOPE_INT64.commit, m.commit);
+      addSafeInteger(b, ENVELOPE_INT64.round, m.round);
       break;
     case 'heartbeatResp':
-      Envelope.addRound(b, BigInt(m.round));
-      Envelope.addLastLogIndex(b, BigInt(m.lastIndex));
+      addSafeInteger(b, ENVELOPE_INT64.round, m.round);
+      addSafeInteger(b, ENVELOPE_INT64.lastLogIndex, m.lastIndex);
       break;
     case 'commit':
-      Envelope.addCommit(b, BigInt(m.commit));
+      addSafeInteger(b, ENVELOPE_INT64.commit, m.commit);
       break;
     case 'timeoutNow':
       break;
@@ -174,33 +178,33 @@ export function encodeEnvelope(group: string, m: PeerMessage): Uint8Array {
       Envelope.addSnapshot(b, snapshot);
       break;
     case 'readIndex':
-      Envelope.addRequestId(b, BigInt(m.requestId));
+      addSafeInteger(b, ENVELOPE_INT64.requestId, m.requestId);
       break;
     case 'readIndexResp':
-      Envelope.addRequestId(b, BigInt(m.requestId));
-      Envelope.addIndex(b, BigInt(m.index));
+      addSafeInteger(b, ENVELOPE_INT64.requestId, m.requestId);
+      addSafeInteger(b, ENVELOPE_INT64.index, m.index);
       Envelope.addReject(b, m.reject);
       break;
     case 'snapshotChunk':
       Envelope.addSnapshot(b, snapshot);
-      Envelope.addSnapshotBytes(b, BigInt(m.file.bytes));
+      addSafeInteger(b, ENVELOPE_INT64.snapshotBytes, m.file.bytes);
       Envelope.addSnapshotCrc(b, m.file.crc);
-      Envelope.addChunkOffset(b, BigInt(m.offset));
+      addSafeInteger(b, ENVELOPE_INT64.chunkOffset, m.offset);
       if (chunk) Envelope.addChunk(b, chunk);
       break;
     case 'snapshotChunkResp':
-      Envelope.addIndex(b, BigInt(m.index));
+      addSafeInteger(b, ENVELOPE_INT64.index, m.index);
       Envelope.addSnapshotCrc(b, m.crc);
-      Envelope.addChunkOffset(b, BigInt(m.held));
+      addSafeInteger(b, ENVELOPE_INT64.chunkOffset, m.held);
       Envelope.addReject(b, m.reject);
       break;
     case 'forward':
-      Envelope.addRequestId(b, BigInt(m.requestId));
+      addSafeInteger(b, ENVELOPE_INT64.requestId, m.requestId);
       Envelope.addPayload(b, forwarded);
       break;
     case 'forwardResp':
-      Envelope.addRequestId(b, BigInt(m.requestId));
-      Envelope.addIndex(b, BigInt(m.index));
+      addSafeInteger(b, ENVELOPE_INT64.requestId, m.requestId);
+      addSafeInteger(b, ENVELOPE_INT64.index, m.index);
       Envelope.addError(b, error);
       if (leaderHint) Envelope.addLeaderHint(b, leaderHint);
       break;
@@ -209,9 +213,11 @@ export function encodeEnvelope(group: string, m: PeerMessage): Uint8Array {
   return b === shared ? b.asUint8Array().slice() : b.asUint8Array();
 }
 
-function num(value: bigint, field: string): number {
-  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new FrameError(`${field} ${value} is out of range`);
-  return Number(value);
+/** A 64-bit field of `table`, refused when it is not a non-negative safe integer. */
+function num(table: FlatTable, slot: number, field: string): number {
+  const value = readSafeInteger(table, slot);
+  if (value < 0) throw new FrameError(`${field} is out of range`);
+  return value;
 }
 
 function id(value: string | null, field: string): NodeId {
@@ -240,7 +246,7 @@ function decodeConfiguration(c: WireConfiguration | null, envelopeBytes: number)
 function decodeSnapshotMeta(env: Envelope, envelopeBytes: number): SnapshotMeta {
   const s = env.snapshot();
   if (!s) throw new FrameError(`${env.type() === MessageType.InstallSnapshot ? 'InstallSnapshot' : 'SnapshotChunk'} without snapshot metadata`);
-  return { index: num(s.index(), 'snapshot index'), term: num(s.term(), 'snapshot term'), configuration: decodeConfiguration(s.configuration(), envelopeBytes) };
+  return { index: num(s, SNAPSHOT_META_INT64.index, 'snapshot index'), term: num(s, SNAPSHOT_META_INT64.term, 'snapshot term'), configuration: decodeConfiguration(s.configuration(), envelopeBytes) };
 }
 
 /** A byte vector of the envelope `bytes`, refused if a damaged offset puts it outside. */
@@ -276,7 +282,7 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
     // Named in each message rather than spread from a shared header object, which was copied into every one.
     const from = id(env.from(), 'from');
     const to = id(env.to(), 'to');
-    const term = num(env.term(), 'term');
+    const term = num(env, ENVELOPE_INT64.term, 'term');
     let message: PeerMessage;
     switch (type) {
       case 'preVote':
@@ -286,8 +292,8 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
           to,
           term,
           type,
-          lastLogIndex: num(env.lastLogIndex(), 'lastLogIndex'),
-          lastLogTerm: num(env.lastLogTerm(), 'lastLogTerm'),
+          lastLogIndex: num(env, ENVELOPE_INT64.lastLogIndex, 'lastLogIndex'),
+          lastLogTerm: num(env, ENVELOPE_INT64.lastLogTerm, 'lastLogTerm'),
           transfer: env.transfer(),
         };
         break;
@@ -301,9 +307,9 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
           to,
           term,
           type,
-          prevIndex: num(env.prevIndex(), 'prevIndex'),
-          prevTerm: num(env.prevTerm(), 'prevTerm'),
-          commit: num(env.commit(), 'commit'),
+          prevIndex: num(env, ENVELOPE_INT64.prevIndex, 'prevIndex'),
+          prevTerm: num(env, ENVELOPE_INT64.prevTerm, 'prevTerm'),
+          commit: num(env, ENVELOPE_INT64.commit, 'commit'),
           entries: decodeEntries(env, bytes),
         };
         break;
@@ -313,20 +319,20 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
           to,
           term,
           type,
-          index: num(env.index(), 'index'),
+          index: num(env, ENVELOPE_INT64.index, 'index'),
           reject: env.reject(),
-          hintIndex: num(env.hintIndex(), 'hintIndex'),
-          hintTerm: num(env.hintTerm(), 'hintTerm'),
+          hintIndex: num(env, ENVELOPE_INT64.hintIndex, 'hintIndex'),
+          hintTerm: num(env, ENVELOPE_INT64.hintTerm, 'hintTerm'),
         };
         break;
       case 'heartbeat':
-        message = { from, to, term, type, commit: num(env.commit(), 'commit'), round: num(env.round(), 'round') };
+        message = { from, to, term, type, commit: num(env, ENVELOPE_INT64.commit, 'commit'), round: num(env, ENVELOPE_INT64.round, 'round') };
         break;
       case 'heartbeatResp':
-        message = { from, to, term, type, round: num(env.round(), 'round'), lastIndex: num(env.lastLogIndex(), 'lastLogIndex') };
+        message = { from, to, term, type, round: num(env, ENVELOPE_INT64.round, 'round'), lastIndex: num(env, ENVELOPE_INT64.lastLogIndex, 'lastLogIndex') };
         break;
       case 'commit':
-        message = { from, to, term, type, commit: num(env.commit(), 'commit') };
+        message = { from, to, term, type, commit: num(env, ENVELOPE_INT64.commit, 'commit') };
         break;
       case 'timeoutNow':
         message = { from, to, term, type };
@@ -335,10 +341,10 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
         message = { from, to, term, type, snapshot: decodeSnapshotMeta(env, bytes.byteLength) };
         break;
       case 'readIndex':
-        message = { from, to, term, type, requestId: num(env.requestId(), 'requestId') };
+        message = { from, to, term, type, requestId: num(env, ENVELOPE_INT64.requestId, 'requestId') };
         break;
       case 'readIndexResp':
-        message = { from, to, term, type, requestId: num(env.requestId(), 'requestId'), index: num(env.index(), 'index'), reject: env.reject() };
+        message = { from, to, term, type, requestId: num(env, ENVELOPE_INT64.requestId, 'requestId'), index: num(env, ENVELOPE_INT64.index, 'index'), reject: env.reject() };
         break;
       case 'snapshotChunk':
         message = {
@@ -346,8 +352,8 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
           to,
           term,
           type,
-          file: { meta: decodeSnapshotMeta(env, bytes.byteLength), bytes: num(env.snapshotBytes(), 'snapshotBytes'), crc: env.snapshotCrc() },
-          offset: num(env.chunkOffset(), 'chunkOffset'),
+          file: { meta: decodeSnapshotMeta(env, bytes.byteLength), bytes: num(env, ENVELOPE_INT64.snapshotBytes, 'snapshotBytes'), crc: env.snapshotCrc() },
+          offset: num(env, ENVELOPE_INT64.chunkOffset, 'chunkOffset'),
           data: vector(bytes, env.chunkArray(), 'chunk') ?? new Uint8Array(0),
         };
         break;
@@ -357,14 +363,14 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
           to,
           term,
           type,
-          index: num(env.index(), 'index'),
+          index: num(env, ENVELOPE_INT64.index, 'index'),
           crc: env.snapshotCrc(),
-          held: num(env.chunkOffset(), 'chunkOffset'),
+          held: num(env, ENVELOPE_INT64.chunkOffset, 'chunkOffset'),
           reject: env.reject(),
         };
         break;
       case 'forward':
-        message = { from, to, term, type, requestId: num(env.requestId(), 'requestId'), data: vector(bytes, env.payloadArray(), 'payload') ?? new Uint8Array(0) };
+        message = { from, to, term, type, requestId: num(env, ENVELOPE_INT64.requestId, 'requestId'), data: vector(bytes, env.payloadArray(), 'payload') ?? new Uint8Array(0) };
         break;
       case 'forwardResp': {
         const hint = env.leaderHint();
@@ -373,8 +379,8 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
           to,
           term,
           type,
-          requestId: num(env.requestId(), 'requestId'),
-          index: num(env.index(), 'index'),
+          requestId: num(env, ENVELOPE_INT64.requestId, 'requestId'),
+          index: num(env, ENVELOPE_INT64.index, 'index'),
           error: env.error() ?? '',
           leaderHint: hint ? id(hint, 'leaderHint') : null,
         };
