@@ -328,6 +328,30 @@ describe('RaftNode', () => {
     );
   });
 
+  test('automatic snapshots fall after snapshotLogEntries entries plus up to half as many again, drawn apart on each member', async () => {
+    const c = new TestCluster(path.join(root, 'snapshot-spread'), ['n1', 'n2', 'n3'], { snapshotLogEntries: 40, snapshotKeepEntries: 10 });
+    // Each member's randomness: its snapshots fall every 40 + floor(r * 20) entries.
+    const draws: Record<string, number> = { n1: 0, n2: 0.5, n3: 0.99 };
+    const saved: Record<string, number[]> = { n1: [], n2: [], n3: [] };
+    for (const id of c.peers) {
+      await c.start(id, c.peers, { random: () => draws[id], onEvent: (e) => e.type === 'snapshotSaved' && saved[id].push(e.index) });
+    }
+    try {
+      const leader = await c.awaitLeader();
+      for (let i = 0; i < 150; i++) await leader.node.apply(Buffer.from(`k${i % 10}=${i}`));
+      await eventually('every member took two snapshots', () => Object.values(saved).every((indexes) => indexes.length >= 2));
+      for (const [id, r] of Object.entries(draws)) {
+        const due = 40 + Math.floor(r * 20);
+        const [first, second] = saved[id];
+        // A member applies a few entries at a time at most here: one batch may carry it past the point.
+        assert.ok(first >= due && first < due + 5, `${id}: first snapshot at ${first}, due at ${due}`);
+        assert.ok(second - first >= due && second - first < due + 5, `${id}: second snapshot ${second - first} entries after the first`);
+      }
+    } finally {
+      await c.shutdown();
+    }
+  });
+
   test('a follower that missed compacted entries catches up through a snapshot streamed in chunks over a lossy network', async () => {
     await withCluster(
       'snapshot-install',

@@ -49,7 +49,11 @@ export interface RaftNodeOptions {
   applyTimeoutMs?: number;
   /** Take a snapshot this often (when anything was applied since the last one); 0: not on a timer. Default 3600000. */
   snapshotIntervalMs?: number;
-  /** Take a snapshot once this many entries were applied since the last one; 0: not by log size. Default 100000. */
+  /**
+   * Take a snapshot once this many entries were applied since the last one,
+   * plus a random part of up to half as many again, so the members of a
+   * group do not all take theirs at once; 0: not by log size. Default 100000.
+   */
   snapshotLogEntries?: number;
   /** Entries kept in the log below a snapshot, so slightly lagging followers catch up without one. Default 10000. */
   snapshotKeepEntries?: number;
@@ -71,6 +75,8 @@ export interface RaftNodeOptions {
   sync?: 'batch' | 'none';
   /** Observes what the node does, for metrics and logs; must not throw. */
   onEvent?: (event: NodeEvent) => void;
+  /** Uniform in [0, 1): where election timeouts and snapshot points fall. Default Math.random; tests pass their own. */
+  random?: () => number;
 }
 
 /** What a node reports to `onEvent`. */
@@ -274,6 +280,8 @@ export class RaftNode {
   /** Aborted when the node stops: abandons a snapshot still being written. */
   private readonly stopping = new AbortController();
   private lastSnapshotMs = Date.now();
+  /** Applied entries past the latest snapshot that make the next one due (see drawSnapshotDue). */
+  private snapshotDueEntries: number;
   /** After a failed snapshot (a full disk, say), automatic ones wait until then instead of trying every tick. */
   private snapshotRetryAtMs = 0;
   private scheduled = false;
@@ -297,6 +305,7 @@ export class RaftNode {
     this.store = recovered.store;
     this.applyTimeoutMs = opts.applyTimeoutMs ?? 10_000;
     this.tickMs = opts.heartbeatIntervalMs ?? 100;
+    this.snapshotDueEntries = this.drawSnapshotDue();
     this.appliedIndex = recovered.applied.index;
     this.appliedTerm = recovered.applied.term;
     const snap = this.store.latest?.meta;
@@ -547,7 +556,7 @@ export class RaftNode {
       id: this.id,
       electionTicks: Math.max(2, Math.round((this.opts.electionTimeoutMs ?? 1000) / this.tickMs)),
       heartbeatTicks: 1,
-      random: Math.random,
+      random: this.opts.random ?? Math.random,
     };
     return new RaftCore(options, this.cachedLog, {
       hardState: { term: this.meta.term, vote: this.meta.vote },
@@ -800,6 +809,7 @@ export class RaftNode {
     if (!this.stopped) {
       this.core.applied(lastEntry.index);
       this.releaseReads();
+      this.maybeSnapshot();
       this.schedule();
     }
   }
@@ -843,11 +853,23 @@ export class RaftNode {
     if (this.snapshotting || !(fsm.onSnapshotCapture || fsm.onSnapshotSave) || Date.now() < this.snapshotRetryAtMs) return;
     const since = this.store.latest?.meta.index ?? 0;
     if (this.appliedIndex <= since) return;
-    const byEntries = this.opts.snapshotLogEntries ?? 100_000;
     const intervalMs = this.opts.snapshotIntervalMs ?? 3_600_000;
-    if ((byEntries > 0 && this.appliedIndex - since >= byEntries) || (intervalMs > 0 && Date.now() - this.lastSnapshotMs >= intervalMs)) {
+    if ((this.snapshotDueEntries > 0 && this.appliedIndex - since >= this.snapshotDueEntries) || (intervalMs > 0 && Date.now() - this.lastSnapshotMs >= intervalMs)) {
       this.snapshot().catch(() => undefined);
     }
+  }
+
+  /**
+   * `snapshotLogEntries` plus a random part of up to half as many again, drawn
+   * anew after each snapshot. The members of a group apply the same entries,
+   * so with one fixed count they would all write their snapshots at once,
+   * each writing the whole state while the others do: the group's commits
+   * then wait on every member's disk and CPU together. Apart, a member busy
+   * with its snapshot is one a quorum can do without.
+   */
+  private drawSnapshotDue(): number {
+    const byEntries = this.opts.snapshotLogEntries ?? 100_000;
+    return byEntries > 0 ? byEntries + Math.floor((this.opts.random ?? Math.random)() * (byEntries / 2)) : 0;
   }
 
   /**
@@ -872,6 +894,7 @@ export class RaftNode {
     const file = await this.store.save(meta, write, this.stopping.signal);
     this.opts.onEvent?.({ type: 'snapshotSaved', index: file.meta.index, bytes: file.bytes, durationMs: performance.now() - started });
     this.lastSnapshotMs = Date.now();
+    this.snapshotDueEntries = this.drawSnapshotDue();
     // The store keeps a newer snapshot that arrived from the leader meanwhile
     // instead of this one: the log is being reset to that one, leave it alone.
     if (file.meta.index === meta.index && file.meta.term === meta.term) await this.compact(meta);
