@@ -1,19 +1,68 @@
 // Spawning `raftline serve` processes for the tests, on ports picked so that
 // concurrently running test files do not collide.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The compiled CLI. */
 export const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
 
+/** Ports handed out by freePorts, claimed by a file each holding the claiming process's pid. */
+const CLAIMS_DIR = path.join(os.tmpdir(), 'raftline-test-ports');
+const claimed: string[] = [];
+process.once('exit', () => {
+  for (const file of claimed) rmSync(file, { force: true });
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Claims `port` for this process unless another live process (or this one,
+ * earlier) has: a port that is free now may still be on its way to a server
+ * that another test file is about to start.
+ */
+function claim(port: number): boolean {
+  const file = path.join(CLAIMS_DIR, String(port));
+  mkdirSync(CLAIMS_DIR, { recursive: true });
+  for (;;) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      claimed.push(file);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let owner: number;
+    try {
+      owner = Number(readFileSync(file, 'utf8'));
+    } catch (err) {
+      // Released (or stolen as stale) since: try again.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
+    // A file still being written reads empty: treat it as taken.
+    if (!owner || owner === process.pid || alive(owner)) return false;
+    rmSync(file, { force: true });
+  }
+}
+
 /**
  * Free loopback ports below Linux's ephemeral range (32768+), so nothing the
  * kernel hands out takes them meanwhile. Callers pass a `region` (a multiple
  * of 5000 from 10000 to 25000) and the search starts at an offset from the
- * process id within it, so files running at once start 20 ports apart unless
- * their pids agree modulo 200; ports already taken are skipped.
+ * process id within it, so files running at once usually start 20 ports
+ * apart; a port is handed out only if it is free and no other live test
+ * process has claimed it (see `claim`), and never twice to one process.
  */
 export async function freePorts(count: number, region: number): Promise<number[]> {
   const ports: number[] = [];
@@ -22,7 +71,7 @@ export async function freePorts(count: number, region: number): Promise<number[]
       const s = net.createServer().once('error', () => resolve(false));
       s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
     });
-    if (free) ports.push(port);
+    if (free && claim(port)) ports.push(port);
   }
   return ports;
 }
