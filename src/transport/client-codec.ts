@@ -137,6 +137,8 @@ function builder(): flatbuffers.Builder {
 
 function finished(b: flatbuffers.Builder, root: flatbuffers.Offset): Uint8Array {
   b.finish(root);
+  // Copied into Buffer's pool: slice() gave every message an ArrayBuffer of
+  // its own (a malloc and a free each), half the cost of encoding an answer.
   return Buffer.from(b.asUint8Array());
 }
 
