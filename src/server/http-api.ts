@@ -75,6 +75,8 @@ const ADMIN_OPS = ['members', 'add-peer', 'add-learner', 'promote', 'remove-peer
 const ADMIN_ROUTES = new Set(ADMIN_OPS.map((op) => `/v1/admin/${op}`));
 /** Served without the client token: the status page and its files hold no data (the page fetches with the token). */
 const PUBLIC_ROUTES = new Set(['/', '/assets']);
+/** The query of a URL without one, shared: routes only read their query. */
+const NO_QUERY: Readonly<URLSearchParams> = new URLSearchParams();
 const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
 const ADDRESS = /^[^\s:]+:\d{1,5}$/;
 
@@ -667,7 +669,8 @@ export class HttpApi {
     }
     const method = req.getMethod();
     const url = req.getUrl();
-    const query = new URLSearchParams(req.getQuery() ?? '');
+    const rawQuery = req.getQuery();
+    const query = rawQuery ? new URLSearchParams(rawQuery) : NO_QUERY;
     const headers: Record<string, string> = {};
     for (const name of headerNames) headers[name] = req.getHeader(name);
     let aborted = false;
@@ -687,8 +690,10 @@ export class HttpApi {
         return;
       }
       // uWS reuses the chunk's memory after this call.
-      parts.push(Buffer.from(new Uint8Array(chunk)));
-      if (isLast) route(method, url, query, headers, Buffer.concat(parts, bytes)).then(send, fail);
+      const copy = Buffer.from(new Uint8Array(chunk));
+      if (!isLast) parts.push(copy);
+      // Most bodies come in one chunk: no second copy to join them.
+      else route(method, url, query, headers, parts.length === 0 ? copy : Buffer.concat([...parts, copy], bytes)).then(send, fail);
     });
   }
 
