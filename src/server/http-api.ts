@@ -690,10 +690,9 @@ export class HttpApi {
         return;
       }
       // uWS reuses the chunk's memory after this call.
-      const copy = Buffer.from(new Uint8Array(chunk));
-      if (!isLast) parts.push(copy);
+      parts.push(Buffer.from(new Uint8Array(chunk)));
       // Most bodies come in one chunk: no second copy to join them.
-      else route(method, url, query, headers, parts.length === 0 ? copy : Buffer.concat([...parts, copy], bytes)).then(send, fail);
+      if (isLast) route(method, url, query, headers, parts.length === 1 ? parts[0] : Buffer.concat(parts, bytes)).then(send, fail);
     });
   }
 
