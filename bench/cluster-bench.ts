@@ -24,6 +24,12 @@ import { updateReadmeSection } from './readme.js';
 
 const CONCURRENCY = [1, 16, 64, 256];
 const WARMUP_MS = 1000;
+// Before a path's first point, puts at this concurrency for this long: a
+// Node process runs its code unoptimized until V8 has seen it often enough,
+// and at concurrency 1 that took several seconds (raftline's p50 there went
+// 2.4 -> 1.2 ms from the first 6 s to the third). Both systems get the same.
+const PATH_WARMUP_CONCURRENCY = 64;
+const PATH_WARMUP_MS = Number(process.env.BENCH_PATH_WARMUP_MS ?? 5000);
 const MEASURE_MS = Number(process.env.BENCH_MEASURE_MS ?? 5000);
 const KEYSPACE = 100_000;
 const VALUE = Buffer.alloc(256, 'v');
@@ -144,28 +150,34 @@ async function stopAll(children: ChildProcess[]): Promise<void> {
   );
 }
 
-/** `concurrency` closed loops running `op` for the warm-up and then the measured window. */
-async function run(cluster: Cluster, op: () => Promise<boolean>, concurrency: number): Promise<Omit<Point, 'system' | 'path' | 'op' | 'concurrency'>> {
-  const latencies: number[] = [];
-  let errors = 0;
-  let measuring = false;
-  let stopAt = performance.now() + WARMUP_MS;
+/**
+ * `concurrency` closed loops running `op` until `durationMs` has passed;
+ * `record` gets each completed call's latency, or null for a failed one.
+ */
+async function drive(op: () => Promise<boolean>, concurrency: number, durationMs: number, record?: (latencyMs: number | null) => void): Promise<void> {
+  const stopAt = performance.now() + durationMs;
   const loop = async () => {
     while (performance.now() < stopAt) {
       const t0 = performance.now();
       const ok = await op().catch(() => false);
-      if (!measuring) continue;
-      if (ok) latencies.push(performance.now() - t0);
-      else errors++;
+      record?.(ok ? performance.now() - t0 : null);
     }
   };
   await Promise.all(Array.from({ length: concurrency }, loop));
-  measuring = true;
+}
+
+/** `concurrency` closed loops running `op` for the warm-up and then the measured window. */
+async function run(cluster: Cluster, op: () => Promise<boolean>, concurrency: number): Promise<Omit<Point, 'system' | 'path' | 'op' | 'concurrency'>> {
+  await drive(op, concurrency, WARMUP_MS);
+  const latencies: number[] = [];
+  let errors = 0;
   const cpu0 = cpuSeconds(cluster.pids);
   const gen0 = process.cpuUsage();
   const t0 = performance.now();
-  stopAt = t0 + MEASURE_MS;
-  await Promise.all(Array.from({ length: concurrency }, loop));
+  await drive(op, concurrency, MEASURE_MS, (latencyMs) => {
+    if (latencyMs === null) errors++;
+    else latencies.push(latencyMs);
+  });
   const seconds = (performance.now() - t0) / 1000;
   const gen = process.cpuUsage(gen0);
   const ops = latencies.length;
@@ -190,6 +202,7 @@ async function measure(cluster: Cluster): Promise<Point[]> {
   const http = new HttpLoadClient(url);
   const jsonPut = () => jsonRequest(http, '/v3/kv/put', { key: Buffer.from(randomKey()).toString('base64'), value: VALUE_B64 });
   const jsonGet = () => jsonRequest(http, '/v3/kv/range', { key: Buffer.from(randomKey()).toString('base64') });
+  await drive(jsonPut, PATH_WARMUP_CONCURRENCY, PATH_WARMUP_MS);
   for (const [op, fn] of [['put', jsonPut], ['get', jsonGet]] as const) {
     for (const concurrency of CONCURRENCY) {
       const r = await run(cluster, fn, concurrency);
@@ -220,6 +233,7 @@ async function measure(cluster: Cluster): Promise<Point[]> {
       close: () => client.close(),
     };
   }
+  await drive(native.put, PATH_WARMUP_CONCURRENCY, PATH_WARMUP_MS);
   for (const op of ['put', 'get'] as const) {
     for (const concurrency of CONCURRENCY) {
       const r = await run(cluster, native[op], concurrency);
@@ -312,7 +326,7 @@ async function main(): Promise<void> {
   const p50Ratio = find('raftline', 'json', 'put', 1).p50Ms / find('etcd', 'json', 'put', 1).p50Ms;
   const report = [
     `Run ${date} with \`npm run bench:cluster\` on ${os.cpus()[0]?.model ?? 'unknown CPU'}, nproc ${os.availableParallelism()}, Node ${process.version}, ${etcdVersion}. ` +
-      `Each system: a fresh 3-member cluster on loopback, fsync on; the generator talks to the leader. Each point: ${WARMUP_MS / 1000} s warm-up, ${MEASURE_MS / 1000} s measured; ` +
+      `Each system: a fresh 3-member cluster on loopback, fsync on; the generator talks to the leader. Each path (JSON, native client) starts with ${PATH_WARMUP_MS / 1000} s of puts at concurrency ${PATH_WARMUP_CONCURRENCY}, unmeasured; each point: ${WARMUP_MS / 1000} s warm-up, ${MEASURE_MS / 1000} s measured; ` +
       `puts of 256-byte values to random keys of a ${fmt(KEYSPACE)}-key space, gets of random keys (linearizable). Native clients: etcd3 (gRPC) and raftline/client (binary WebSocket).`,
     '',
     '| path | op | concurrency | etcd ops/s | raftline ops/s | raftline ÷ etcd | etcd p50/p99/p999 ms | raftline p50/p99/p999 ms | errors etcd / raftline | server CPU s per 1k ops etcd / raftline | generator CPU s per 1k ops etcd / raftline |',
