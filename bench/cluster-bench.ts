@@ -31,6 +31,11 @@ const WARMUP_MS = 1000;
 const PATH_WARMUP_CONCURRENCY = 64;
 const PATH_WARMUP_MS = Number(process.env.BENCH_PATH_WARMUP_MS ?? 5000);
 const MEASURE_MS = Number(process.env.BENCH_MEASURE_MS ?? 5000);
+// This machine's speed drifts by tens of percent over minutes, and one system
+// measured after the other took that drift as a difference between them. So
+// the systems take turns, each round on fresh clusters, the order swapped
+// every round, and the tables give each point's median over the rounds.
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const KEYSPACE = 100_000;
 const VALUE = Buffer.alloc(256, 'v');
 const VALUE_B64 = VALUE.toString('base64');
@@ -48,6 +53,8 @@ interface Cluster {
 }
 
 interface Point {
+  /** 1-based; 0 in the medians over all rounds. */
+  round: number;
   system: 'etcd' | 'raftline';
   path: 'json' | 'native';
   op: 'put' | 'get';
@@ -167,7 +174,7 @@ async function drive(op: () => Promise<boolean>, concurrency: number, durationMs
 }
 
 /** `concurrency` closed loops running `op` for the warm-up and then the measured window. */
-async function run(cluster: Cluster, op: () => Promise<boolean>, concurrency: number): Promise<Omit<Point, 'system' | 'path' | 'op' | 'concurrency'>> {
+async function run(cluster: Cluster, op: () => Promise<boolean>, concurrency: number): Promise<Omit<Point, 'round' | 'system' | 'path' | 'op' | 'concurrency'>> {
   await drive(op, concurrency, WARMUP_MS);
   const latencies: number[] = [];
   let errors = 0;
@@ -196,7 +203,7 @@ async function run(cluster: Cluster, op: () => Promise<boolean>, concurrency: nu
 
 const randomKey = () => `key-${Math.floor(Math.random() * KEYSPACE)}`;
 
-async function measure(cluster: Cluster): Promise<Point[]> {
+async function measure(cluster: Cluster, round: number): Promise<Point[]> {
   const points: Point[] = [];
   const url = cluster.leader;
   const http = new HttpLoadClient(url);
@@ -206,8 +213,8 @@ async function measure(cluster: Cluster): Promise<Point[]> {
   for (const [op, fn] of [['put', jsonPut], ['get', jsonGet]] as const) {
     for (const concurrency of CONCURRENCY) {
       const r = await run(cluster, fn, concurrency);
-      points.push({ system: cluster.name, path: 'json', op, concurrency, ...r });
-      console.error(`${cluster.name} json ${op} c=${concurrency}: ${Math.round(r.opsPerS)} ops/s, p50 ${r.p50Ms.toFixed(2)} ms, errors ${r.errors}`);
+      points.push({ round, system: cluster.name, path: 'json', op, concurrency, ...r });
+      console.error(`round ${round}: ${cluster.name} json ${op} c=${concurrency}: ${Math.round(r.opsPerS)} ops/s, p50 ${r.p50Ms.toFixed(2)} ms, errors ${r.errors}`);
     }
   }
   http.close();
@@ -237,8 +244,8 @@ async function measure(cluster: Cluster): Promise<Point[]> {
   for (const op of ['put', 'get'] as const) {
     for (const concurrency of CONCURRENCY) {
       const r = await run(cluster, native[op], concurrency);
-      points.push({ system: cluster.name, path: 'native', op, concurrency, ...r });
-      console.error(`${cluster.name} native ${op} c=${concurrency}: ${Math.round(r.opsPerS)} ops/s, p50 ${r.p50Ms.toFixed(2)} ms, errors ${r.errors}`);
+      points.push({ round, system: cluster.name, path: 'native', op, concurrency, ...r });
+      console.error(`round ${round}: ${cluster.name} native ${op} c=${concurrency}: ${Math.round(r.opsPerS)} ops/s, p50 ${r.p50Ms.toFixed(2)} ms, errors ${r.errors}`);
     }
   }
   await native.close();
@@ -286,29 +293,67 @@ function fmt(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Each point's median over the rounds, metric by metric; errors are summed. */
+function medians(points: Point[]): Point[] {
+  const groups = new Map<string, Point[]>();
+  for (const p of points) {
+    const key = `${p.system} ${p.path} ${p.op} ${p.concurrency}`;
+    groups.set(key, [...(groups.get(key) ?? []), p]);
+  }
+  return [...groups.values()].map((g) => ({
+    ...g[0],
+    round: 0,
+    opsPerS: median(g.map((p) => p.opsPerS)),
+    p50Ms: median(g.map((p) => p.p50Ms)),
+    p99Ms: median(g.map((p) => p.p99Ms)),
+    p999Ms: median(g.map((p) => p.p999Ms)),
+    errors: g.reduce((sum, p) => sum + p.errors, 0),
+    serverCpuSPer1k: median(g.map((p) => p.serverCpuSPer1k)),
+    generatorCpuSPer1k: median(g.map((p) => p.generatorCpuSPer1k)),
+  }));
+}
+
 async function main(): Promise<void> {
+  if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`BENCH_ROUNDS must be a whole number of rounds, at least 1; got ${JSON.stringify(process.env.BENCH_ROUNDS)}`);
   ensureEtcd();
   const etcdVersion = spawnSync(ETCD, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0];
   const dataRoot = path.join(benchDir, '.data', 'cluster');
   rmSync(dataRoot, { recursive: true, force: true });
-  const points: Point[] = [];
+  const rounds: Point[] = [];
   try {
-    for (const start of [startEtcd, startRaftline]) {
-      const cluster = await start(path.join(dataRoot, start === startEtcd ? 'etcd' : 'raftline'));
-      try {
-        points.push(...(await measure(cluster)));
-      } finally {
-        await cluster.stop();
+    for (let round = 1; round <= ROUNDS; round++) {
+      const order = round % 2 === 1 ? [startEtcd, startRaftline] : [startRaftline, startEtcd];
+      for (const start of order) {
+        const cluster = await start(path.join(dataRoot, `${start === startEtcd ? 'etcd' : 'raftline'}-${round}`));
+        try {
+          rounds.push(...(await measure(cluster, round)));
+        } finally {
+          await cluster.stop();
+        }
       }
     }
   } finally {
     rmSync(dataRoot, { recursive: true, force: true });
   }
+  const points = medians(rounds);
   const date = new Date().toISOString();
   mkdirSync(path.join(benchDir, 'results'), { recursive: true });
-  writeFileSync(path.join(benchDir, 'results', `cluster-${date.slice(0, 10)}.json`), `${JSON.stringify({ date, etcdVersion, points }, null, 2)}\n`);
+  writeFileSync(path.join(benchDir, 'results', `cluster-${date.slice(0, 10)}.json`), `${JSON.stringify({ date, etcdVersion, rounds: ROUNDS, medians: points, points: rounds }, null, 2)}\n`);
   for (const op of ['put', 'get'] as const) writeFileSync(path.join(benchDir, 'results', `cluster-${op}.svg`), chart(points, op));
-  const find = (system: string, p: string, op: string, c: number) => points.find((x) => x.system === system && x.path === p && x.op === op && x.concurrency === c)!;
+  const find = (system: string, p: string, op: string, c: number, round = 0) =>
+    (round ? rounds : points).find((x) => x.round === round && x.system === system && x.path === p && x.op === op && x.concurrency === c)!;
+  /** raftline's value over etcd's for one point, in the medians and in each round. */
+  const ratios = (p: 'json' | 'native', op: 'put' | 'get', c: number, metric: 'opsPerS' | 'p50Ms') => {
+    const at = (round: number) => find('raftline', p, op, c, round)[metric] / find('etcd', p, op, c, round)[metric];
+    return { median: at(0), rounds: Array.from({ length: ROUNDS }, (_, i) => at(i + 1)) };
+  };
+  const spread = (r: { rounds: number[] }) => (ROUNDS > 1 ? ` (rounds: ${r.rounds.map((x) => `${x.toFixed(2)}×`).join(', ')})` : '');
   const rows: string[] = [];
   for (const p of ['json', 'native'] as const) {
     for (const op of ['put', 'get'] as const) {
@@ -321,12 +366,12 @@ async function main(): Promise<void> {
       }
     }
   }
-  const jsonPut256 = find('raftline', 'json', 'put', 256).opsPerS / find('etcd', 'json', 'put', 256).opsPerS;
-  const nativePut256 = find('raftline', 'native', 'put', 256).opsPerS / find('etcd', 'native', 'put', 256).opsPerS;
-  const p50Ratio = find('raftline', 'json', 'put', 1).p50Ms / find('etcd', 'json', 'put', 1).p50Ms;
+  const jsonPut256 = ratios('json', 'put', 256, 'opsPerS');
+  const nativePut256 = ratios('native', 'put', 256, 'opsPerS');
+  const p50Ratio = ratios('json', 'put', 1, 'p50Ms');
   const report = [
     `Run ${date} with \`npm run bench:cluster\` on ${os.cpus()[0]?.model ?? 'unknown CPU'}, nproc ${os.availableParallelism()}, Node ${process.version}, ${etcdVersion}. ` +
-      `Each system: a fresh 3-member cluster on loopback, fsync on; the generator talks to the leader. Each path (JSON, native client) starts with ${PATH_WARMUP_MS / 1000} s of puts at concurrency ${PATH_WARMUP_CONCURRENCY}, unmeasured; each point: ${WARMUP_MS / 1000} s warm-up, ${MEASURE_MS / 1000} s measured; ` +
+      `${ROUNDS} round${ROUNDS === 1 ? '' : 's'}, the systems taking turns (the order swapped each round), each round on a fresh 3-member cluster of each on loopback, fsync on; every cell is the median over the rounds (errors: the sum). The generator talks to the leader. Each path (JSON, native client) starts with ${PATH_WARMUP_MS / 1000} s of puts at concurrency ${PATH_WARMUP_CONCURRENCY}, unmeasured; each point: ${WARMUP_MS / 1000} s warm-up, ${MEASURE_MS / 1000} s measured; ` +
       `puts of 256-byte values to random keys of a ${fmt(KEYSPACE)}-key space, gets of random keys (linearizable). Native clients: etcd3 (gRPC) and raftline/client (binary WebSocket).`,
     '',
     '| path | op | concurrency | etcd ops/s | raftline ops/s | raftline ÷ etcd | etcd p50/p99/p999 ms | raftline p50/p99/p999 ms | errors etcd / raftline | server CPU s per 1k ops etcd / raftline | generator CPU s per 1k ops etcd / raftline |',
@@ -335,9 +380,9 @@ async function main(): Promise<void> {
     '',
     '| target | result | met? |',
     '|---|---|---|',
-    `| JSON API puts at 256 concurrent ≥ 5× etcd | ${jsonPut256.toFixed(2)}× | ${jsonPut256 >= 5 ? 'yes' : 'no'} |`,
-    `| best native client puts at 256 concurrent ≥ 10× etcd | ${nativePut256.toFixed(2)}× | ${nativePut256 >= 10 ? 'yes' : 'no'} |`,
-    `| p50 put latency at concurrency 1 ≤ half of etcd's | ${p50Ratio.toFixed(2)}× etcd's | ${p50Ratio <= 0.5 ? 'yes' : 'no'} |`,
+    `| JSON API puts at 256 concurrent ≥ 5× etcd | ${jsonPut256.median.toFixed(2)}×${spread(jsonPut256)} | ${jsonPut256.median >= 5 ? 'yes' : 'no'} |`,
+    `| best native client puts at 256 concurrent ≥ 10× etcd | ${nativePut256.median.toFixed(2)}×${spread(nativePut256)} | ${nativePut256.median >= 10 ? 'yes' : 'no'} |`,
+    `| p50 put latency at concurrency 1 ≤ half of etcd's | ${p50Ratio.median.toFixed(2)}× etcd's${spread(p50Ratio)} | ${p50Ratio.median <= 0.5 ? 'yes' : 'no'} |`,
     '',
     'Charts: [puts](results/cluster-put.svg), [gets](results/cluster-get.svg).',
   ].join('\n');
