@@ -76,15 +76,20 @@ export async function freePorts(count: number, region: number): Promise<number[]
   return ports;
 }
 
-/** The command line of `raftline serve args`, run through `prefix` (such as `ip netns exec NS`). */
-export function serveCommand(args: string[], prefix: readonly string[] = []): [string, string[]] {
-  const command = [...prefix, process.execPath, MAIN, 'serve', ...args];
+/** The command line of `raftline serve args`, run through `prefix` (such as `ip netns exec NS`), with `nodeArgs` for Node itself. */
+export function serveCommand(args: string[], prefix: readonly string[] = [], nodeArgs: readonly string[] = []): [string, string[]] {
+  const command = [...prefix, process.execPath, ...nodeArgs, MAIN, 'serve', ...args];
   return [command[0], command.slice(1)];
 }
 
 /** A `raftline serve` child with its JSON log lines parsed as they arrive; `env` is added to this process's environment. */
-export function spawnServer(args: string[], prefix: readonly string[] = [], env: Record<string, string> = {}): { child: ChildProcess; logs: Record<string, unknown>[] } {
-  const child = spawn(...serveCommand(args, prefix), { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+export function spawnServer(
+  args: string[],
+  prefix: readonly string[] = [],
+  env: Record<string, string> = {},
+  nodeArgs: readonly string[] = [],
+): { child: ChildProcess; logs: Record<string, unknown>[] } {
+  const child = spawn(...serveCommand(args, prefix, nodeArgs), { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
   const logs: Record<string, unknown>[] = [];
   let rest = '';
   child.stdout!.setEncoding('utf8').on('data', (text: string) => {
