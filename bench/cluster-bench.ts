@@ -348,10 +348,14 @@ async function main(): Promise<void> {
   for (const op of ['put', 'get'] as const) writeFileSync(path.join(benchDir, 'results', `cluster-${op}.svg`), chart(points, op));
   const find = (system: string, p: string, op: string, c: number, round = 0) =>
     (round ? rounds : points).find((x) => x.round === round && x.system === system && x.path === p && x.op === op && x.concurrency === c)!;
-  /** raftline's value over etcd's for one point, in the medians and in each round. */
+  /**
+   * raftline's value over etcd's for one point in each round, and the median
+   * of those: within a round the two were measured minutes apart, so their
+   * ratio is what the machine's drift disturbs least.
+   */
   const ratios = (p: 'json' | 'native', op: 'put' | 'get', c: number, metric: 'opsPerS' | 'p50Ms') => {
-    const at = (round: number) => find('raftline', p, op, c, round)[metric] / find('etcd', p, op, c, round)[metric];
-    return { median: at(0), rounds: Array.from({ length: ROUNDS }, (_, i) => at(i + 1)) };
+    const rounds = Array.from({ length: ROUNDS }, (_, i) => find('raftline', p, op, c, i + 1)[metric] / find('etcd', p, op, c, i + 1)[metric]);
+    return { median: median(rounds), rounds };
   };
   const spread = (r: { rounds: number[] }) => (ROUNDS > 1 ? ` (rounds: ${r.rounds.map((x) => `${x.toFixed(2)}×`).join(', ')})` : '');
   const rows: string[] = [];
@@ -361,7 +365,7 @@ async function main(): Promise<void> {
         const e = find('etcd', p, op, c);
         const r = find('raftline', p, op, c);
         rows.push(
-          `| ${p === 'json' ? 'etcd JSON API' : 'native client'} | ${op} | ${c} | ${fmt(e.opsPerS)} | ${fmt(r.opsPerS)} | **${(r.opsPerS / e.opsPerS).toFixed(2)}×** | ${e.p50Ms.toFixed(2)} / ${e.p99Ms.toFixed(2)} / ${e.p999Ms.toFixed(2)} | ${r.p50Ms.toFixed(2)} / ${r.p99Ms.toFixed(2)} / ${r.p999Ms.toFixed(2)} | ${e.errors} / ${r.errors} | ${e.serverCpuSPer1k.toFixed(2)} / ${r.serverCpuSPer1k.toFixed(2)} | ${e.generatorCpuSPer1k.toFixed(2)} / ${r.generatorCpuSPer1k.toFixed(2)} |`,
+          `| ${p === 'json' ? 'etcd JSON API' : 'native client'} | ${op} | ${c} | ${fmt(e.opsPerS)} | ${fmt(r.opsPerS)} | **${ratios(p, op, c, 'opsPerS').median.toFixed(2)}×** | ${e.p50Ms.toFixed(2)} / ${e.p99Ms.toFixed(2)} / ${e.p999Ms.toFixed(2)} | ${r.p50Ms.toFixed(2)} / ${r.p99Ms.toFixed(2)} / ${r.p999Ms.toFixed(2)} | ${e.errors} / ${r.errors} | ${e.serverCpuSPer1k.toFixed(2)} / ${r.serverCpuSPer1k.toFixed(2)} | ${e.generatorCpuSPer1k.toFixed(2)} / ${r.generatorCpuSPer1k.toFixed(2)} |`,
         );
       }
     }
@@ -371,7 +375,7 @@ async function main(): Promise<void> {
   const p50Ratio = ratios('json', 'put', 1, 'p50Ms');
   const report = [
     `Run ${date} with \`npm run bench:cluster\` on ${os.cpus()[0]?.model ?? 'unknown CPU'}, nproc ${os.availableParallelism()}, Node ${process.version}, ${etcdVersion}. ` +
-      `${ROUNDS} round${ROUNDS === 1 ? '' : 's'}, the systems taking turns (the order swapped each round), each round on a fresh 3-member cluster of each on loopback, fsync on; every cell is the median over the rounds (errors: the sum). The generator talks to the leader. Each path (JSON, native client) starts with ${PATH_WARMUP_MS / 1000} s of puts at concurrency ${PATH_WARMUP_CONCURRENCY}, unmeasured; each point: ${WARMUP_MS / 1000} s warm-up, ${MEASURE_MS / 1000} s measured; ` +
+      `${ROUNDS} round${ROUNDS === 1 ? '' : 's'}, the systems taking turns (the order swapped each round), each round on a fresh 3-member cluster of each on loopback, fsync on; every cell is the median over the rounds (errors: the sum), and every ratio the median of the rounds' ratios. The generator talks to the leader. Each path (JSON, native client) starts with ${PATH_WARMUP_MS / 1000} s of puts at concurrency ${PATH_WARMUP_CONCURRENCY}, unmeasured; each point: ${WARMUP_MS / 1000} s warm-up, ${MEASURE_MS / 1000} s measured; ` +
       `puts of 256-byte values to random keys of a ${fmt(KEYSPACE)}-key space, gets of random keys (linearizable). Native clients: etcd3 (gRPC) and raftline/client (binary WebSocket).`,
     '',
     '| path | op | concurrency | etcd ops/s | raftline ops/s | raftline ÷ etcd | etcd p50/p99/p999 ms | raftline p50/p99/p999 ms | errors etcd / raftline | server CPU s per 1k ops etcd / raftline | generator CPU s per 1k ops etcd / raftline |',
