@@ -18,6 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { RaftlineClient } from '../src/client/index.js';
 import { clusterArgs, freePorts, spawnServer } from '../test/support/servers.js';
+import { drive } from './closed-loop.js';
 import { HttpLoadClient } from './http-load.js';
 import { percentiles } from './measure.js';
 import { updateReadmeSection } from './readme.js';
@@ -155,22 +156,6 @@ async function stopAll(children: ChildProcess[]): Promise<void> {
         }),
     ),
   );
-}
-
-/**
- * `concurrency` closed loops running `op` until `durationMs` has passed;
- * `record` gets each completed call's latency, or null for a failed one.
- */
-async function drive(op: () => Promise<boolean>, concurrency: number, durationMs: number, record?: (latencyMs: number | null) => void): Promise<void> {
-  const stopAt = performance.now() + durationMs;
-  const loop = async () => {
-    while (performance.now() < stopAt) {
-      const t0 = performance.now();
-      const ok = await op().catch(() => false);
-      record?.(ok ? performance.now() - t0 : null);
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, loop));
 }
 
 /** `concurrency` closed loops running `op` for the warm-up and then the measured window. */

@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { RaftlineClient } from '../src/client/index.js';
 import { clusterArgs, freePorts, spawnServer } from '../test/support/servers.js';
+import { drive } from './closed-loop.js';
 import { HttpLoadClient } from './http-load.js';
 import { percentiles } from './measure.js';
 
@@ -82,27 +83,17 @@ try {
       console.log(`idle: % of a core ${children.map((c, i) => `${label(i)} ${(((cpuSeconds(c.pid!) - cpu0[i]) * 1000 * 100) / measureMs).toFixed(1)}`).join(', ')}`);
       continue;
     }
+    await drive(ops[kind], concurrency, WARMUP_MS);
     const latencies: number[] = [];
     let errors = 0;
-    let measuring = false;
-    let stopAt = performance.now() + WARMUP_MS;
-    const loop = async () => {
-      while (performance.now() < stopAt) {
-        const t0 = performance.now();
-        const ok = await ops[kind]().catch(() => false);
-        if (!measuring) continue;
-        if (ok) latencies.push(performance.now() - t0);
-        else errors++;
-      }
-    };
-    await Promise.all(Array.from({ length: concurrency }, loop));
-    measuring = true;
     const before = await counters();
     const serverCpu0 = children.map((c) => cpuSeconds(c.pid!));
     const generator0 = process.cpuUsage();
     const t0 = performance.now();
-    stopAt = t0 + measureMs;
-    await Promise.all(Array.from({ length: concurrency }, loop));
+    await drive(ops[kind], concurrency, measureMs, (latencyMs) => {
+      if (latencyMs === null) errors++;
+      else latencies.push(latencyMs);
+    });
     const seconds = (performance.now() - t0) / 1000;
     const generator = process.cpuUsage(generator0);
     const n = latencies.length;
