@@ -124,17 +124,29 @@ export class FaultCluster {
     await exited;
   }
 
-  /** The member every reachable member names as leader, if they agree. */
-  async leader(): Promise<string | null> {
-    const names = await Promise.all(
+  /** Each running member's /status, or null where it does not answer. */
+  private async statuses(): Promise<({ role: string; id: string } | null)[]> {
+    return Promise.all(
       this.ids.filter((id) => this.running(id)).map((id) =>
         fetch(`${this.clientUrl[id]}/status`, { signal: AbortSignal.timeout(500) })
           .then((r) => r.json() as Promise<{ role: string; id: string }>)
           .catch(() => null),
       ),
     );
-    const leaders = names.filter((s) => s?.role === 'leader');
+  }
+
+  /** The member every reachable member names as leader, if they agree. */
+  async leader(): Promise<string | null> {
+    const leaders = (await this.statuses()).filter((s) => s?.role === 'leader');
     return leaders.length === 1 ? leaders[0]!.id : null;
+  }
+
+  /**
+   * Whether every member runs and answers on its client port. A restarted
+   * member's process runs before it listens: it recovers its log first.
+   */
+  async allServing(): Promise<boolean> {
+    return this.ids.every((id) => this.running(id)) && (await this.statuses()).every((s) => s !== null);
   }
 
   async until(what: string, check: () => Promise<boolean>, boundMs = 30_000): Promise<void> {

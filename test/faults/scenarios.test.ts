@@ -35,7 +35,7 @@ async function scenario(name: string, inject: (c: FaultCluster, round: number) =
       await inject(cluster, round);
       await pause(LOAD_MS);
     }
-    await cluster.until('all members back and a leader elected', async () => cluster.ids.every((id) => cluster.running(id)) && (await cluster.leader()) !== null);
+    await cluster.until('all members serving and a leader elected', async () => (await cluster.allServing()) && (await cluster.leader()) !== null);
     await conclude(name, cluster, workload, reports);
   } finally {
     await workload.stop();
