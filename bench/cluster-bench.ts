@@ -1,5 +1,5 @@
-// `npm run bench:cluster`: raftline against etcd on this machine, one after
-// the other, each a fresh 3-member cluster on loopback with fsync on.
+// `npm run bench:cluster`: raftline against etcd on this machine, taking
+// turns in rounds, each a fresh 3-member cluster on loopback with fsync on.
 //
 // The same Node load generator (keep-alive HTTP/1.1, bench/http-load.ts) drives both through the etcd
 // v3 JSON API: puts of 256-byte values to random keys of a 100k keyspace, then
@@ -35,7 +35,8 @@ const MEASURE_MS = Number(process.env.BENCH_MEASURE_MS ?? 5000);
 // This machine's speed drifts by tens of percent over minutes, and one system
 // measured after the other took that drift as a difference between them. So
 // the systems take turns, each round on fresh clusters, the order swapped
-// every round, and the tables give each point's median over the rounds.
+// every round; the tables give each point's median over the rounds, and
+// each ratio the median of the rounds' own ratios.
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const KEYSPACE = 100_000;
 const VALUE = Buffer.alloc(256, 'v');
