@@ -10,7 +10,7 @@
 // the servers and of the generator (from /proc and process.cpuUsage), so a
 // client-bound run shows.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { RaftlineClient } from '../src/client/index.js';
 import { clusterArgs, freePorts, spawnServer } from '../test/support/servers.js';
-import { drive } from './closed-loop.js';
+import { cpuSeconds, drive, jsonGetBody, jsonPutBody, KEYSPACE, randomKey, VALUE } from './cluster-load.js';
 import { HttpLoadClient } from './http-load.js';
 import { percentiles } from './measure.js';
 import { updateReadmeSection } from './readme.js';
@@ -38,11 +38,7 @@ const MEASURE_MS = Number(process.env.BENCH_MEASURE_MS ?? 5000);
 // every round; the tables give each point's median over the rounds, and
 // each ratio the median of the rounds' own ratios.
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const KEYSPACE = 100_000;
-const VALUE = Buffer.alloc(256, 'v');
-const VALUE_B64 = VALUE.toString('base64');
 const ETCD = '/usr/bin/etcd';
-const CLK_TCK = 100;
 
 const benchDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench');
 
@@ -79,19 +75,6 @@ function ensureEtcd(): void {
   }
 }
 
-function cpuSeconds(pids: number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // A process that exited adds nothing more.
-    }
-  }
-  return ticks / CLK_TCK;
-}
-
 async function until(what: string, check: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (!(await check().catch(() => false))) {
@@ -103,8 +86,8 @@ async function until(what: string, check: () => Promise<boolean>): Promise<void>
 const post = (url: string, body: unknown) => fetch(url, { method: 'POST', body: JSON.stringify(body) });
 
 /** One JSON request through the generator's HTTP client; true for a 200. */
-async function jsonRequest(client: HttpLoadClient, path: string, body: unknown): Promise<boolean> {
-  return (await client.post(path, JSON.stringify(body))) === 200;
+async function jsonRequest(client: HttpLoadClient, path: string, body: string): Promise<boolean> {
+  return (await client.post(path, body)) === 200;
 }
 
 async function startEtcd(root: string): Promise<Cluster> {
@@ -187,14 +170,12 @@ async function run(cluster: Cluster, op: () => Promise<boolean>, concurrency: nu
   };
 }
 
-const randomKey = () => `key-${Math.floor(Math.random() * KEYSPACE)}`;
-
 async function measure(cluster: Cluster, round: number): Promise<Point[]> {
   const points: Point[] = [];
   const url = cluster.leader;
   const http = new HttpLoadClient(url);
-  const jsonPut = () => jsonRequest(http, '/v3/kv/put', { key: Buffer.from(randomKey()).toString('base64'), value: VALUE_B64 });
-  const jsonGet = () => jsonRequest(http, '/v3/kv/range', { key: Buffer.from(randomKey()).toString('base64') });
+  const jsonPut = () => jsonRequest(http, '/v3/kv/put', jsonPutBody());
+  const jsonGet = () => jsonRequest(http, '/v3/kv/range', jsonGetBody());
   await drive(jsonPut, PATH_WARMUP_CONCURRENCY, PATH_WARMUP_MS);
   for (const [op, fn] of [['put', jsonPut], ['get', jsonGet]] as const) {
     for (const concurrency of CONCURRENCY) {

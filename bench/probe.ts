@@ -8,22 +8,18 @@
 // `--node-arg` passes a flag to the servers' Node (`--cpu-prof`, say). Two
 // builds compare fairly only when run in turns, several times: this
 // machine's speed drifts by tens of percent within minutes.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { RaftlineClient } from '../src/client/index.js';
 import { clusterArgs, freePorts, spawnServer } from '../test/support/servers.js';
-import { drive } from './closed-loop.js';
+import { cpuSeconds, drive, jsonPutBody, randomKey, VALUE } from './cluster-load.js';
 import { HttpLoadClient } from './http-load.js';
 import { percentiles } from './measure.js';
 
-const VALUE = Buffer.alloc(256, 'v');
-const VALUE_B64 = VALUE.toString('base64');
-const KEYSPACE = 100_000;
 const WARMUP_MS = 1000;
-const CLK_TCK = 100;
 
 const { values } = parseArgs({
   options: {
@@ -43,13 +39,8 @@ const plan = values.plan.split(',').map((item) => {
   return { kind, concurrency };
 });
 
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-}
-
 interface PeerCounters {
-  peerTransport: { peers: Record<string, { messagesSent: number; framesSent: number; bytesSent: number }>; messagesReceived: number };
+  peerTransport: { peers: Record<string, { messagesSent: number; bytesSent: number }> };
 }
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'raftline-probe-'));
@@ -70,24 +61,23 @@ try {
   const counters = async () => (await (await fetch(`${leaderUrl}/status`)).json()) as PeerCounters;
   const http = new HttpLoadClient(leaderUrl);
   const client = await RaftlineClient.connect({ endpoints: [leaderUrl] });
-  const randomKey = () => `key-${Math.floor(Math.random() * KEYSPACE)}`;
   const ops: Record<string, () => Promise<boolean>> = {
-    json: async () => (await http.post('/v3/kv/put', JSON.stringify({ key: Buffer.from(randomKey()).toString('base64'), value: VALUE_B64 }))) === 200,
+    json: async () => (await http.post('/v3/kv/put', jsonPutBody())) === 200,
     native: async () => (await client.put(randomKey(), VALUE), true),
   };
   const label = (i: number) => `${ids[i]}${i === leader ? ' (leader)' : ''}`;
   for (const { kind, concurrency } of plan) {
     if (kind === 'idle') {
-      const cpu0 = children.map((c) => cpuSeconds(c.pid!));
+      const cpu0 = children.map((c) => cpuSeconds([c.pid!]));
       await new Promise((r) => setTimeout(r, measureMs));
-      console.log(`idle: % of a core ${children.map((c, i) => `${label(i)} ${(((cpuSeconds(c.pid!) - cpu0[i]) * 1000 * 100) / measureMs).toFixed(1)}`).join(', ')}`);
+      console.log(`idle: % of a core ${children.map((c, i) => `${label(i)} ${(((cpuSeconds([c.pid!]) - cpu0[i]) * 1000 * 100) / measureMs).toFixed(1)}`).join(', ')}`);
       continue;
     }
     await drive(ops[kind], concurrency, WARMUP_MS);
     const latencies: number[] = [];
     let errors = 0;
     const before = await counters();
-    const serverCpu0 = children.map((c) => cpuSeconds(c.pid!));
+    const serverCpu0 = children.map((c) => cpuSeconds([c.pid!]));
     const generator0 = process.cpuUsage();
     const t0 = performance.now();
     await drive(ops[kind], concurrency, measureMs, (latencyMs) => {
@@ -102,7 +92,7 @@ try {
     const perOpUs = (s: number) => ((s / n) * 1e6).toFixed(1);
     console.log(
       `${kind} c=${concurrency}: ${Math.round(n / seconds)} ops/s, p50 ${p.p50Ms.toFixed(2)} ms, p99 ${p.p99Ms.toFixed(2)} ms, errors ${errors}; ` +
-        `CPU µs/op ${children.map((c, i) => `${label(i)} ${perOpUs(cpuSeconds(c.pid!) - serverCpu0[i])}`).join(', ')}, generator ${perOpUs((generator.user + generator.system) / 1e6)}`,
+        `CPU µs/op ${children.map((c, i) => `${label(i)} ${perOpUs(cpuSeconds([c.pid!]) - serverCpu0[i])}`).join(', ')}, generator ${perOpUs((generator.user + generator.system) / 1e6)}`,
     );
     for (const [id, peer] of Object.entries(after.peerTransport.peers)) {
       const was = before.peerTransport.peers[id];
