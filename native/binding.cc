@@ -213,15 +213,26 @@ class LogHandle : public Napi::ObjectWrap<LogHandle> {
     return Napi::Number::New(env, static_cast<double>(seq));
   }
 
-  // append(bytes: Uint8Array, seal: boolean): seq
+  // append(bytes: Uint8Array, seal: boolean, onCaller: boolean): seq, negated
+  // when the append completed on this thread (see SegmentLog::Append)
   Napi::Value Append(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Usable(env)) return env.Undefined();
-    if (info.Length() < 2 || !info[0].IsTypedArray()) return ThrowType(env, "append expects (Uint8Array, seal)");
+    if (info.Length() < 3 || !info[0].IsTypedArray()) return ThrowType(env, "append expects (Uint8Array, seal, onCaller)");
     Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
     uint64_t seq = 0;
-    Error err = log_->Append(bytes.Data(), bytes.ByteLength(), info[1].ToBoolean().Value(), &seq);
-    return Queued(env, err, seq);
+    bool completed = false;
+    Error err = log_->Append(bytes.Data(), bytes.ByteLength(), info[1].ToBoolean().Value(),
+                             info[2].ToBoolean().Value(), &seq, &completed);
+    if (!err.ok() || !completed) return Queued(env, err, seq);
+    // Everything before it completed too (the writer was idle), though its
+    // completions may still be on their way: nothing is left to wait for.
+    last_seq_ = seq;
+    if (referenced_) {
+      tsfn_.Unref(env);
+      referenced_ = false;
+    }
+    return Napi::Number::New(env, -static_cast<double>(seq));
   }
 
   Napi::Value TruncateSuffix(const Napi::CallbackInfo& info) {

@@ -225,17 +225,22 @@ Error SegmentLog::CheckUsable() const {
   return Error();
 }
 
-Error SegmentLog::Enqueue(WriteOp op, uint64_t* seq) {
+uint64_t SegmentLog::Sequence(WriteOp& op) {
   op.seq = next_seq_++;
-  *seq = op.seq;
   pending_.push_back({op.seq, last_index_});
+  return op.seq;
+}
+
+Error SegmentLog::Enqueue(WriteOp op, uint64_t* seq) {
+  *seq = Sequence(op);
   queue_.push_back(std::move(op));
   queue_cv_.notify_one();
   return Error();
 }
 
-Error SegmentLog::Append(uint8_t* data, size_t length, bool seal, uint64_t* seq) {
-  std::lock_guard<std::mutex> lock(mu_);
+Error SegmentLog::Append(uint8_t* data, size_t length, bool seal, bool on_caller, uint64_t* seq, bool* completed) {
+  *completed = false;
+  std::unique_lock<std::mutex> lock(mu_);
   Error err = CheckUsable();
   if (!err.ok()) return err;
   if (length == 0) return Error::Invalid("append of an empty batch");
@@ -318,7 +323,28 @@ Error SegmentLog::Append(uint8_t* data, size_t length, bool seal, uint64_t* seq)
     terms_.Append(r.index, r.term);
   }
   last_index_ = records.back().index;
-  return Enqueue(std::move(op), seq);
+  if (!on_caller || writer_busy_ || !queue_.empty() || !failed_.ok()) return Enqueue(std::move(op), seq);
+
+  // The writer is idle and nothing is queued before this op: do its work
+  // here, in its place, without waking it (and without it waking us back).
+  *seq = Sequence(op);
+  writer_busy_ = true;
+  std::deque<WriteOp> batch;
+  batch.push_back(std::move(op));
+  lock.unlock();
+  err = WriteBatch(batch);
+  if (err.ok()) OnCompleted(*seq, err);
+  lock.lock();
+  writer_busy_ = false;
+  lock.unlock();
+  // A failure is reported like one on the writer thread, through the
+  // completion callback, so callers handle it in one place.
+  if (err.ok()) {
+    *completed = true;
+  } else {
+    on_complete_(*seq, err);
+  }
+  return Error();
 }
 
 void SegmentLog::TruncateIndexAfter(uint64_t last_kept, std::shared_ptr<SegmentFile>* cut_file,

@@ -55,7 +55,12 @@ class SegmentLog {
   // checksums (and magic) are computed here; otherwise they are verified.
   // The caller keeps the bytes alive and unchanged until completion of the
   // returned sequence number.
-  Error Append(uint8_t* data, size_t length, bool seal, uint64_t* seq);
+  // With `on_caller`, if the writer is idle and nothing is queued, the write
+  // and its fdatasync happen on the calling thread instead, before this
+  // returns; `*completed` then says the op is durable and already counted
+  // (OnCompleted ran; the completion callback will not). A failure there is
+  // reported through the completion callback, as from the writer.
+  Error Append(uint8_t* data, size_t length, bool seal, bool on_caller, uint64_t* seq, bool* completed);
   Error TruncateSuffix(uint64_t last_kept, uint64_t* seq);
   Error TruncatePrefix(uint64_t first_kept, uint64_t* seq);
   Error Reset(uint64_t next_index, uint64_t* seq);
@@ -116,6 +121,8 @@ class SegmentLog {
 
   SegmentLog(std::string dir, const LogOptions& options, CompletionFn on_complete);
   Error Recover(RecoveryReport* report);
+  // Numbers `op` and records what completing it makes durable.
+  uint64_t Sequence(WriteOp& op);
   Error Enqueue(WriteOp op, uint64_t* seq);
   Error CheckUsable() const;
   void TruncateIndexAfter(uint64_t last_kept, std::shared_ptr<SegmentFile>* cut_file, uint64_t* cut_offset);
@@ -123,6 +130,9 @@ class SegmentLog {
   // writer.cc
   void StartThreads();
   void WriterLoop();
+  // Executes a batch of queued ops and syncs them; the writer thread's job,
+  // done by whichever thread holds writer_busy_.
+  Error WriteBatch(std::deque<WriteOp>& batch);
   void PreallocLoop();
   Error Execute(WriteOp& op, std::vector<iovec>* iov, SegmentFile** iov_file, uint64_t* iov_offset);
   Error Flush(std::vector<iovec>* iov, SegmentFile* file, uint64_t offset);
@@ -153,11 +163,15 @@ class SegmentLog {
   std::deque<WriteOp> queue_;
   std::condition_variable queue_cv_;
   uint64_t next_seq_ = 1;
+  // Some thread is executing ops (the writer, or the JS thread in Append);
+  // the other must not. Everything marked "writer thread only" belongs to it.
+  bool writer_busy_ = false;
 
   // JS thread only.
   std::deque<PendingSummary> pending_;
 
-  // Writer thread only (and Recover, before the writer starts).
+  // Writer thread only, or the thread holding writer_busy_ (and Recover,
+  // before the writer starts).
   std::vector<std::shared_ptr<SegmentFile>> disk_files_;
   uint64_t disk_first_index_ = 1;
   bool dirty_ = false;  // bytes written to the open segment since its last fdatasync

@@ -63,34 +63,40 @@ void SegmentLog::WriterLoop() {
     Error err;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      queue_cv_.wait(lock, [this] { return !queue_.empty() || closing_; });
+      writer_busy_ = false;
+      queue_cv_.wait(lock, [this] { return !writer_busy_ && (!queue_.empty() || closing_); });
       if (queue_.empty()) return;
       batch.swap(queue_);
+      writer_busy_ = true;
       err = failed_;
     }
     const uint64_t last_seq = batch.back().seq;
-    if (err.ok()) {
-      std::vector<iovec> iov;
-      SegmentFile* iov_file = nullptr;
-      uint64_t iov_offset = 0;
-      for (WriteOp& op : batch) {
-        err = Execute(op, &iov, &iov_file, &iov_offset);
-        if (!err.ok()) break;
-      }
-      if (err.ok()) err = Flush(&iov, iov_file, iov_offset);
-      if (err.ok() && dirty_ && options_.sync) {
-        const SegmentFile* open = disk_files_.back().get();
-        err = Fdatasync(open->handle->fd(), open->path);
-      }
-      dirty_ = false;
-      if (!err.ok()) {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (failed_.ok()) failed_ = err;
-      }
-    }
+    if (err.ok()) err = WriteBatch(batch);
     batch.clear();
     on_complete_(last_seq, err);
   }
+}
+
+Error SegmentLog::WriteBatch(std::deque<WriteOp>& batch) {
+  std::vector<iovec> iov;
+  SegmentFile* iov_file = nullptr;
+  uint64_t iov_offset = 0;
+  Error err;
+  for (WriteOp& op : batch) {
+    err = Execute(op, &iov, &iov_file, &iov_offset);
+    if (!err.ok()) break;
+  }
+  if (err.ok()) err = Flush(&iov, iov_file, iov_offset);
+  if (err.ok() && dirty_ && options_.sync) {
+    const SegmentFile* open = disk_files_.back().get();
+    err = Fdatasync(open->handle->fd(), open->path);
+  }
+  dirty_ = false;
+  if (!err.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failed_.ok()) failed_ = err;
+  }
+  return err;
 }
 
 Error SegmentLog::Execute(WriteOp& op, std::vector<iovec>* iov, SegmentFile** iov_file, uint64_t* iov_offset) {

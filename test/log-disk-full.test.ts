@@ -100,6 +100,36 @@ test('an append that runs out of space fails with ENOSPC; reopening keeps every 
   await freed.close();
 });
 
+test('an append written on the calling thread (onCallerIfIdle) that runs out of space fails the same way and loses nothing acknowledged', { skip }, async (t) => {
+  const dir = area(t, 'on-caller');
+  squeeze(160 * 1024);
+  const log = await SegmentLog.open(dir, { segmentBytes: 16 * 1024 });
+  let acked = 0;
+  let failure: unknown;
+  // One at a time, so the writer is always idle and every append is done here.
+  while (failure === undefined) {
+    const batch = entries(log.lastIndex + 1, 4, 900);
+    const appended = log.append(batch, { onCallerIfIdle: true });
+    const synced = log.durableIndex === batch[3].index;
+    await appended.then(
+      () => {
+        assert.ok(synced, 'an acknowledged append here was durable when the call returned');
+        acked = batch[3].index;
+      },
+      (err: unknown) => void (failure = err),
+    );
+  }
+  assertOutOfSpace(failure, dir);
+  assert.ok(acked > 0, 'some appends fit before the disk filled');
+  const again = await log.append(entries(log.lastIndex + 1, 1, 10), { onCallerIfIdle: true }).then(() => null, (err: unknown) => err);
+  assert.ok(again instanceof LogClosedError, String(again));
+  await log.close();
+  const reopened = await SegmentLog.open(dir, { segmentBytes: 16 * 1024 });
+  assert.ok(reopened.lastIndex >= acked, `reopened: last index ${reopened.lastIndex}, acknowledged ${acked}`);
+  await assertIntact(reopened, 900);
+  await reopened.close();
+});
+
 test('a record cut short by a full disk is a torn tail: reopening cuts it off and keeps everything acknowledged', { skip }, async (t) => {
   const dir = area(t, 'torn');
   squeeze(96 * 1024);

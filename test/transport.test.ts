@@ -149,6 +149,29 @@ test('500 heartbeats sent in one turn arrive in order in at most two frames', as
   }
 });
 
+test('flush() writes what was sent at once, not at the end of the turn; a later flush has nothing left to write', async () => {
+  const ts = await mesh(['a', 'b']);
+  try {
+    const a = ts.get('a')!;
+    const rounds: number[] = [];
+    ts.get('b')!.register('g', 'b', (m) => {
+      if (m.type === 'heartbeat') rounds.push(m.round);
+    });
+    const before = a.stats().peers.b!.framesSent;
+    a.send('g', heartbeat('a', 'b', 1));
+    a.send('g', heartbeat('a', 'b', 2));
+    assert.equal(a.stats().peers.b!.framesSent, before, 'queued until the end of the turn');
+    a.flush();
+    assert.equal(a.stats().peers.b!.framesSent, before + 1, 'written by flush, in one frame');
+    a.flush();
+    await eventually('both heartbeats', () => rounds.length >= 2);
+    assert.deepEqual(rounds, [1, 2]);
+    assert.equal(a.stats().peers.b!.framesSent, before + 1, 'nothing written twice');
+  } finally {
+    await closeAll(ts);
+  }
+});
+
 test('a heartbeat sent after a big append in the same turn is delivered first', async () => {
   const ts = await mesh(['a', 'b']);
   try {

@@ -3,7 +3,7 @@
  * log by any Node program, and Raft's hard-state store.
  */
 export { SegmentLog } from './segment-log.js';
-export type { SegmentLogOptions, ReadOptions, RecoveryReport, FramedRecords } from './segment-log.js';
+export type { SegmentLogOptions, AppendOptions, ReadOptions, RecoveryReport, FramedRecords } from './segment-log.js';
 export { MemoryLog } from './memory-log.js';
 export type { LogStorage } from './memory-log.js';
 export { MetaStore } from './meta-store.js';

@@ -1,6 +1,6 @@
 import { InvalidLogOperationError, LogClosedError } from './errors.js';
 import { decodeRecords, RECORD_HEADER_BYTES, type LogEntry } from './framing.js';
-import type { ReadOptions } from './segment-log.js';
+import type { AppendOptions, ReadOptions } from './segment-log.js';
 
 /**
  * What the Raft runtime needs from a log. `SegmentLog` implements it on disk,
@@ -11,7 +11,7 @@ export interface LogStorage {
   readonly lastIndex: number;
   readonly durableIndex: number;
   termAt(index: number): number | undefined;
-  append(entries: readonly LogEntry[]): Promise<void>;
+  append(entries: readonly LogEntry[], options?: AppendOptions): Promise<void>;
   read(from: number, toExclusive: number, options?: ReadOptions): Promise<LogEntry[]>;
   readSync(from: number, toExclusive: number, options?: ReadOptions): LogEntry[];
   truncateSuffix(lastKept: number): Promise<void>;

@@ -26,7 +26,8 @@ export interface NativeRecovery {
 }
 
 export interface NativeLogHandle {
-  append(bytes: Uint8Array, seal: boolean): number;
+  /** The op's sequence number; negated when `onCaller` found the writer idle and the append completed on this thread. */
+  append(bytes: Uint8Array, seal: boolean, onCaller: boolean): number;
   truncateSuffix(lastKept: number): number;
   truncatePrefix(firstKept: number): number;
   reset(nextIndex: number): number;

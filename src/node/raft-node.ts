@@ -20,7 +20,7 @@ import {
   type SnapshotMeta,
 } from '../core/index.js';
 import { members, type Configuration } from '../core/quorum.js';
-import { MetaStore, SegmentLog, type RecoveryReport } from '../log/index.js';
+import { MetaStore, SegmentLog, type AppendOptions, type RecoveryReport } from '../log/index.js';
 import type { ForwardProposal, ForwardProposalResponse, PeerMessage, SnapshotChunk, Transport } from '../transport/transport.js';
 import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TermMismatchError, TimeoutError } from './errors.js';
 import { EntryCache } from './entry-cache.js';
@@ -181,11 +181,11 @@ class CachedLog implements LogReader {
   }
 
   /** Appends entries after the last index, or over the log from entries[0].index on (a conflicting suffix); resolves once durable. */
-  append(entries: readonly Entry[]): Promise<void> {
+  append(entries: readonly Entry[], options?: AppendOptions): Promise<void> {
     const first = entries[0].index;
     // The log queues operations in call order, so the truncation lands first.
     const truncated = first <= this.log.lastIndex ? this.log.truncateSuffix(first - 1) : null;
-    const appended = this.log.append(entries);
+    const appended = this.log.append(entries, options);
     this.cache.append(entries);
     return truncated ? Promise.all([truncated, appended]).then(() => undefined) : appended;
   }
@@ -748,7 +748,10 @@ export class RaftNode {
       const onEvent = this.opts.onEvent;
       const started = onEvent ? performance.now() : 0;
       const count = r.entries.length;
-      const append = this.cachedLog.append(r.entries);
+      // An idle log writes on this thread (AppendOptions.onCallerIfIdle),
+      // blocking it: the messages of this Ready must be out before that.
+      if (r.messages.length > 0) this.opts.transport.flush?.();
+      const append = this.cachedLog.append(r.entries, { onCallerIfIdle: true });
       if (onEvent) void append.then(() => onEvent({ type: 'appended', entries: count, durationMs: performance.now() - started }), () => undefined);
       writes.push(append);
     }

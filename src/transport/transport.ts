@@ -70,6 +70,12 @@ export type PeerMessage = Message | SnapshotChunk | SnapshotChunkResponse | Forw
  */
 export interface Transport {
   send(group: string, message: PeerMessage): void;
+  /**
+   * Hands what `send` queued to the network now rather than at the end of the
+   * event-loop turn; for a caller about to block the thread (a synchronous
+   * disk write) while its messages should already be on their way.
+   */
+  flush?(): void;
   /** Delivers messages for `group` addressed to `id` to `receive`; returns the unregister function. */
   register(group: string, id: NodeId, receive: (message: PeerMessage) => void): () => void;
 }

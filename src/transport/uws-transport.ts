@@ -322,6 +322,12 @@ export class UwsTransport implements Transport {
     this.flushImmediate ??= setImmediate(() => this.flushAll());
   }
 
+  flush(): void {
+    if (this.flushImmediate === undefined) return;
+    clearImmediate(this.flushImmediate);
+    this.flushAll();
+  }
+
   private flushAll(): void {
     this.flushImmediate = undefined;
     const links = [...this.dirty];
