@@ -748,10 +748,14 @@ export class RaftNode {
       const onEvent = this.opts.onEvent;
       const started = onEvent ? performance.now() : 0;
       const count = r.entries.length;
-      // An idle log writes on this thread (AppendOptions.onCallerIfIdle),
-      // blocking it: the messages of this Ready must be out before that.
-      if (r.messages.length > 0) this.opts.transport.flush?.();
-      const append = this.cachedLog.append(r.entries, { onCallerIfIdle: true });
+      // A follower whose log writer is idle writes on this thread
+      // (AppendOptions.onCallerIfIdle), blocking it, so the messages of this
+      // Ready go out first. The leader keeps its thread for clients and
+      // answers while its own write syncs: blocking it cost JSON puts at 64
+      // concurrent a tenth of their throughput (bench/README.md).
+      const onCallerIfIdle = this.core.currentRole !== 'leader';
+      if (onCallerIfIdle && r.messages.length > 0) this.opts.transport.flush?.();
+      const append = this.cachedLog.append(r.entries, { onCallerIfIdle });
       if (onEvent) void append.then(() => onEvent({ type: 'appended', entries: count, durationMs: performance.now() - started }), () => undefined);
       writes.push(append);
     }
