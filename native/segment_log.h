@@ -1,11 +1,13 @@
 // The segment log: an append-only sequence of records indexed 1, 2, 3, ...
 // split across segment files, with group-committed durability.
 //
-// Threads: the JS thread calls Accept*/Truncate*/Reset (which validate, update
+// Threads: the JS thread calls Append/Truncate*/Reset (which validate, update
 // the in-memory index at once and queue the disk work) and the getters; one
-// writer thread does all file mutation in queue order (writer.cc); one
-// preallocator thread prepares the next segment file; reads may run on any
-// thread. `mu_` guards everything shared between them.
+// writer thread does all file mutation in queue order (writer.cc), except an
+// Append that finds it idle with nothing queued and may do its own write on
+// the JS thread (`writer_busy_` keeps the two apart); one preallocator thread
+// prepares the next segment file; reads may run on any thread. `mu_` guards
+// everything shared between them.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
