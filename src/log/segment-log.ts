@@ -38,9 +38,9 @@ export interface AppendOptions {
    * If the writer thread is idle with nothing queued, write and fdatasync on
    * the calling thread, blocking it until the entries are durable, and settle
    * the promise before returning (its callbacks still run as microtasks).
-   * That saves the hand-off to the writer thread and back, two thread
-   * wake-ups that are much of a lone append's latency. Under load the writer
-   * is busy and the append is queued as usual. Default false.
+   * That saves the hand-off to the writer thread and back (two thread
+   * wake-ups) at the price of blocking the caller for one sync. Under load
+   * the writer is busy and the append is queued as usual. Default false.
    */
   onCallerIfIdle?: boolean;
 }
