@@ -51,6 +51,15 @@ async function closeAll(ts: Map<string, UwsTransport> | UwsTransport[]): Promise
   await Promise.all([...ts.values()].map((t) => t.close()));
 }
 
+/** The rounds of the heartbeats `t` delivers to `id` in group 'g', in arrival order. */
+function heartbeatRounds(t: UwsTransport, id: string): number[] {
+  const rounds: number[] = [];
+  t.register('g', id, (m) => {
+    if (m.type === 'heartbeat') rounds.push(m.round);
+  });
+  return rounds;
+}
+
 function heartbeat(from: string, to: string, round: number): PeerMessage {
   return { type: 'heartbeat', from, to, term: 3, commit: round, round };
 }
@@ -132,10 +141,7 @@ test('500 heartbeats sent in one turn arrive in order in at most two frames', as
   const ts = await mesh(['a', 'b']);
   try {
     const a = ts.get('a')!;
-    const rounds: number[] = [];
-    ts.get('b')!.register('g', 'b', (m) => {
-      if (m.type === 'heartbeat') rounds.push(m.round);
-    });
+    const rounds = heartbeatRounds(ts.get('b')!, 'b');
     const before = a.stats().peers.b!.framesSent;
     for (let i = 0; i < 500; i++) a.send('g', heartbeat('a', 'b', i));
     await eventually('500 heartbeats', () => rounds.length >= 500);
@@ -153,10 +159,7 @@ test('flush() writes what was sent at once, not at the end of the turn; a later 
   const ts = await mesh(['a', 'b']);
   try {
     const a = ts.get('a')!;
-    const rounds: number[] = [];
-    ts.get('b')!.register('g', 'b', (m) => {
-      if (m.type === 'heartbeat') rounds.push(m.round);
-    });
+    const rounds = heartbeatRounds(ts.get('b')!, 'b');
     const before = a.stats().peers.b!.framesSent;
     a.send('g', heartbeat('a', 'b', 1));
     a.send('g', heartbeat('a', 'b', 2));
