@@ -7,6 +7,7 @@ import { packFrame } from '../src/transport/frame.js';
 import { decodeHello, encodeProof, newNonce, verifyWelcome } from '../src/transport/handshake.js';
 import { loadUws } from '../src/transport/uws.js';
 import { eventually } from './support/eventually.js';
+import { freePorts } from './support/servers.js';
 
 const SECRET = 'correct horse battery staple, 32b';
 const OVERALL_MS = 15_000;
@@ -401,11 +402,17 @@ test('unknown peers and unregistered groups are counted, never thrown', async ()
 test('options are checked and a taken port is refused', async () => {
   await assert.rejects(UwsTransport.listen(options('a', { secret: 'short' })), /at least 16/);
   await assert.rejects(UwsTransport.listen(options('a', { secret: new Uint8Array(15) })), /at least 16/);
-  const a = await UwsTransport.listen(options('a'));
-  try {
-    await assert.rejects(UwsTransport.listen(options('b', { port: a.port })), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${a.port}`));
-  } finally {
-    await a.close();
-    await a.close();
+  // A port chosen up front as well as one the kernel picked: uSockets would share either (SO_REUSEPORT) unless told not to.
+  const [chosen] = await freePorts(1, 21_000);
+  for (const port of [0, chosen]) {
+    const a = await UwsTransport.listen(options('a', { port }));
+    try {
+      // Were the second to bind anyway, it is closed, so that the test fails instead of hanging.
+      const second = UwsTransport.listen(options('b', { port: a.port })).then((b) => b.close());
+      await assert.rejects(second, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${a.port}`));
+    } finally {
+      await a.close();
+      await a.close();
+    }
   }
 });

@@ -8,7 +8,7 @@ import type { TemplatedApp, us_listen_socket } from '@trufflesuite/uws-js-unoffi
 import { pino, type Logger } from 'pino';
 import { outOfSpaceError } from '../log/index.js';
 import { RaftNode, type NodeEvent, type RaftError } from '../node/index.js';
-import { loadUws } from '../transport/uws.js';
+import { listenExclusive, loadUws } from '../transport/uws.js';
 import { UwsTransport } from '../transport/index.js';
 import { HttpApi, type ApiBackend } from './http-api.js';
 import { encodeCommand } from './kv-command.js';
@@ -127,21 +127,24 @@ export class RaftlineServer implements ApiBackend {
     const server = new RaftlineServer(log, config, transport);
     try {
       await server.startNode();
+      const api = new HttpApi(server, {
+        maxKeyBytes: config.maxKeyBytes,
+        maxValueBytes: config.maxValueBytes,
+        clusterId: numericId(Object.keys(config.peers).sort().join(',')),
+        memberId: numericId(config.id),
+        metrics: server.metrics,
+        clientToken: config.clientToken,
+        peerTransport: () => transport.stats(),
+      });
+      api.attach(server.app);
+      await server.listen();
     } catch (err) {
+      // A member no client can reach must not go on voting, leading and
+      // replicating: the process ends here, with the reason.
+      if (server.current !== undefined) await server.node.shutdown();
       await transport.close();
       throw err;
     }
-    const api = new HttpApi(server, {
-      maxKeyBytes: config.maxKeyBytes,
-      maxValueBytes: config.maxValueBytes,
-      clusterId: numericId(Object.keys(config.peers).sort().join(',')),
-      memberId: numericId(config.id),
-      metrics: server.metrics,
-      clientToken: config.clientToken,
-      peerTransport: () => transport.stats(),
-    });
-    api.attach(server.app);
-    await server.listen();
     server.announcer = setInterval(() => void server.announce(), 1000);
     log.info({ peerListen: config.peerListen, clientListen: config.clientListen, peers: config.peers, join: config.join }, 'serving');
     return server;
@@ -304,18 +307,11 @@ export class RaftlineServer implements ApiBackend {
     }
   }
 
-  private listen(): Promise<void> {
+  private async listen(): Promise<void> {
     const { host, port } = this.config.clientListen;
-    return new Promise((resolve, reject) => {
-      this.app.listen(host, port, (socket) => {
-        if (!socket) {
-          reject(new Error(`cannot listen for clients on ${host}:${port} (in use or not permitted)`));
-          return;
-        }
-        this.listenSocket = socket;
-        resolve();
-      });
-    });
+    const socket = await listenExclusive(this.app, host, port);
+    if (!socket) throw new Error(`cannot listen for clients on ${host}:${port} (in use or not permitted)`);
+    this.listenSocket = socket;
   }
 
   /**

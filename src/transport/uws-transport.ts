@@ -20,7 +20,7 @@ import {
 import { PeerLink, type PeerLinkSettings, type PeerLinkStats } from './peer-link.js';
 import { rateLimited, stderrSink, type TransportLogEvent } from './peer-log.js';
 import type { PeerMessage, Transport } from './transport.js';
-import { loadUws, type UwsModule } from './uws.js';
+import { listenExclusive, loadUws, type UwsModule } from './uws.js';
 
 type UwsApp = ReturnType<UwsModule['App']>;
 type UwsSocket = import('@trufflesuite/uws-js-unofficial').WebSocket<InboundData>;
@@ -204,7 +204,7 @@ export class UwsTransport implements Transport {
       message: (ws, message, isBinary) => this.guard('message', () => this.onInbound(ws, message, isBinary)),
       close: (ws, code, message) => this.guard('close', () => this.onInboundClose(ws, code, message)),
     });
-    const socket = await new Promise<UwsListenSocket | false>((resolve) => app.listen(host, port, resolve));
+    const socket = await listenExclusive(app, host, port);
     if (!socket) {
       throw new Error(`UwsTransport: cannot listen on ${host}:${port} (the port is in use or the address is not local)`);
     }

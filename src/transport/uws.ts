@@ -49,3 +49,20 @@ export function loadUws(): UwsModule {
   }
   return loaded;
 }
+
+type UwsApp = import('@trufflesuite/uws-js-unofficial').TemplatedApp;
+type UwsListenSocket = import('@trufflesuite/uws-js-unofficial').us_listen_socket;
+/** The package's typings lack this overload, though its binary takes it. */
+type ListenWithOptions = (this: UwsApp, host: string, port: number, options: number, cb: (socket: UwsListenSocket | false) => void) => UwsApp;
+/** uSockets' LIBUS_LISTEN_EXCLUSIVE_PORT. */
+const LISTEN_EXCLUSIVE_PORT = 1;
+
+/**
+ * Listens on host:port or settles with false. uSockets binds with SO_REUSEPORT
+ * unless told otherwise, and then a second server on a port already taken
+ * binds too and the kernel splits the connections between the two: a member
+ * started twice would answer half its clients from each process.
+ */
+export function listenExclusive(app: UwsApp, host: string, port: number): Promise<UwsListenSocket | false> {
+  return new Promise((resolve) => (app.listen as unknown as ListenWithOptions).call(app, host, port, LISTEN_EXCLUSIVE_PORT, resolve));
+}

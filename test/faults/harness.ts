@@ -75,7 +75,29 @@ export class FaultCluster {
     writeFileSync(secretFile, CLUSTER_SECRET);
     ({ args: this.args, clientUrl: this.clientUrl } = clusterArgs(this.ids, ports, this.dir, secretFile, true, hosts));
     for (const id of this.ids) this.spawn(id);
-    await this.until('a leader', async () => (await this.leader()) !== null);
+    try {
+      await this.until('a leader', async () => (await this.leader()) !== null);
+    } catch (err) {
+      // Left running, the members' output pipes would keep this test file's
+      // process alive after its last test, and the whole run would hang.
+      const state = await this.describe();
+      this.stopAll();
+      throw new Error(`${(err as Error).message}; the members: ${state}`);
+    }
+  }
+
+  /** Each member's process state, role and latest warnings, for an error message. */
+  private async describe(): Promise<string> {
+    const parts = await Promise.all(this.ids.map(async (id) => {
+      const exit = this.exit(id);
+      if (exit) return `${id} exited (${exit.signal ?? `status ${exit.code}`})`;
+      const status = await fetch(`${this.clientUrl[id]}/status`, { signal: AbortSignal.timeout(2000) })
+        .then((r) => r.text())
+        .catch((e: Error) => `no /status (${e.message})`);
+      const warnings = (this.logs.get(id) ?? []).slice(-5).map((l) => JSON.stringify(l));
+      return `${id} running, ${status}${warnings.length ? `, last warnings: ${warnings.join(' ')}` : ''}`;
+    }));
+    return parts.join('; ');
   }
 
   spawn(id: string): void {

@@ -13,8 +13,12 @@ export const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..'
 /** Ports handed out by freePorts, claimed by a file each holding the claiming process's pid. */
 const CLAIMS_DIR = path.join(os.tmpdir(), 'raftline-test-ports');
 const claimed: string[] = [];
+/** Every server this process spawned. */
+const servers = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const file of claimed) rmSync(file, { force: true });
+  // A test that failed or timed out before stopping its servers must not leave them running for the rest of the suite.
+  for (const child of servers) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
 
 function alive(pid: number): boolean {
@@ -90,6 +94,8 @@ export function spawnServer(
   nodeArgs: readonly string[] = [],
 ): { child: ChildProcess; logs: Record<string, unknown>[] } {
   const child = spawn(...serveCommand(args, prefix, nodeArgs), { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  servers.add(child);
+  child.once('exit', () => servers.delete(child));
   const logs: Record<string, unknown>[] = [];
   let rest = '';
   child.stdout!.setEncoding('utf8').on('data', (text: string) => {
