@@ -78,11 +78,9 @@ export class FaultCluster {
     try {
       await this.until('a leader', async () => (await this.leader()) !== null);
     } catch (err) {
-      // Left running, the members' output pipes would keep this test file's
-      // process alive after its last test, and the whole run would hang.
-      const state = await this.describe();
+      // The caller's cleanup has no cluster to stop yet.
       this.stopAll();
-      throw new Error(`${(err as Error).message}; the members: ${state}`);
+      throw err;
     }
   }
 
@@ -174,7 +172,7 @@ export class FaultCluster {
   async until(what: string, check: () => Promise<boolean>, boundMs = 30_000): Promise<void> {
     const deadline = Date.now() + boundMs;
     while (!(await check().catch(() => false))) {
-      if (Date.now() > deadline) throw new Error(`not within ${boundMs} ms: ${what}`);
+      if (Date.now() > deadline) throw new Error(`not within ${boundMs} ms: ${what}; the members: ${await this.describe()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
