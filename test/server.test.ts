@@ -212,7 +212,7 @@ describe('raftline serve', () => {
   test('raftline ctl: status, members, a node joins as learner and is promoted, leadership moves, snapshots, removal', async () => {
     const endpoints = IDS.map((id) => clientUrl[id]).join(',');
     const ctl = (...argv: string[]) => {
-      const r = spawnSync(process.execPath, [MAIN, 'ctl', '--endpoints', endpoints, ...argv], { encoding: 'utf8' });
+      const r = spawnSync(process.execPath, [MAIN, 'ctl', '--endpoints', endpoints, ...argv], { encoding: 'utf8', timeout: 30_000 });
       assert.equal(r.status, 0, `ctl ${argv.join(' ')}: ${r.stderr}`);
       return r.stdout;
     };
@@ -239,13 +239,13 @@ describe('raftline serve', () => {
     for (const s of snap) assert.ok(s.index > 0);
 
     const withN4 = `${endpoints},${clientUrl.n4}`;
-    const r = spawnSync(process.execPath, [MAIN, 'ctl', '--endpoints', withN4, 'transfer-leader', 'n1'], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [MAIN, 'ctl', '--endpoints', withN4, 'transfer-leader', 'n1'], { encoding: 'utf8', timeout: 30_000 });
     assert.equal(r.status, 0, r.stderr);
     await eventually('n1 leads again', async () => ((await (await fetch(`${clientUrl.n1}/status`)).json()) as { role: string }).role === 'leader');
     ctl('remove-peer', 'n4');
     const final = JSON.parse(ctl('members', '--json')) as { voters: string[] };
     assert.deepEqual([...final.voters].sort(), IDS);
-    const bad = spawnSync(process.execPath, [MAIN, 'ctl', '--endpoints', endpoints, 'add-peer', 'n5'], { encoding: 'utf8' });
+    const bad = spawnSync(process.execPath, [MAIN, 'ctl', '--endpoints', endpoints, 'add-peer', 'n5'], { encoding: 'utf8', timeout: 30_000 });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /add-peer takes 2 arguments/);
   });
@@ -282,7 +282,7 @@ describe('raftline serve', () => {
 
   test('wrong flags are refused with the setting named and exit code 2', () => {
     const run = (secret: string, ...argv: string[]) =>
-      spawnSync(process.execPath, [MAIN, 'serve', ...argv], { encoding: 'utf8', env: { PATH: process.env.PATH, RAFTLINE_SECRET: secret } });
+      spawnSync(process.execPath, [MAIN, 'serve', ...argv], { encoding: 'utf8', timeout: 20_000, env: { PATH: process.env.PATH, RAFTLINE_SECRET: secret } });
     const secret = 'a-secret-long-enough-1234';
     const base = ['--id', 'a', '--data', dir, '--peer-listen', '127.0.0.1:1', '--client-listen', '127.0.0.1:2'];
     const cases: [string[], RegExp][] = [
