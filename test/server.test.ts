@@ -269,15 +269,21 @@ describe('raftline serve', () => {
     assert.ok(body.error.length > 0);
   });
 
-  test('a server whose client port is taken says so and exits 1, without joining the cluster', async () => {
-    // n4 is stopped by now: its peer port is free; the client port is n1's.
-    const taken = new URL(clientUrl.n1).port;
-    const argv = [...args.n4];
-    argv[argv.indexOf('--client-listen') + 1] = `127.0.0.1:${taken}`;
-    argv[argv.indexOf('--data') + 1] = path.join(dir, 'port-taken');
-    const r = spawnSync(process.execPath, [MAIN, 'serve', ...argv], { encoding: 'utf8', timeout: 20_000 });
-    assert.equal(r.status, 1, `exit status (signal ${r.signal}): ${r.stderr}`);
-    assert.match(r.stderr, new RegExp(`cannot listen for clients on 127\\.0\\.0\\.1:${taken}`));
+  test('a server whose client or peer port is taken says so and exits 1, without joining the cluster', () => {
+    // n4 is stopped by now, its ports free; each run takes one of n1's instead.
+    const cases: [string, string, RegExp][] = [
+      ['--client-listen', new URL(clientUrl.n1).host, /cannot listen for clients on 127\.0\.0\.1:\d+/],
+      ['--peer-listen', args.n1[args.n1.indexOf('--peer-listen') + 1], /cannot listen on 127\.0\.0\.1:\d+/],
+    ];
+    for (const [flag, taken, message] of cases) {
+      const argv = [...args.n4];
+      argv[argv.indexOf(flag) + 1] = taken;
+      argv[argv.indexOf('--data') + 1] = path.join(dir, `taken${flag}`);
+      const r = spawnSync(process.execPath, [MAIN, 'serve', ...argv], { encoding: 'utf8', timeout: 20_000 });
+      assert.equal(r.status, 1, `${flag} ${taken}: exit status (signal ${r.signal}): ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.ok(r.stderr.includes(taken), r.stderr);
+    }
   });
 
   test('wrong flags are refused with the setting named and exit code 2', () => {
