@@ -152,6 +152,34 @@ describe('§5.3 log replication', () => {
     assert.deepEqual(texts(c.node('a').applied), ['slow-leader-disk']);
   });
 
+  test('a candidate asks for votes while its own term and vote sync, and leads only once they are durable', () => {
+    const c = new Cluster(ABC);
+    const a = c.node('a');
+    a.holdPersist = true;
+    a.core.step({ type: 'timeoutNow', from: 'a', to: 'a', term: a.core.currentTerm });
+    c.flush();
+    assert.deepEqual(c.inbox.filter((m) => m.type === 'vote').map((m) => m.to).sort(), ['b', 'c'], 'the requests leave before the write is durable');
+    c.stabilize();
+    assert.equal(a.core.currentRole, 'candidate', 'b and c granted, but without its own durable vote a does not lead');
+    c.release('a');
+    c.stabilize();
+    assert.equal(a.core.currentRole, 'leader');
+  });
+
+  test('a candidate that crashes before its own vote is durable never led, and the group elects a leader after it', () => {
+    const c = new Cluster(ABC);
+    const a = c.node('a');
+    a.holdPersist = true;
+    a.core.step({ type: 'timeoutNow', from: 'a', to: 'a', term: a.core.currentTerm });
+    c.stabilize();
+    c.restart('a');
+    assert.equal(c.node('a').core.currentTerm, 0, 'the term a campaigned in was lost with the crash');
+    assert.deepEqual(c.leaders(), []);
+    c.elect('b');
+    assert.deepEqual(c.leaders(), ['b']);
+    assert.ok(c.node('b').core.currentTerm > 1);
+  });
+
   test('a leader does not commit entries of earlier terms by counting replicas (§5.4.2, figure 8)', () => {
     // One entry per message, so replication of an old entry and of the new
     // leader's own entry can be told apart.

@@ -514,8 +514,18 @@ export class RaftCore {
       this.becomeCandidate();
       term = this.term;
     }
-    this.votes = new Map([[this.id, true]]);
-    if (this.tallyVotes(kind)) return;
+    if (kind === 'preVote') {
+      // A pre-vote promises nothing durable: this node counts itself at once.
+      this.votes = new Map([[this.id, true]]);
+      if (this.tallyVotes(kind)) return;
+    } else {
+      // The requests leave at once, so this node's sync of its new term and
+      // vote overlaps the voters' syncs of theirs instead of preceding them.
+      // It counts itself only once that sync is done: its answer to itself
+      // comes back after persisting, as a voter's does.
+      this.votes = new Map();
+      this.sendAfterPersist({ from: this.id, to: this.id, term, type: 'voteResp', reject: false });
+    }
     for (const id of members(this.conf)) {
       if (id === this.id || !isVoter(this.conf, id)) continue;
       const req: VoteRequest = {
@@ -527,7 +537,8 @@ export class RaftCore {
         lastLogTerm: this.log.lastTerm(),
         transfer,
       };
-      this.sendAfterPersist(req);
+      if (kind === 'vote') this.ready_.messages.push(req);
+      else this.sendAfterPersist(req);
     }
   }
 
@@ -535,8 +546,14 @@ export class RaftCore {
   private tallyVotes(kind: 'preVote' | 'vote'): boolean {
     const outcome = voteOutcome(this.conf, this.votes);
     if (outcome === 'won') {
-      if (kind === 'preVote') this.campaign('vote', false);
-      else this.becomeLeader();
+      if (kind === 'preVote') {
+        this.campaign('vote', false);
+        return true;
+      }
+      // Leading before this node's own term is durable could, after a crash,
+      // let it lead the same term again with a different log.
+      if (this.votes.get(this.id) !== true) return false;
+      this.becomeLeader();
       return true;
     }
     if (outcome === 'lost') {

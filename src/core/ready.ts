@@ -8,7 +8,8 @@ import type { Entry, HardState, Message, NodeId, ReadFailure, ReadState, Role, S
  * 1. `messages` may be sent at once, in parallel with persisting: they are the
  *    leader's AppendEntries, heartbeats and commit notices, which depend on
  *    nothing this Ready changes (the leader writes its log in parallel with
- *    replication).
+ *    replication), and a candidate's vote requests (it counts its own vote
+ *    only once its term and vote are durable: see 3).
  * 2. If `snapshot` is set, install it first: restore the state machine from
  *    the snapshot just received and reset the log to start after its index.
  *    Then persist `entries` (the first may overwrite existing ones: truncate the
@@ -17,7 +18,9 @@ import type { Entry, HardState, Message, NodeId, ReadFailure, ReadState, Role, S
  * 3. Only once this Ready's writes and every earlier Ready's writes are
  *    durable, send `messagesAfterPersist`: votes and acknowledgements that
  *    promise the persisted state (an acknowledgement may cover entries
- *    handed out by an earlier Ready that are still being written).
+ *    handed out by an earlier Ready that are still being written). A
+ *    candidate's vote for itself is among them, addressed to itself: step it
+ *    into this node's core rather than sending it anywhere.
  * 4. Apply `committed` in order (it may include entries not yet durable here:
  *    they are durable on a quorum) and report `applied(index)`.
  * 5. Serve each `readStates` read once the applied index reaches its index.

@@ -765,7 +765,10 @@ export class RaftNode {
       () => {
         if (this.stopped) return;
         if (last) this.core.persisted(last.index, last.term);
-        for (const m of after) this.opts.transport.send(this.groupId, m);
+        for (const m of after) {
+          if (m.to === this.opts.id) this.core.step(m);
+          else this.opts.transport.send(this.groupId, m);
+        }
         this.schedule();
       },
       (err: Error) => this.fail(err),

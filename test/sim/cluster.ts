@@ -452,6 +452,11 @@ export class Simulation {
   // --------------------------------------------------------------- network
 
   private send(m: Message): void {
+    // A candidate's vote for itself never crosses the network.
+    if (m.to === m.from) {
+      this.nodes.get(m.to)!.core.step(m);
+      return;
+    }
     if (this.blocked.has(`${m.from}>${m.to}`) || this.rng.chance(this.opts.dropRate)) return;
     const copies = this.rng.chance(this.opts.duplicateRate) ? 2 : 1;
     for (let i = 0; i < copies; i++) {
