@@ -9,7 +9,7 @@ import { RaftlineClient, RaftlineClientError } from '../src/client/index.js';
 import { decodeResponse, encodeRequest } from '../src/transport/client-codec.js';
 import { packFrame, unpackFrame } from '../src/transport/frame.js';
 import { eventually } from './support/eventually.js';
-import { clusterArgs, freePorts, spawnServer } from './support/servers.js';
+import { clusterArgs, freePorts, spawnServer, writableThroughEvery } from './support/servers.js';
 import { tempDir } from './support/tmp.js';
 
 const IDS = ['n1', 'n2', 'n3'];
@@ -28,7 +28,7 @@ describe('raftline/client', () => {
     clientUrl = cluster.clientUrl;
     endpoints = IDS.map((id) => clientUrl[id]);
     for (const id of IDS) children.set(id, spawnServer(cluster.args[id]).child);
-    await eventually('the cluster takes writes', async () => (await fetch(`${clientUrl.n1}/v1/kv/ready`, { method: 'PUT', body: '1' })).status === 200);
+    await writableThroughEvery(clientUrl);
   });
 
   after(() => {

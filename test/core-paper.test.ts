@@ -156,8 +156,7 @@ describe('§5.3 log replication', () => {
     const c = new Cluster(ABC);
     const a = c.node('a');
     a.holdPersist = true;
-    a.core.step({ type: 'timeoutNow', from: 'a', to: 'a', term: a.core.currentTerm });
-    c.flush();
+    c.campaign('a');
     assert.deepEqual(c.inbox.filter((m) => m.type === 'vote').map((m) => m.to).sort(), ['b', 'c'], 'the requests leave before the write is durable');
     c.stabilize();
     assert.equal(a.core.currentRole, 'candidate', 'b and c granted, but without its own durable vote a does not lead');
@@ -168,9 +167,8 @@ describe('§5.3 log replication', () => {
 
   test('a candidate that crashes before its own vote is durable never led, and the group elects a leader after it', () => {
     const c = new Cluster(ABC);
-    const a = c.node('a');
-    a.holdPersist = true;
-    a.core.step({ type: 'timeoutNow', from: 'a', to: 'a', term: a.core.currentTerm });
+    c.node('a').holdPersist = true;
+    c.campaign('a');
     c.stabilize();
     c.restart('a');
     assert.equal(c.node('a').core.currentTerm, 0, 'the term a campaigned in was lost with the crash');

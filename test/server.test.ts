@@ -5,7 +5,7 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { eventually } from './support/eventually.js';
-import { clusterArgs, freePorts, MAIN, spawnServer } from './support/servers.js';
+import { clusterArgs, freePorts, MAIN, spawnServer, writableThroughEvery } from './support/servers.js';
 import { tempDir } from './support/tmp.js';
 
 const IDS = ['n1', 'n2', 'n3'];
@@ -50,8 +50,7 @@ describe('raftline serve', () => {
     clientUrl.n4 = `http://127.0.0.1:${ports[7]}`;
     n4PeerAddress = `127.0.0.1:${ports[6]}`;
     for (const id of IDS) start(id);
-    // Through every node: one that started last may not have heard from the leader yet.
-    for (const id of IDS) await eventually(`a write through ${id} succeeds`, async () => (await put(id, 'ready', id)).status === 200);
+    await writableThroughEvery(Object.fromEntries(IDS.map((id) => [id, clientUrl[id]])));
   });
 
   after(async () => {

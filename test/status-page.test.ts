@@ -6,8 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
-import { eventually } from './support/eventually.js';
-import { clusterArgs, freePorts, spawnServer } from './support/servers.js';
+import { clusterArgs, freePorts, spawnServer, writableThroughEvery } from './support/servers.js';
 import { tempDir } from './support/tmp.js';
 import { membersShown } from './support/status-page.js';
 
@@ -26,7 +25,7 @@ before(async () => {
   const cluster = clusterArgs(IDS, ports, dir, secretFile);
   clientUrl = cluster.clientUrl;
   for (const id of IDS) children.push(spawnServer(cluster.args[id]).child);
-  await eventually('the cluster takes writes', async () => (await fetch(`${clientUrl.n1}/v1/kv/ready`, { method: 'PUT', body: '1' })).status === 200);
+  await writableThroughEvery(clientUrl);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });
 });
 

@@ -20,11 +20,9 @@ import {
 import { PeerLink, type PeerLinkSettings, type PeerLinkStats } from './peer-link.js';
 import { rateLimited, stderrSink, type TransportLogEvent } from './peer-log.js';
 import type { PeerMessage, Transport } from './transport.js';
-import { listenExclusive, loadUws, type UwsModule } from './uws.js';
+import { listenExclusive, loadUws, type UwsApp, type UwsListenSocket } from './uws.js';
 
-type UwsApp = ReturnType<UwsModule['App']>;
 type UwsSocket = import('@trufflesuite/uws-js-unofficial').WebSocket<InboundData>;
-type UwsListenSocket = import('@trufflesuite/uws-js-unofficial').us_listen_socket;
 
 export type { TransportLogEvent } from './peer-log.js';
 export type { PeerLinkStats } from './peer-link.js';

@@ -50,8 +50,8 @@ export function loadUws(): UwsModule {
   return loaded;
 }
 
-type UwsApp = import('@trufflesuite/uws-js-unofficial').TemplatedApp;
-type UwsListenSocket = import('@trufflesuite/uws-js-unofficial').us_listen_socket;
+export type UwsApp = import('@trufflesuite/uws-js-unofficial').TemplatedApp;
+export type UwsListenSocket = import('@trufflesuite/uws-js-unofficial').us_listen_socket;
 /** The package's typings lack this overload, though its binary takes it. */
 type ListenWithOptions = (this: UwsApp, host: string, port: number, options: number, cb: (socket: UwsListenSocket | false) => void) => UwsApp;
 /** uSockets' LIBUS_LISTEN_EXCLUSIVE_PORT. */

@@ -147,10 +147,16 @@ export class Cluster {
    * is delivered.
    */
   elect(id: NodeId): void {
+    this.campaign(id);
+    this.stabilize();
+    if (this.node(id).core.currentRole !== 'leader') throw new Error(`${id} could not win an election`);
+  }
+
+  /** Makes `id` campaign at once, as a transfer target does, and queues what it sends; delivers nothing. */
+  campaign(id: NodeId): void {
     const n = this.node(id);
     n.core.step({ type: 'timeoutNow', from: id, to: id, term: n.core.currentTerm });
-    this.stabilize();
-    if (n.core.currentRole !== 'leader') throw new Error(`${id} could not win an election`);
+    this.flush();
   }
 
   leaders(): NodeId[] {

@@ -13,7 +13,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import { chromium } from 'playwright-core';
 import { RaftlineClient, RaftlineClientError } from '../../src/client/index.js';
-import { clusterArgs, freePorts, MAIN, spawnServer } from '../support/servers.js';
+import { clusterArgs, freePorts, MAIN, spawnServer, writableThroughEvery } from '../support/servers.js';
 import { tempDir } from '../support/tmp.js';
 import { membersShown } from '../support/status-page.js';
 import { FaultCluster, summaryTable, verify, Workload, type ScenarioReport } from './harness.js';
@@ -187,16 +187,7 @@ test('with a client token, every client route refuses requests without it or wit
   let unauthorized = 0;
   let anomalies = 0;
   const details: string[] = [];
-  await new Promise<void>((resolve, reject) => {
-    const deadline = Date.now() + 30_000;
-    const poll = async () => {
-      const ok = await fetch(`${clientUrl.n1}/v1/kv/ready`, { method: 'PUT', body: '1', headers: auth }).then((r) => r.status === 200, () => false);
-      if (ok) resolve();
-      else if (Date.now() > deadline) reject(new Error('the token cluster took no write within 30 s'));
-      else setTimeout(() => void poll(), 100);
-    };
-    void poll();
-  });
+  await writableThroughEvery(clientUrl, auth);
 
   const b64 = (s: string) => Buffer.from(s).toString('base64');
   const routes: [string, string, string | undefined, number][] = [

@@ -6,6 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { eventually } from './eventually.js';
 
 /** The compiled CLI. */
 export const MAIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
@@ -129,4 +130,15 @@ export function clusterArgs(
     clientUrl[id] = `http://${hosts[i]}:${clientPort}`;
   });
   return { args, clientUrl };
+}
+
+/**
+ * Waits until a write through each of `clientUrls` succeeds: a cluster is
+ * ready for tests once every node does, as one started last may not have
+ * heard from the leader yet when another already takes writes.
+ */
+export async function writableThroughEvery(clientUrls: Record<string, string>, headers: Record<string, string> = {}): Promise<void> {
+  for (const [id, url] of Object.entries(clientUrls)) {
+    await eventually(`a write through ${id}`, async () => (await fetch(`${url}/v1/kv/ready`, { method: 'PUT', body: id, headers })).status === 200);
+  }
 }
