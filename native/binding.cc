@@ -497,15 +497,16 @@ class MetaLoadWorker : public PromiseWorker {
 
 class MetaSaveWorker : public PromiseWorker {
  public:
-  MetaSaveWorker(Napi::Env env, std::string dir, std::string name, std::vector<uint8_t> payload)
-      : PromiseWorker(env), dir_(std::move(dir)), name_(std::move(name)), payload_(std::move(payload)) {}
+  MetaSaveWorker(Napi::Env env, std::string dir, std::string name, std::vector<uint8_t> payload, bool in_place)
+      : PromiseWorker(env), dir_(std::move(dir)), name_(std::move(name)), payload_(std::move(payload)), in_place_(in_place) {}
 
  protected:
-  Error Work() override { return SaveMetaFile(dir_, name_, kMetaMagic, payload_); }
+  Error Work() override { return SaveMetaFile(dir_, name_, kMetaMagic, payload_, in_place_); }
 
  private:
   std::string dir_, name_;
   std::vector<uint8_t> payload_;
+  bool in_place_;
 };
 
 // metaLoad(dir, name): Promise<Buffer | null>
@@ -518,15 +519,16 @@ Napi::Value MetaLoad(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// metaSave(dir, name, payload): Promise<void>
+// metaSave(dir, name, payload, inPlace): Promise<void>
 Napi::Value MetaSave(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsString() || !info[2].IsTypedArray()) {
-    return ThrowType(env, "metaSave expects (dir, name, Uint8Array)");
+  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsString() || !info[2].IsTypedArray() || !info[3].IsBoolean()) {
+    return ThrowType(env, "metaSave expects (dir, name, Uint8Array, boolean)");
   }
   Napi::Uint8Array bytes = info[2].As<Napi::Uint8Array>();
   std::vector<uint8_t> payload(bytes.Data(), bytes.Data() + bytes.ByteLength());
-  auto* worker = new MetaSaveWorker(env, info[0].As<Napi::String>(), info[1].As<Napi::String>(), std::move(payload));
+  auto* worker = new MetaSaveWorker(env, info[0].As<Napi::String>(), info[1].As<Napi::String>(), std::move(payload),
+                                    info[3].As<Napi::Boolean>().Value());
   Napi::Promise p = worker->Promise();
   worker->Queue();
   return p;

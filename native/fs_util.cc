@@ -220,7 +220,7 @@ Error AtomicReplace(const std::string& dir, const std::string& name, const std::
   return FsyncDir(dir);
 }
 
-Error ReadSmallFile(const std::string& path, std::vector<uint8_t>* data, bool* exists) {
+Error ReadDurableFile(const std::string& path, std::vector<uint8_t>* data, bool* exists) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) {
@@ -231,8 +231,13 @@ Error ReadSmallFile(const std::string& path, std::vector<uint8_t>* data, bool* e
   }
   FileHandle guard(fd);
   *exists = true;
+  Error err = Fdatasync(fd, path);
+  if (!err.ok()) return err;
+  // Pages whose writeback failed in an earlier process are clean but not on
+  // the disk; dropping them makes the read below come from the disk.
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
   uint64_t size = 0;
-  Error err = FileSize(fd, path, &size);
+  err = FileSize(fd, path, &size);
   if (!err.ok()) return err;
   data->resize(size);
   size_t got = 0;

@@ -59,8 +59,10 @@ Error RenameFile(const std::string& from, const std::string& to);
 Error UnlinkFile(const std::string& path);
 // Writes `data` to dir/name atomically: temp file, fsync, rename, fsync dir.
 Error AtomicReplace(const std::string& dir, const std::string& name, const std::vector<uint8_t>& data);
-// Reads a whole small file. `*exists` is false (and no error) when it is absent.
-Error ReadSmallFile(const std::string& path, std::vector<uint8_t>* data, bool* exists);
+// Reads a whole small file as the disk holds it: fdatasync first (a sync
+// failure is an error), then the cached pages dropped. `*exists` is false
+// (and no error) when it is absent.
+Error ReadDurableFile(const std::string& path, std::vector<uint8_t>* data, bool* exists);
 
 // An owned file descriptor, closed when the last holder lets go. Readers keep
 // one alive while the writer may unlink or rename the file underneath.

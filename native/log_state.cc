@@ -18,7 +18,8 @@ Error SaveLogState(const std::string& dir, const LogState& state) {
   std::memcpy(payload.data() + 8, &pending, 4);
   std::memcpy(payload.data() + 12, &reserved, 4);
   std::memcpy(payload.data() + 16, &state.pending_arg, 8);
-  return SaveMetaFile(dir, kLogStateFile, kLogStateMagic, payload);
+  // A save that fails fails the log; reopening it loads (and syncs) the file afresh.
+  return SaveMetaFile(dir, kLogStateFile, kLogStateMagic, payload, true);
 }
 
 Error LoadLogState(const std::string& dir, LogState* state) {

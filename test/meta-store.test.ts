@@ -1,9 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { CorruptLogError, InvalidLogOperationError, MetaStore } from '../src/log/index.js';
+import { fileURLToPath } from 'node:url';
+import { CorruptLogError, crc32c, InvalidLogOperationError, MetaStore } from '../src/log/index.js';
+import { buildFailSync, failSyncEnv } from './support/failsync.js';
 import { tempDir } from './support/tmp.js';
+
+const BLOCK_BYTES = 512;
 
 test('starts at term 0 with no vote and persists saves across reopen', async () => {
   const { dir, cleanup } = tempDir('meta');
@@ -79,6 +84,124 @@ test('a damaged meta file is reported, not replaced with defaults', async () => 
     });
     writeFileSync(file, bytes.subarray(0, 10));
     await assert.rejects(MetaStore.open(dir), /shorter than its header/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('a state that fits a 512-byte block is rewritten in place: the same file, one block', async () => {
+  const { dir, cleanup } = tempDir('meta-block');
+  try {
+    const file = path.join(dir, 'meta');
+    const meta = await MetaStore.open(dir);
+    await meta.save({ term: 1, vote: 'n1' });
+    const first = statSync(file);
+    assert.equal(first.size, BLOCK_BYTES);
+    for (let term = 2; term <= 5; term++) await meta.save({ term, vote: `n${term}` });
+    const last = statSync(file);
+    assert.equal(last.ino, first.ino, 'rewritten in place, not replaced');
+    assert.equal(last.size, BLOCK_BYTES);
+    // The largest state a block holds: 496 bytes of JSON.
+    const fill = 'x'.repeat(BLOCK_BYTES - 16 - JSON.stringify({ term: 6, vote: 'n6', fill: '' }).length);
+    await meta.save({ term: 6, vote: 'n6', fill });
+    assert.equal(statSync(file).ino, first.ino);
+    assert.deepEqual((await MetaStore.open(dir)).state, { term: 6, vote: 'n6', fill });
+  } finally {
+    cleanup();
+  }
+});
+
+test('a state too big for a block replaces the file; a smaller one afterwards is a block again', async () => {
+  const { dir, cleanup } = tempDir('meta-big');
+  try {
+    const file = path.join(dir, 'meta');
+    const meta = await MetaStore.open(dir);
+    await meta.save({ term: 1, vote: 'n1' });
+    const block = statSync(file);
+    const fill = 'y'.repeat(2000);
+    await meta.save({ fill });
+    const big = statSync(file);
+    assert.notEqual(big.ino, block.ino);
+    assert.equal(big.size, 16 + JSON.stringify({ term: 1, vote: 'n1', fill }).length);
+    assert.deepEqual((await MetaStore.open(dir)).state, { term: 1, vote: 'n1', fill });
+    await meta.save({ term: 2, fill: '' });
+    assert.equal(statSync(file).size, BLOCK_BYTES);
+    assert.deepEqual((await MetaStore.open(dir)).state, { term: 2, vote: 'n1', fill: '' });
+  } finally {
+    cleanup();
+  }
+});
+
+test('a meta file in the earlier layout (version 1) loads, and the next save makes it a block', async () => {
+  const { dir, cleanup } = tempDir('meta-v1');
+  try {
+    const file = path.join(dir, 'meta');
+    const payload = Buffer.from(JSON.stringify({ term: 4, vote: 'n2' }));
+    const header = Buffer.alloc(16);
+    header.writeUInt32LE(0x544d4c52, 0);
+    header.writeUInt32LE(1, 4);
+    header.writeUInt32LE(payload.length, 8);
+    header.writeUInt32LE(crc32c(payload), 12);
+    writeFileSync(file, Buffer.concat([header, payload]));
+    const meta = await MetaStore.open(dir);
+    assert.deepEqual(meta.state, { term: 4, vote: 'n2' });
+    await meta.save({ term: 5 });
+    assert.equal(statSync(file).size, BLOCK_BYTES);
+    assert.equal(readFileSync(file).readUInt32LE(4), 2);
+    assert.deepEqual((await MetaStore.open(dir)).state, { term: 5, vote: 'n2' });
+  } finally {
+    cleanup();
+  }
+});
+
+test('a block with damaged padding, or not one block long, is reported', async () => {
+  const { dir, cleanup } = tempDir('meta-block-damage');
+  try {
+    const file = path.join(dir, 'meta');
+    await (await MetaStore.open(dir)).save({ term: 3, vote: 'n1' });
+    const bytes = readFileSync(file);
+    const padding = Buffer.from(bytes);
+    padding[BLOCK_BYTES - 1] = 1;
+    writeFileSync(file, padding);
+    await assert.rejects(MetaStore.open(dir), (err: Error) => err instanceof CorruptLogError && /checksum mismatch/.test(err.message));
+    writeFileSync(file, Buffer.concat([bytes, Buffer.alloc(1)]));
+    await assert.rejects(MetaStore.open(dir), /513 bytes is not one 512-byte block/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('a failed sync fails the save and the open, and the save after a failure replaces the file', async () => {
+  const { dir, cleanup } = tempDir('meta-eio');
+  try {
+    const lib = buildFailSync(dir);
+    const trigger = path.join(dir, 'fail-sync');
+    const data = path.join(dir, 'data');
+    const logIndex = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'log', 'index.js');
+    // In a child process: the shim makes its fdatasync and fsync fail while the trigger exists.
+    const script = `
+      import { statSync, unlinkSync, writeFileSync } from 'node:fs';
+      import { MetaStore } from ${JSON.stringify(logIndex)};
+      const data = ${JSON.stringify(data)}, trigger = ${JSON.stringify(trigger)}, file = data + '/meta';
+      const outcome = (p) => p.then(() => 'ok', (err) => err.code + ' ' + err.syncFailed);
+      const meta = await MetaStore.open(data);
+      await meta.save({ term: 1, vote: 'n1' });
+      const created = statSync(file).ino;
+      writeFileSync(trigger, '');
+      const failedSave = await outcome(meta.save({ term: 2, vote: 'n2' }));
+      const failedOpen = await outcome(MetaStore.open(data));
+      unlinkSync(trigger);
+      await meta.save({ term: 3, vote: 'n3' });
+      const replaced = statSync(file).ino !== created;
+      const afterReplace = statSync(file).ino;
+      await meta.save({ term: 4, vote: 'n3' });
+      const inPlaceAgain = statSync(file).ino === afterReplace;
+      console.log(JSON.stringify({ failedSave, failedOpen, replaced, inPlaceAgain, term: meta.term }));
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...failSyncEnv(lib, trigger) }, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { failedSave: 'ERR_RAFTLINE_IO true', failedOpen: 'ERR_RAFTLINE_IO true', replaced: true, inPlaceAgain: true, term: 4 });
+    assert.deepEqual((await MetaStore.open(data)).state, { term: 4, vote: 'n3' });
   } finally {
     cleanup();
   }

@@ -16,9 +16,13 @@ export interface MetaState {
 const DEFAULT_NAME = 'meta';
 
 /**
- * Small durable state (Raft's term and vote) replaced atomically: each save
- * writes a temporary file, fsyncs it, renames it over the old one and fsyncs
- * the directory, so a crash leaves either the old or the new state, checksummed.
+ * Small durable state (Raft's term and vote), checksummed; a crash leaves
+ * either the old or the new state. A state of up to 496 bytes of JSON is one
+ * 512-byte block rewritten in place with one fdatasync (a sector is written
+ * whole or not at all); a bigger one, the first save, and the save after a
+ * failed one write a temporary file, fsync it, rename it over the old one and
+ * fsync the directory. Opening syncs what it loads, so nothing a killed
+ * process left unsynced is trusted.
  *
  * ```ts
  * const meta = await MetaStore.open('./data/n1');
@@ -30,6 +34,12 @@ export class MetaStore {
   readonly file: string;
   private current: MetaState;
   private chain: Promise<void> = Promise.resolve();
+  /**
+   * False after a failed save: whatever it left (a renamed file whose
+   * directory was not synced, a block the disk may not hold) is not known to
+   * be durable, so the next save replaces the file and syncs the directory.
+   */
+  private inPlace = true;
 
   private constructor(dir: string, name: string, state: MetaState) {
     this.dir = dir;
@@ -88,10 +98,12 @@ export class MetaStore {
         throw new InvalidLogOperationError('vote must be a string or null');
       }
       try {
-        await native.metaSave(this.dir, path.basename(this.file), Buffer.from(JSON.stringify(next), 'utf8'));
+        await native.metaSave(this.dir, path.basename(this.file), Buffer.from(JSON.stringify(next), 'utf8'), this.inPlace);
       } catch (err) {
+        this.inPlace = false;
         throw fromNative(err);
       }
+      this.inPlace = true;
       this.current = next;
     };
     const result = this.chain.then(run);

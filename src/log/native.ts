@@ -49,7 +49,8 @@ export interface NativeAddon {
     onComplete: (seq: number, err?: NativeError) => void,
   ): Promise<{ handle: NativeLogHandle; recovery: NativeRecovery }>;
   metaLoad(dir: string, name: string): Promise<Buffer | null>;
-  metaSave(dir: string, name: string, payload: Uint8Array): Promise<void>;
+  /** `inPlace`: the file on disk is known durable, so a block file may be rewritten in place (native/meta_store.h). */
+  metaSave(dir: string, name: string, payload: Uint8Array, inPlace: boolean): Promise<void>;
   sealRecords(bytes: Uint8Array): number;
   verifyRecords(bytes: Uint8Array): number;
   crc32c(bytes: Uint8Array, seed?: number): number;
