@@ -18,6 +18,7 @@ import {
   type StateMachine,
 } from '../src/node/index.js';
 import { SnapshotStore } from '../src/node/snapshot-store.js';
+import { SegmentLog, type AppendOptions, type LogEntry } from '../src/log/index.js';
 import { Prng } from './support/prng.js';
 import { eventually } from './support/eventually.js';
 import { tempDir } from './support/tmp.js';
@@ -183,6 +184,51 @@ describe('RaftNode', () => {
       const term = leader.node.status().term;
       await assert.rejects(leader.node.apply(Buffer.from('z=3'), { expectedTerm: term + 1 }), TermMismatchError);
     });
+  });
+
+  test('a follower whose log append took longer than a heartbeat interval hands the next to the writer thread, and syncs on its own again once appends are fast', async () => {
+    // Followers sync on their own thread when the writer is idle; on a disk
+    // that slow they would answer no heartbeat meanwhile. The test slows one
+    // follower's appends (resolving them late) and records how each was asked for.
+    const original = SegmentLog.prototype.append;
+    let slowDir: string | null = null;
+    const calls: { dir: string; onCaller: boolean }[] = [];
+    SegmentLog.prototype.append = function (this: SegmentLog, entries: readonly LogEntry[], options?: AppendOptions): Promise<void> {
+      calls.push({ dir: this.dir, onCaller: options?.onCallerIfIdle === true });
+      const done = original.call(this, entries, options);
+      return this.dir === slowDir ? done.then(() => new Promise((r) => setTimeout(r, 600))) : done;
+    };
+    try {
+      await withCluster(
+        'slow-follower-disk',
+        async (c) => {
+          const leader = await c.awaitLeader();
+          await leader.node.apply(Buffer.from('a=1'));
+          const follower = [...c.members.values()].find((m) => m !== leader)!;
+          const followerLog = path.join(follower.dir, 'log');
+          await eventually('the follower applied a', () => follower.fsm.data.get('a') === '1');
+          const asked = (from: number) => calls.slice(from).filter((call) => call.dir === followerLog).map((call) => call.onCaller);
+          let from = calls.length;
+          slowDir = followerLog;
+          await leader.node.apply(Buffer.from('b=2'));
+          await eventually('the follower applied b', () => follower.fsm.data.get('b') === '2');
+          assert.deepEqual(asked(from), [true], 'the slow append ran on its own thread: the one before it was fast');
+          slowDir = null;
+          from = calls.length;
+          await leader.node.apply(Buffer.from('c=3'));
+          await eventually('the follower applied c', () => follower.fsm.data.get('c') === '3');
+          assert.deepEqual(asked(from), [false], 'after a slow append, the writer thread takes the next');
+          from = calls.length;
+          await leader.node.apply(Buffer.from('d=4'));
+          await eventually('the follower applied d', () => follower.fsm.data.get('d') === '4');
+          assert.deepEqual(asked(from), [true], 'a fast append again: back on its own thread');
+        },
+        // Heartbeats far apart: an ordinary append, on a loaded machine too, takes much less.
+        { electionTimeoutMs: 3000, heartbeatIntervalMs: 300 },
+      );
+    } finally {
+      SegmentLog.prototype.append = original;
+    }
   });
 
   test('a follower forwards writes to the leader and answers once the write is applied locally', async () => {

@@ -271,6 +271,8 @@ export class RaftNode {
   private readonly unregister: () => void;
   private readonly ticker: NodeJS.Timeout;
   private readonly tickMs: number;
+  /** How long the last log append took to become durable: a follower syncs on its own thread only while this is short. */
+  private lastAppendMs = 0;
   private readonly applyTimeoutMs: number;
   private persistTail: Promise<void> = Promise.resolve();
   private applyTail: Promise<void> = Promise.resolve();
@@ -746,17 +748,23 @@ export class RaftNode {
     const last = r.entries[r.entries.length - 1];
     if (last) {
       const onEvent = this.opts.onEvent;
-      const started = onEvent ? performance.now() : 0;
+      const started = performance.now();
       const count = r.entries.length;
       // A follower whose log writer is idle writes on this thread
       // (AppendOptions.onCallerIfIdle), blocking it, so the messages of this
       // Ready go out first. The leader keeps its thread for clients and
       // answers while its own write syncs: blocking it cost JSON puts at 64
-      // concurrent a tenth of their throughput (bench/README.md).
-      const onCallerIfIdle = this.core.currentRole !== 'leader';
+      // concurrent a tenth of their throughput (bench/README.md). Nor does a
+      // follower whose last append took longer than a heartbeat interval: on
+      // a disk that slow, this thread would miss heartbeats while it synced,
+      // and the leader, hearing from no quorum, would step down.
+      const onCallerIfIdle = this.core.currentRole !== 'leader' && this.lastAppendMs <= this.tickMs;
       if (onCallerIfIdle && r.messages.length > 0) this.opts.transport.flush?.();
       const append = this.cachedLog.append(r.entries, { onCallerIfIdle });
-      if (onEvent) void append.then(() => onEvent({ type: 'appended', entries: count, durationMs: performance.now() - started }), () => undefined);
+      void append.then(() => {
+        this.lastAppendMs = performance.now() - started;
+        onEvent?.({ type: 'appended', entries: count, durationMs: this.lastAppendMs });
+      }, () => undefined);
       writes.push(append);
     }
     const after = r.messagesAfterPersist;
