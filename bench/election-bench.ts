@@ -69,19 +69,37 @@ async function status(url: string): Promise<MemberStatus | null> {
   }
 }
 
-/** The first of `ids` to report itself leader in a term above `aboveTerm`, and the highest term seen meanwhile. */
-async function awaitLeader(clientUrl: Record<string, string>, ids: string[], aboveTerm: number): Promise<{ leader: string | null; term: number }> {
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls each of `ids` on its own, so that a member whose event loop is
+ * blocked in a sync holds up no other, until one reports itself leader in a
+ * term above `aboveTerm`: that member, when it was seen, and the highest
+ * term seen meanwhile.
+ */
+async function awaitLeader(clientUrl: Record<string, string>, ids: string[], aboveTerm: number): Promise<{ leader: string | null; term: number; atMs: number }> {
   let term = aboveTerm;
-  for (const deadline = performance.now() + LIMIT_MS; performance.now() < deadline; ) {
-    const all = await Promise.all(ids.map((id) => status(clientUrl[id])));
-    for (const [i, s] of all.entries()) {
-      if (!s) continue;
-      term = Math.max(term, s.term);
-      if (s.role === 'leader' && s.term > aboveTerm) return { leader: ids[i], term: s.term };
-    }
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-  return { leader: null, term };
+  let found = null as { leader: string; term: number; atMs: number } | null;
+  const deadline = performance.now() + LIMIT_MS;
+  await Promise.all(
+    ids.map(async (id) => {
+      while (found === null && performance.now() < deadline) {
+        const s = await status(clientUrl[id]);
+        if (found !== null) return;
+        if (s) {
+          term = Math.max(term, s.term);
+          if (s.role === 'leader' && s.term > aboveTerm) found = { leader: id, term: s.term, atMs: performance.now() };
+        }
+        await sleep(POLL_MS);
+      }
+    }),
+  );
+  return found ?? { leader: null, term, atMs: performance.now() };
+}
+
+/** The highest term any of the members reports. */
+async function maxTerm(clientUrl: Record<string, string>): Promise<number> {
+  return Math.max(0, ...(await Promise.all(IDS.map((id) => status(clientUrl[id])))).map((s) => s?.term ?? 0));
 }
 
 interface RoundResult {
@@ -100,13 +118,14 @@ interface RoundResult {
   failoverTerms: number | null;
 }
 
-/** LOAD_WRITERS closed loops of puts, spread over the members (followers forward them), for LOAD_MS. */
+/** LOAD_WRITERS closed loops of puts, spread over the members (followers forward them), counted for LOAD_MS. */
 async function writeLoad(clientUrl: Record<string, string>): Promise<{ loadWrites: number; loadFailures: number; loadTerms: number }> {
-  const maxTerm = async () => Math.max(0, ...(await Promise.all(IDS.map((id) => status(clientUrl[id])))).map((s) => s?.term ?? 0));
-  const termBefore = await maxTerm();
+  const termBefore = await maxTerm(clientUrl);
   let loadWrites = 0;
   let loadFailures = 0;
   const stopAt = performance.now() + LOAD_MS;
+  // Read when the window closes, not once the writes still in flight then have settled.
+  const termAfter = sleep(LOAD_MS).then(() => maxTerm(clientUrl));
   await Promise.all(
     Array.from({ length: LOAD_WRITERS }, async (_, i) => {
       const url = `${clientUrl[IDS[i % IDS.length]]}/v1/kv/load-${i}`;
@@ -115,16 +134,17 @@ async function writeLoad(clientUrl: Record<string, string>): Promise<{ loadWrite
           (r) => r.status === 200,
           () => false,
         );
+        if (performance.now() > stopAt) break;
         if (ok) loadWrites++;
         else {
           loadFailures++;
           // No leader for the moment: do not spin on the refusals.
-          await new Promise((r) => setTimeout(r, 100));
+          await sleep(100);
         }
       }
     }),
   );
-  return { loadWrites, loadFailures, loadTerms: (await maxTerm()) - termBefore };
+  return { loadWrites, loadFailures, loadTerms: (await termAfter) - termBefore };
 }
 
 async function stopAll(children: ChildProcess[]): Promise<void> {
@@ -140,10 +160,11 @@ async function round(delayMs: number, shim: string): Promise<RoundResult> {
   const { args, clientUrl } = clusterArgs(IDS, await freePorts(6, 20_000), root, secretFile, true);
   const env = { LD_PRELOAD: shim, RAFTLINE_BENCH_SYNC_DELAY_MS: String(delayMs) };
   const started = performance.now();
-  const children = IDS.map((id) => spawnServer([...args[id], '--log-level', 'warn'], [], env).child);
+  const children: ChildProcess[] = [];
   try {
+    for (const id of IDS) children.push(spawnServer([...args[id], '--log-level', 'warn'], [], env).child);
     const first = await awaitLeader(clientUrl, IDS, 0);
-    const firstLeaderMs = first.leader ? performance.now() - started : null;
+    const firstLeaderMs = first.leader ? first.atMs - started : null;
     const none = { loadWrites: null, loadFailures: null, loadTerms: null, failoverMs: null, failoverTerms: null };
     if (!first.leader) return { delayMs, firstLeaderMs, firstTerm: first.term, ...none };
     // A member that has never heard from a leader may still be starting: the
@@ -154,10 +175,11 @@ async function round(delayMs: number, shim: string): Promise<RoundResult> {
       if (performance.now() > deadline) return { delayMs, firstLeaderMs, firstTerm: first.term, ...none };
       const all = await Promise.all(IDS.map((id) => status(clientUrl[id])));
       all.forEach((s, i) => s?.leader && heard.add(IDS[i]));
-      await new Promise((r) => setTimeout(r, POLL_MS));
+      await sleep(POLL_MS);
     }
     const load = await writeLoad(clientUrl);
-    const current = await awaitLeader(clientUrl, IDS, 0);
+    // The leader of the newest term: one deposed during the load may still think it leads.
+    const current = await awaitLeader(clientUrl, IDS, (await maxTerm(clientUrl)) - 1);
     if (!current.leader) return { delayMs, firstLeaderMs, firstTerm: first.term, ...load, failoverMs: null, failoverTerms: null };
     const killed = performance.now();
     children[IDS.indexOf(current.leader)].kill('SIGKILL');
@@ -167,7 +189,7 @@ async function round(delayMs: number, shim: string): Promise<RoundResult> {
       firstLeaderMs,
       firstTerm: first.term,
       ...load,
-      failoverMs: second.leader ? performance.now() - killed : null,
+      failoverMs: second.leader ? second.atMs - killed : null,
       failoverTerms: second.term - current.term,
     };
   } finally {
@@ -176,7 +198,7 @@ async function round(delayMs: number, shim: string): Promise<RoundResult> {
   }
 }
 
-/** The median, a missing time (no leader) counting as longer than any. */
+/** The median (the lower middle one of an even count), a missing time (no leader) counting as longer than any. */
 function median(times: (number | null)[]): number | null {
   const sorted = times.map((t) => t ?? Infinity).sort((a, b) => a - b);
   const m = sorted[Math.floor((sorted.length - 1) / 2)];

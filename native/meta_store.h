@@ -4,10 +4,12 @@
 // Two layouts, little-endian, both starting u32 magic, u32 version:
 // - version 2, the block: u32 payload bytes, u32 CRC32C of the whole block
 //   but this field (padding included), the payload, zeros to 512 bytes. The
-//   file is exactly one block, so it can be rewritten in place: a write of
-//   one 512-byte sector lands whole or not at all on the disks Linux runs on
-//   (the property PostgreSQL's control file rests on), and one fdatasync
-//   makes it durable with no directory entry to sync.
+//   file is exactly one block, so it can be rewritten in place: one
+//   fdatasync makes it durable with no directory entry to sync. That rests on
+//   the device writing a 512-byte sector whole or not at all across a power
+//   loss (as PostgreSQL's control file does); where one tears, the block
+//   fails its checksum and loading reports it corrupt, never an older state
+//   (docs/log-format.md).
 // - version 1, for a payload too big for a block (and as written by earlier
 //   releases): u32 payload bytes, u32 CRC32C of the payload, the payload.
 // A save that cannot go in place (no block file yet, a payload too big for

@@ -18,8 +18,9 @@ const DEFAULT_NAME = 'meta';
 /**
  * Small durable state (Raft's term and vote), checksummed; a crash leaves
  * either the old or the new state. A state of up to 496 bytes of JSON is one
- * 512-byte block rewritten in place with one fdatasync (a sector is written
- * whole or not at all); a bigger one, the first save, and the save after a
+ * 512-byte block rewritten in place with one fdatasync, which relies on the
+ * disk writing a sector whole or not at all (where one tears, opening reports
+ * the file corrupt); a bigger one, the first save, and the save after a
  * failed one write a temporary file, fsync it, rename it over the old one and
  * fsync the directory. Opening syncs what it loads, so nothing a killed
  * process left unsynced is trusted.
