@@ -10,7 +10,6 @@
 // other two. Election timeout 500 ms, heartbeat 50 ms. The
 // delays take turns within each round, and each is also given as a multiple
 // of the run's own no-delay times.
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +17,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { ChildProcess } from 'node:child_process';
+import { buildPreloadShim } from '../test/support/preload-shim.js';
 import { clusterArgs, freePorts, spawnServer } from '../test/support/servers.js';
 import { updateReadmeSection } from './readme.js';
 
@@ -43,16 +43,6 @@ if (delays.some((d) => !Number.isInteger(d) || d < 0) || !delays.includes(0)) {
 if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds takes a positive whole number, not ${values.rounds}`);
 
 const benchDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench');
-
-/** Compiles the shim into `dir`; a benchmark without it would measure nothing it claims to. */
-function buildShim(dir: string): string {
-  const lib = path.join(dir, 'slowsync.so');
-  const source = path.join(benchDir, 'slowsync.c');
-  const r = spawnSync('cc', ['-shared', '-fPIC', '-O2', '-Wall', '-Werror', '-o', lib, source, '-ldl'], { encoding: 'utf8' });
-  if (r.error) throw new Error(`cannot run cc to build ${source}: ${r.error.message}`);
-  if (r.status !== 0) throw new Error(`cc could not build ${source} (exit ${r.status}):\n${r.stderr}`);
-  return lib;
-}
 
 interface MemberStatus {
   role: string;
@@ -210,7 +200,7 @@ const ratio = (value: number | null, base: number | null): string => (value === 
 
 const shimDir = mkdtempSync(path.join(os.tmpdir(), 'raftline-slowsync-'));
 try {
-  const shim = buildShim(shimDir);
+  const shim = buildPreloadShim(path.join(benchDir, 'slowsync.c'), shimDir);
   const results: RoundResult[] = [];
   for (let r = 0; r < rounds; r++) {
     // Turns within a round, the order reversed every other round, so the machine's drift spreads over the delays.
