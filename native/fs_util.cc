@@ -53,16 +53,31 @@ FileHandle::~FileHandle() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+namespace {
+
+std::string ParentDir(const std::string& dir) {
+  size_t slash = dir.find_last_of('/', dir.size() > 1 ? dir.size() - 2 : 0);
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : dir.substr(0, slash);
+}
+
+}  // namespace
+
 Error MakeDirs(const std::string& dir) {
   struct stat st;
   if (::stat(dir.c_str(), &st) == 0) {
     if (!S_ISDIR(st.st_mode)) return Error::Io("open log directory", dir, ENOTDIR);
-    return Error();
+    // An empty directory may be one a process created and was killed before
+    // it synced the parent (below): its entry would not survive a power loss
+    // along with what this process is about to write in it. A directory this
+    // code created holds nothing until that sync is done.
+    std::vector<std::string> names;
+    Error err = ListDir(dir, &names);
+    if (!err.ok()) return err;
+    return names.empty() ? FsyncDir(ParentDir(dir)) : Error();
   }
   if (errno != ENOENT) return Error::Io("stat", dir, errno);
-  std::string parent = ".";
-  size_t slash = dir.find_last_of('/', dir.size() > 1 ? dir.size() - 2 : 0);
-  if (slash != std::string::npos) parent = slash == 0 ? "/" : dir.substr(0, slash);
+  const std::string parent = ParentDir(dir);
   Error err = MakeDirs(parent);
   if (!err.ok()) return err;
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Error::Io("create directory", dir, errno);

@@ -39,7 +39,8 @@ struct Error {
 std::string JoinPath(const std::string& dir, const std::string& name);
 
 // Creates `dir` and any missing parents, fsyncing each parent so the new
-// entries survive a crash.
+// entries survive a crash; an existing `dir` that is empty gets its parent
+// fsynced too (its creator may have died before doing so).
 Error MakeDirs(const std::string& dir);
 // Each returns an Error of kind kIo naming `path` on failure.
 Error FsyncDir(const std::string& dir);

@@ -1,6 +1,7 @@
 #include "segment_log.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,11 +47,31 @@ Error SegmentLog::Open(const std::string& dir, const LogOptions& options, Comple
   Error err = MakeDirs(dir);
   if (!err.ok()) return err;
   std::unique_ptr<SegmentLog> log(new SegmentLog(dir, options, std::move(on_complete)));
+  err = log->LockDir();
+  if (!err.ok()) return err;
   err = log->Recover(report);
   if (!err.ok()) return err;
   log->StartThreads();
   *out = std::move(log);
   return Error();
+}
+
+Error SegmentLog::LockDir() {
+  dir_lock_fd_ = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_lock_fd_ < 0) return Error::Io("open log directory", dir_, errno);
+  int rc;
+  do {
+    rc = ::flock(dir_lock_fd_, LOCK_EX | LOCK_NB);
+  } while (rc != 0 && errno == EINTR);
+  if (rc == 0) return Error();
+  const int errnum = errno;
+  Error err = Error::Io("lock log directory", dir_, errnum);
+  if (errnum == EWOULDBLOCK) {
+    err.message = "log directory " + dir_ +
+                  " is in use: another process (or another open log in this one) holds its lock; "
+                  "only one may open it at a time";
+  }
+  return err;
 }
 
 Error SegmentLog::Recover(RecoveryReport* report) {

@@ -122,6 +122,10 @@ class SegmentLog {
   };
 
   SegmentLog(std::string dir, const LogOptions& options, CompletionFn on_complete);
+  // Takes an exclusive flock on the log directory, held until Close: a second
+  // opener (another process, or another SegmentLog here) would recover a tail
+  // this one is still writing and append over its records.
+  Error LockDir();
   Error Recover(RecoveryReport* report);
   // Numbers `op` and records what completing it makes durable.
   uint64_t Sequence(WriteOp& op);
@@ -147,6 +151,7 @@ class SegmentLog {
   void SetPath(SegmentFile* file, const std::string& name, bool open);
 
   const std::string dir_;
+  int dir_lock_fd_ = -1;
   const LogOptions options_;
   const CompletionFn on_complete_;
 

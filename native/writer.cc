@@ -49,6 +49,10 @@ void SegmentLog::Close() {
   std::lock_guard<std::mutex> lock(mu_);
   segments_.clear();
   disk_files_.clear();
+  if (dir_lock_fd_ >= 0) {
+    ::close(dir_lock_fd_);
+    dir_lock_fd_ = -1;
+  }
 }
 
 void SegmentLog::SetPath(SegmentFile* file, const std::string& name, bool open) {

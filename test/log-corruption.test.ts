@@ -655,7 +655,8 @@ describe('MetaStore', () => {
   }
 
   const damages: [string, (file: string) => void][] = [
-    ['a bit flip in its state', (file) => flipBit(file, statSync(file).size - 3)],
+    ['a bit flip in its state', (file) => flipBit(file, 16 + 3)],
+    ['a bit flip in its padding', (file) => flipBit(file, statSync(file).size - 3)],
     ['a bit flip in its magic', (file) => flipBit(file, 0)],
     ['a bit flip in its length field', (file) => flipBit(file, 8)],
     ['its last bytes cut off', (file) => truncateSync(file, statSync(file).size - 3)],

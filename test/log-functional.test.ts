@@ -1,13 +1,17 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, writeFileSync, unlinkSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, fstatSync, openSync, readdirSync, writeFileSync, unlinkSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   crc32c,
   decodeRecords,
   frameEntries,
   InvalidLogOperationError,
   LogClosedError,
+  LogIOError,
   SegmentLog,
   type LogEntry,
 } from '../src/log/index.js';
@@ -291,7 +295,19 @@ describe('SegmentLog', () => {
       let log = await SegmentLog.open(dir, { segmentBytes: 4096 });
       await log.append(range(1, 1000, () => 1));
       const before = segmentFiles(dir).length;
-      await log.truncatePrefix(700);
+      await log.truncatePrefix(600);
+      // Later saves of the first index rewrite the one-block state file in
+      // place: held open, it stays linked (a replaced file would not).
+      const stateFile = path.join(dir, 'log-state');
+      const held = openSync(stateFile, 'r');
+      try {
+        await log.truncatePrefix(650);
+        await log.truncatePrefix(700);
+        assert.equal(fstatSync(held).nlink, 1, 'log-state rewritten in place, not replaced');
+        assert.equal(fstatSync(held).size, 512);
+      } finally {
+        closeSync(held);
+      }
       assert.equal(log.firstIndex, 700);
       assert.equal(log.termAt(699), undefined);
       assert.ok(segmentFiles(dir).length < before, 'segments below the first index are deleted');
@@ -381,6 +397,44 @@ describe('SegmentLog', () => {
         if (outcome.status === 'fulfilled') assert.equal(outcome.value.length, 2000);
         else assert.ok(outcome.reason instanceof LogClosedError, String(outcome.reason));
       }
+    });
+  });
+
+  test('one log at a time per directory: a second open, here or in another process, is refused until the first closes', async () => {
+    await withLog('locked', async (dir) => {
+      const log = await SegmentLog.open(dir, { segmentBytes: 4096 });
+      await log.append(range(1, 50, () => 1));
+      const inUse = (err: unknown): boolean => {
+        assert.ok(err instanceof LogIOError, String(err));
+        assert.equal(err.errno, osConstants.errno.EWOULDBLOCK);
+        assert.match(err.message, /is in use/);
+        assert.ok(err.message.includes(dir), err.message);
+        return true;
+      };
+      await assert.rejects(SegmentLog.open(dir, { segmentBytes: 4096 }), inUse);
+
+      const logIndex = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'log', 'index.js');
+      const script = `
+        const { SegmentLog } = await import(${JSON.stringify(logIndex)});
+        try {
+          await SegmentLog.open(${JSON.stringify(dir)});
+          console.log(JSON.stringify({ opened: true }));
+        } catch (err) {
+          console.log(JSON.stringify({ name: err.name, errno: err.errno, message: err.message }));
+        }`;
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(child.status, 0, child.stderr);
+      const outcome = JSON.parse(child.stdout) as { opened?: boolean; name?: string; errno?: number; message?: string };
+      assert.equal(outcome.name, 'LogIOError', child.stdout);
+      assert.equal(outcome.errno, osConstants.errno.EWOULDBLOCK);
+      assert.match(outcome.message ?? '', /is in use/);
+
+      // The refused opens touched nothing: the first log goes on, and all of it reopens.
+      await log.append(range(51, 60, () => 1));
+      await log.close();
+      const reopened = await SegmentLog.open(dir, { segmentBytes: 4096 });
+      assertEntries(await reopened.read(1, 61), range(1, 60, () => 1));
+      await reopened.close();
     });
   });
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CorruptLogError, crc32c, InvalidLogOperationError, MetaStore } from '../src/log/index.js';
@@ -74,14 +74,18 @@ test('a damaged meta file is reported, not replaced with defaults', async () => 
     await meta.save({ term: 9, vote: 'n3' });
     const file = path.join(dir, 'meta');
     const bytes = readFileSync(file);
-    bytes[bytes.length - 3] ^= 0x10;
-    writeFileSync(file, bytes);
-    await assert.rejects(MetaStore.open(dir), (err: Error) => {
-      assert.ok(err instanceof CorruptLogError);
-      assert.equal(err.file, file);
-      assert.match(err.message, /checksum mismatch/);
-      return true;
-    });
+    // One byte of the state itself (the payload starts after the 16-byte header), then one of the padding.
+    for (const at of [16 + 3, bytes.length - 3]) {
+      const damaged = Buffer.from(bytes);
+      damaged[at] ^= 0x10;
+      writeFileSync(file, damaged);
+      await assert.rejects(MetaStore.open(dir), (err: Error) => {
+        assert.ok(err instanceof CorruptLogError);
+        assert.equal(err.file, file);
+        assert.match(err.message, /checksum mismatch/);
+        return true;
+      });
+    }
     writeFileSync(file, bytes.subarray(0, 10));
     await assert.rejects(MetaStore.open(dir), /shorter than its header/);
   } finally {
@@ -97,9 +101,17 @@ test('a state that fits a 512-byte block is rewritten in place: the same file, o
     await meta.save({ term: 1, vote: 'n1' });
     const first = statSync(file);
     assert.equal(first.size, BLOCK_BYTES);
-    for (let term = 2; term <= 5; term++) await meta.save({ term, vote: `n${term}` });
+    // Held open, the file keeps its inode number (a replaced file's could be
+    // reused by the next replacement) and shows whether it is still linked.
+    const held = openSync(file, 'r');
+    try {
+      for (let term = 2; term <= 5; term++) await meta.save({ term, vote: `n${term}` });
+      assert.equal(fstatSync(held).nlink, 1, 'rewritten in place, not replaced');
+    } finally {
+      closeSync(held);
+    }
     const last = statSync(file);
-    assert.equal(last.ino, first.ino, 'rewritten in place, not replaced');
+    assert.equal(last.ino, first.ino);
     assert.equal(last.size, BLOCK_BYTES);
     // The largest state a block holds: 496 bytes of JSON.
     const fill = 'x'.repeat(BLOCK_BYTES - 16 - JSON.stringify({ term: 6, vote: 'n6', fill: '' }).length);
@@ -202,6 +214,47 @@ test('a failed sync fails the save and the open, and the save after a failure re
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), { failedSave: 'ERR_RAFTLINE_IO true', failedOpen: 'ERR_RAFTLINE_IO true', replaced: true, inPlaceAgain: true, term: 4 });
     assert.deepEqual((await MetaStore.open(data)).state, { term: 4, vote: 'n3' });
+  } finally {
+    cleanup();
+  }
+});
+
+test('opening syncs what a killed process may have left unsynced: the directory of a state file, and the parent of an empty directory', async () => {
+  const { dir, cleanup } = tempDir('meta-dir-sync');
+  try {
+    const lib = buildFailSync(dir);
+    const trigger = path.join(dir, 'fail-sync');
+    const data = path.join(dir, 'data');
+    await (await MetaStore.open(data)).save({ term: 2, vote: 'n1' });
+    // Empty, as a process killed between its mkdir and the sync of the parent leaves them.
+    const freshMeta = path.join(dir, 'fresh-meta');
+    const freshLog = path.join(dir, 'fresh-log');
+    mkdirSync(freshMeta);
+    mkdirSync(freshLog);
+    writeFileSync(trigger, '');
+    const logIndex = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'log', 'index.js');
+    // Only fsync fails, which the log uses for directories alone (files get fdatasync).
+    const script = `
+      import { MetaStore, SegmentLog } from ${JSON.stringify(logIndex)};
+      const failure = (p) => p.then(() => 'opened', (err) => ({ code: err.code, syncFailed: err.syncFailed, file: err.file }));
+      console.log(JSON.stringify({
+        meta: await failure(MetaStore.open(${JSON.stringify(data)})),
+        freshMeta: await failure(MetaStore.open(${JSON.stringify(freshMeta)})),
+        freshLog: await failure(SegmentLog.open(${JSON.stringify(freshLog)})),
+      }));
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      env: { ...process.env, ...failSyncEnv(lib, trigger, 'fsync') },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const failedDirSync = (file: string) => ({ code: 'ERR_RAFTLINE_IO', syncFailed: true, file });
+    assert.deepEqual(JSON.parse(r.stdout), {
+      meta: failedDirSync(data),
+      freshMeta: failedDirSync(dir),
+      freshLog: failedDirSync(dir),
+    });
   } finally {
     cleanup();
   }

@@ -285,6 +285,24 @@ describe('raftline serve', () => {
     }
   });
 
+  test('a server given the data directory of a running one says it is in use and exits 1; that one runs on, its log untouched', async () => {
+    // Only n1 runs by now (without a quorum); n4's ports are free.
+    const status = async () => (await (await fetch(`${clientUrl.n1}/status`)).json()) as { id: string; lastIndex: number; storage: { ok: boolean } };
+    const before = await status();
+    const n1Data = args.n1[args.n1.indexOf('--data') + 1];
+    const argv = [...args.n4];
+    argv[argv.indexOf('--data') + 1] = n1Data;
+    const r = spawnSync(process.execPath, [MAIN, 'serve', ...argv], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 1, `exit status (signal ${r.signal}): ${r.stderr}`);
+    assert.match(r.stderr, /is in use/);
+    assert.ok(r.stderr.includes(n1Data), r.stderr);
+    assert.equal(children.get('n1')!.exitCode, null, 'n1 still runs');
+    const after = await status();
+    assert.equal(after.id, 'n1');
+    assert.equal(after.storage.ok, true);
+    assert.equal(after.lastIndex, before.lastIndex);
+  });
+
   test('wrong flags are refused with the setting named and exit code 2', () => {
     const run = (secret: string, ...argv: string[]) =>
       spawnSync(process.execPath, [MAIN, 'serve', ...argv], { encoding: 'utf8', timeout: 20_000, env: { PATH: process.env.PATH, RAFTLINE_SECRET: secret } });

@@ -113,6 +113,9 @@ export class SegmentLog implements LogStorage {
    * last record cut short by the end of the file, or with a zero-filled
    * 512-byte sector) is cut off and reported in `recovery`; any other damage,
    * a bad last record written in full included, throws `CorruptLogError`.
+   * One log at a time may have `dir` open, in any process: the directory is
+   * locked (flock) until `close()`, and opening it again meanwhile throws
+   * `LogIOError` with `errno` EWOULDBLOCK, before anything is read or written.
    */
   static async open(dir: string, options: SegmentLogOptions = {}): Promise<SegmentLog> {
     const segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;

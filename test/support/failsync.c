@@ -1,18 +1,22 @@
 // LD_PRELOAD shim for the fault tests: fdatasync and fsync fail with EIO,
 // without syncing, while the file named by RAFTLINE_TEST_FAIL_SYNC_FILE
-// exists. That is what a failing disk (or dm-error) shows a process, without
-// needing root or a block device; the test turns the fault on and off by
-// creating and deleting the file, so the process runs unchanged until then.
+// exists; with RAFTLINE_TEST_FAIL_SYNC_ONLY set to one of their names, only
+// that one fails (the log syncs files with fdatasync, directories with fsync).
+// That is what a failing disk (or dm-error) shows a process, without needing
+// root or a block device; the test turns the fault on and off by creating and
+// deleting the file, so the process runs unchanged until then.
 // Built by test/support/failsync.ts.
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 typedef int (*sync_fn)(int);
 
 static const char *trigger;
+static const char *only;
 static sync_fn real_fdatasync;
 static sync_fn real_fsync;
 
@@ -20,18 +24,19 @@ static sync_fn real_fsync;
 // log's writer thread syncs while JavaScript may be changing the environment.
 __attribute__((constructor)) static void init(void) {
   trigger = getenv("RAFTLINE_TEST_FAIL_SYNC_FILE");
+  only = getenv("RAFTLINE_TEST_FAIL_SYNC_ONLY");
   // RTLD_NEXT: libc's own functions, the ones this shim hides.
   real_fdatasync = (sync_fn)dlsym(RTLD_NEXT, "fdatasync");
   real_fsync = (sync_fn)dlsym(RTLD_NEXT, "fsync");
 }
 
 // Checked on every call, not once: the test creates the file while the process runs.
-static int failing(void) {
-  return trigger != NULL && access(trigger, F_OK) == 0;
+static int failing(const char *call) {
+  return trigger != NULL && (only == NULL || strcmp(only, call) == 0) && access(trigger, F_OK) == 0;
 }
 
 int fdatasync(int fd) {
-  if (failing()) {
+  if (failing("fdatasync")) {
     errno = EIO;
     return -1;
   }
@@ -39,7 +44,7 @@ int fdatasync(int fd) {
 }
 
 int fsync(int fd) {
-  if (failing()) {
+  if (failing("fsync")) {
     errno = EIO;
     return -1;
   }

@@ -12,7 +12,10 @@ export function buildFailSync(dir: string): string {
   return buildPreloadShim(SOURCE, dir);
 }
 
-/** Environment for a process whose fdatasync and fsync fail with EIO while `trigger` exists. */
-export function failSyncEnv(lib: string, trigger: string): Record<string, string> {
-  return { LD_PRELOAD: lib, RAFTLINE_TEST_FAIL_SYNC_FILE: trigger };
+/**
+ * Environment for a process whose fdatasync and fsync (or only the `only` one
+ * of them) fail with EIO while `trigger` exists.
+ */
+export function failSyncEnv(lib: string, trigger: string, only?: 'fsync' | 'fdatasync'): Record<string, string> {
+  return { LD_PRELOAD: lib, RAFTLINE_TEST_FAIL_SYNC_FILE: trigger, ...(only ? { RAFTLINE_TEST_FAIL_SYNC_ONLY: only } : {}) };
 }
