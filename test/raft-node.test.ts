@@ -369,9 +369,46 @@ describe('RaftNode', () => {
         assert.equal(back.fsm.applied, meta.index, 'the state machine was loaded from the snapshot before replay');
         await eventually('the restarted node replayed the log after the snapshot', () => back.fsm.data.get('after') === '1');
         assert.deepEqual(back.fsm.data, expected);
+
+        // Without its snapshot the compacted log cannot rebuild the state: the node refuses to start and says why.
+        await c.stop(id);
+        const snapshots = path.join(back.dir, 'snapshots');
+        const aside = path.join(c.root, `${id}-snapshots-aside`);
+        await fs.rename(snapshots, aside);
+        await assert.rejects(c.start(id), (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'ERR_RAFTLINE_STATE');
+          assert.match(err.message, new RegExp(`starts at index ${status.firstIndex} but .* holds no snapshot`));
+          return true;
+        });
+        await fs.rm(snapshots, { recursive: true, force: true });
+        await fs.rename(aside, snapshots);
+        const restored = await c.start(id);
+        await eventually('with its snapshot back, the node replays the log after it', () => restored.fsm.data.get('after') === '1');
+        assert.deepEqual(restored.fsm.data, expected);
       },
       { snapshotKeepEntries: 20, snapshotLogEntries: 0 },
     );
+  });
+
+  test('a snapshot message from the wire is ignored: only a complete, checked transfer installs one', async () => {
+    await withCluster('wire-snapshot', async (c) => {
+      const leader = await c.awaitLeader();
+      await leader.node.apply(Buffer.from('a=1'));
+      const follower = [...c.members.values()].find((m) => m !== leader)!;
+      const term = leader.node.status().term;
+      c.net.transport().send('g1', {
+        type: 'snapshot',
+        from: leader.node.id,
+        to: follower.node.id,
+        term,
+        snapshot: { index: 1000, term, configuration: { voters: ['n1', 'n2', 'n3'], learners: [] } },
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      await leader.node.apply(Buffer.from('b=2'));
+      await eventually('the follower applies the next write', () => follower.fsm.data.get('b') === '2');
+      assert.ok(follower.fsm.applied < 1000, `applied ${follower.fsm.applied}`);
+      assert.ok(follower.node.status().lastIndex < 1000);
+    });
   });
 
   test('automatic snapshots fall after snapshotLogEntries entries plus up to half as many again, drawn apart on each member', async () => {

@@ -1,8 +1,11 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SnapshotCorruptError, SnapshotStore } from '../src/node/snapshot-store.js';
+import { buildFailSync, failSyncEnv } from './support/failsync.js';
 import { Prng } from './support/prng.js';
 import { tempDir } from './support/tmp.js';
 
@@ -73,6 +76,7 @@ test('a received file whose bytes differ from the announced checksum is refused 
   await assert.rejects(store.completeIncoming(id), SnapshotCorruptError);
   assert.equal(await store.offer(id), 0, 'the transfer starts over');
   assert.equal(store.latest, null);
+  await store.close();
 });
 
 test('a damaged snapshot on disk stops the open with the file named', async () => {
@@ -110,4 +114,32 @@ test('an aborted save rejects without waiting for the writer, deletes its partia
   await new Promise((r) => setTimeout(r, 10));
   await assert.rejects(lateWrite!, /stopping/, 'the writer is refused once aborted');
   assert.equal((await SnapshotStore.open(dir)).latest?.meta.index, 1000);
+});
+
+test('opening a new or empty snapshot directory syncs its parent, so that the directory outlasts a power loss with the snapshots put in it', async () => {
+  const dir = path.join(root, 'dir-sync');
+  await fs.mkdir(dir);
+  const lib = buildFailSync(dir);
+  const trigger = path.join(dir, 'fail-sync');
+  await fs.writeFile(trigger, '');
+  const full = path.join(dir, 'full');
+  await fs.mkdir(full);
+  await fs.writeFile(path.join(full, 'unrelated'), '');
+  const storeModule = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'node', 'snapshot-store.js');
+  // Directories are synced with fsync, which fails here; the parent is the only directory an open syncs.
+  const script = `
+    const { SnapshotStore } = await import(${JSON.stringify(storeModule)});
+    const outcome = (p) => p.then(() => 'opened', (err) => err.code);
+    console.log(JSON.stringify({
+      created: await outcome(SnapshotStore.open(${JSON.stringify(path.join(dir, 'new'))})),
+      notEmpty: await outcome(SnapshotStore.open(${JSON.stringify(full)})),
+    }));
+  `;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, ...failSyncEnv(lib, trigger, 'fsync') },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { created: 'EIO', notEmpty: 'opened' });
 });

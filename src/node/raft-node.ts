@@ -345,6 +345,12 @@ export class RaftNode {
         configuration = snap.meta.configuration;
         applied = { index: snap.meta.index, term: snap.meta.term };
         await alignLog(log, snap.meta);
+      } else if (log.firstIndex > 1) {
+        throw new RaftError(
+          `the log in ${opts.dataDir} starts at index ${log.firstIndex} but ${store.dir} holds no snapshot: entries 1-${log.firstIndex - 1} ` +
+            'were compacted into a snapshot that is gone; put that snapshot file back, or rebuild this member (remove it from the group, empty its data directory, add it back)',
+          'ERR_RAFTLINE_STATE',
+        );
       }
       return new RaftNode(opts, { log, meta, store, configuration, applied });
     } catch (err) {
@@ -716,6 +722,10 @@ export class RaftNode {
         return;
       case 'forwardResp':
         this.forwardAnswered(m);
+        return;
+      case 'snapshot':
+        // Only receiveChunk steps a snapshot, once its file is complete and
+        // checked: one from the wire would restore the core with no file behind it.
         return;
       default:
         this.core.step(m);

@@ -55,7 +55,11 @@ export interface SnapshotFile extends SnapshotFileId {
 
 export class SnapshotCorruptError extends RaftError {
   constructor(file: string, reason: string) {
-    super(`snapshot ${file} is damaged: ${reason}; delete it to recover from the log and peers`, 'ERR_RAFTLINE_SNAPSHOT_CORRUPT');
+    // The log below the snapshot is compacted away: without the file the node cannot start.
+    super(
+      `snapshot ${file} is damaged: ${reason}; put back an intact copy of it, or rebuild this member (remove it from the group, empty its data directory, add it back)`,
+      'ERR_RAFTLINE_SNAPSHOT_CORRUPT',
+    );
   }
 }
 
@@ -244,6 +248,10 @@ export class SnapshotStore {
     await fs.mkdir(dir, { recursive: true });
     const store = new SnapshotStore(dir);
     const names = (await fs.readdir(dir)).sort();
+    // New, or left empty by a process killed before it synced the parent: the
+    // directory's entry must be durable before a snapshot in it lets the log
+    // be compacted (as the log's own directory, native/fs_util.cc MakeDirs).
+    if (names.length === 0) await fsyncDir(path.dirname(dir));
     const snapshots = names.filter((n) => n.endsWith('.snap'));
     for (const n of names) if (n.endsWith('.tmp')) await fs.rm(path.join(dir, n), { force: true });
     const newest = snapshots.pop();
