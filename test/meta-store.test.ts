@@ -1,11 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CorruptLogError, crc32c, InvalidLogOperationError, MetaStore } from '../src/log/index.js';
-import { buildFailSync, failSyncEnv } from './support/failsync.js';
+import { buildFailSync, runWithFailSync } from './support/failsync.js';
 import { tempDir } from './support/tmp.js';
 
 const BLOCK_BYTES = 512;
@@ -210,9 +209,7 @@ test('a failed sync fails the save and the open, and the save after a failure re
       const inPlaceAgain = statSync(file).ino === afterReplace;
       console.log(JSON.stringify({ failedSave, failedOpen, replaced, inPlaceAgain, term: meta.term }));
     `;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...failSyncEnv(lib, trigger) }, encoding: 'utf8', timeout: 30_000 });
-    assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { failedSave: 'ERR_RAFTLINE_IO true', failedOpen: 'ERR_RAFTLINE_IO true', replaced: true, inPlaceAgain: true, term: 4 });
+    assert.deepEqual(runWithFailSync(script, lib, trigger), { failedSave: 'ERR_RAFTLINE_IO true', failedOpen: 'ERR_RAFTLINE_IO true', replaced: true, inPlaceAgain: true, term: 4 });
     assert.deepEqual((await MetaStore.open(data)).state, { term: 4, vote: 'n3' });
   } finally {
     cleanup();
@@ -243,14 +240,8 @@ test('opening syncs what a killed process may have left unsynced: the directory 
         freshLog: await failure(SegmentLog.open(${JSON.stringify(freshLog)})),
       }));
     `;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-      env: { ...process.env, ...failSyncEnv(lib, trigger, 'fsync') },
-      encoding: 'utf8',
-      timeout: 30_000,
-    });
-    assert.equal(r.status, 0, r.stderr);
     const failedDirSync = (file: string) => ({ code: 'ERR_RAFTLINE_IO', syncFailed: true, file });
-    assert.deepEqual(JSON.parse(r.stdout), {
+    assert.deepEqual(runWithFailSync(script, lib, trigger, 'fsync'), {
       meta: failedDirSync(data),
       freshMeta: failedDirSync(dir),
       freshLog: failedDirSync(dir),

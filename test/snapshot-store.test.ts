@@ -1,11 +1,10 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SnapshotCorruptError, SnapshotStore } from '../src/node/snapshot-store.js';
-import { buildFailSync, failSyncEnv } from './support/failsync.js';
+import { buildFailSync, runWithFailSync } from './support/failsync.js';
 import { Prng } from './support/prng.js';
 import { tempDir } from './support/tmp.js';
 
@@ -135,11 +134,5 @@ test('opening a new or empty snapshot directory syncs its parent, so that the di
       notEmpty: await outcome(SnapshotStore.open(${JSON.stringify(full)})),
     }));
   `;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    env: { ...process.env, ...failSyncEnv(lib, trigger, 'fsync') },
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
-  assert.equal(r.status, 0, r.stderr);
-  assert.deepEqual(JSON.parse(r.stdout), { created: 'EIO', notEmpty: 'opened' });
+  assert.deepEqual(runWithFailSync(script, lib, trigger, 'fsync'), { created: 'EIO', notEmpty: 'opened' });
 });

@@ -1,5 +1,7 @@
 // Builds the LD_PRELOAD shim of failsync.c (fdatasync and fsync fail with EIO
 // while a trigger file exists) and gives the environment that loads it.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildPreloadShim } from './preload-shim.js';
@@ -18,4 +20,18 @@ export function buildFailSync(dir: string): string {
  */
 export function failSyncEnv(lib: string, trigger: string, only?: 'fsync' | 'fdatasync'): Record<string, string> {
   return { LD_PRELOAD: lib, RAFTLINE_TEST_FAIL_SYNC_FILE: trigger, ...(only ? { RAFTLINE_TEST_FAIL_SYNC_ONLY: only } : {}) };
+}
+
+/**
+ * Runs the ES module `script` in a child process with the shim loaded (see
+ * failSyncEnv) and returns the JSON it printed, once it exited 0.
+ */
+export function runWithFailSync(script: string, lib: string, trigger: string, only?: 'fsync' | 'fdatasync'): unknown {
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, ...failSyncEnv(lib, trigger, only) },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
 }
