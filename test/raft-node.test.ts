@@ -390,6 +390,53 @@ describe('RaftNode', () => {
     );
   });
 
+  test('a node killed after a received snapshot was put in place but before its log was reset restarts from the snapshot, dropping log entries it does not match', async () => {
+    // The snapshot comes from a one-node group restarted once, so its
+    // entries carry a later term than those of a group that never restarted.
+    const source = new TestCluster(path.join(root, 'align-source'), ['n1']);
+    await source.start('n1');
+    await source.awaitLeader();
+    await source.stop('n1');
+    const origin = await source.start('n1');
+    await source.awaitLeader();
+    for (let i = 0; i < 30; i++) await origin.node.apply(Buffer.from(`k${i}=source`));
+    const snap = await origin.node.snapshot();
+    const expected = new Map(origin.fsm.data);
+    await source.shutdown();
+    const snapshotDir = path.join(origin.dir, 'snapshots');
+    const [snapName] = (await fs.readdir(snapshotDir)).filter((n) => n.endsWith('.snap'));
+
+    // What the receiver holds when killed between the snapshot's rename and
+    // the log reset: its old log, here entirely below the snapshot's index
+    // ('behind') or past it with other terms ('diverged').
+    for (const [name, writes] of [
+      ['behind', 5],
+      ['diverged', snap.index + 20],
+    ] as const) {
+      const target = new TestCluster(path.join(root, `align-${name}`), ['n1']);
+      const receiver = await target.start('n1');
+      await target.awaitLeader();
+      for (let i = 0; i < writes; i++) await receiver.node.apply(Buffer.from(`t${i}=${name}`));
+      const before = receiver.node.status();
+      assert.ok(before.term < snap.term, `${name}: the receiver's entries are of term ${before.term}, the snapshot's ${snap.term}`);
+      assert.equal(before.lastIndex > snap.index, name === 'diverged', `${name}: last index ${before.lastIndex}, snapshot ${snap.index}`);
+      await target.stop('n1');
+      await fs.copyFile(path.join(snapshotDir, snapName), path.join(receiver.dir, 'snapshots', snapName));
+
+      const back = await target.start('n1');
+      assert.equal(back.fsm.applied, snap.index, `${name}: the state machine was loaded from the snapshot`);
+      assert.equal(back.node.status().firstIndex, snap.index + 1, `${name}: the log was reset past the snapshot`);
+      await target.awaitLeader();
+      assert.equal(await back.node.apply(Buffer.from('after=1')), 'after is 1');
+      assert.deepEqual(back.fsm.data, new Map([...expected, ['after', '1']]), `${name}: nothing of the old log was applied over the snapshot`);
+      await target.stop('n1');
+      const again = await target.start('n1');
+      await eventually(`${name}: a second restart replays the write after the snapshot`, () => again.fsm.data.get('after') === '1');
+      assert.deepEqual(again.fsm.data, back.fsm.data);
+      await target.shutdown();
+    }
+  });
+
   test('a snapshot message from the wire is ignored: only a complete, checked transfer installs one', async () => {
     await withCluster('wire-snapshot', async (c) => {
       const leader = await c.awaitLeader();

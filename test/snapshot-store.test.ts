@@ -136,3 +136,23 @@ test('opening a new or empty snapshot directory syncs its parent, so that the di
   `;
   assert.deepEqual(runWithFailSync(script, lib, trigger, 'fsync'), { created: 'EIO', notEmpty: 'opened' });
 });
+
+test('a transfer larger than the free disk space is refused before its first byte, and a smaller one still starts', async () => {
+  const dir = path.join(root, 'receiver-full');
+  const store = await SnapshotStore.open(dir);
+  const { blocks, bsize } = await fs.statfs(dir);
+  const diskBytes = blocks * bsize;
+  const huge = { meta, bytes: 2 * diskBytes, crc: 1 };
+  await assert.rejects(
+    store.offer(huge),
+    (err: Error & { code?: string }) => err.code === 'ERR_RAFTLINE_NO_SPACE' && err.message.includes(`${2 * diskBytes} more bytes to receive`) && err.message.includes(dir),
+  );
+  await assert.rejects(store.receive(huge, 0, Buffer.alloc(100)), { code: 'ERR_RAFTLINE_NO_SPACE' });
+  assert.deepEqual(await fs.readdir(dir), [], 'no partial file was started');
+  const { file } = await saved(path.join(root, 'source-full'), payload(2000, 4));
+  const id = { meta: file.meta, bytes: file.bytes, crc: file.crc };
+  assert.equal(await store.offer(id), 0);
+  assert.equal(await store.receive(id, 0, await fs.readFile(file.path)), file.bytes);
+  assert.equal((await store.completeIncoming(id)).meta.index, meta.index);
+  await store.close();
+});

@@ -309,6 +309,7 @@ export class SnapshotStore {
   /**
    * How many bytes of snapshot `id` this node holds from an earlier, broken
    * transfer; starts a new partial file (dropping any other) when none.
+   * Throws (ERR_RAFTLINE_NO_SPACE) when the rest does not fit on the disk.
    */
   async offer(id: SnapshotFileId): Promise<number> {
     if (this.latestFile && sameFile(this.latestFile, id)) return id.bytes;
@@ -321,6 +322,16 @@ export class SnapshotStore {
     );
     for (const n of await fs.readdir(this.dir)) {
       if (n.startsWith('incoming-') && n !== incomingName(id)) await fs.rm(path.join(this.dir, n), { force: true });
+    }
+    // Refused up front: a transfer that cannot fit would fill the disk the
+    // log needs, and fail only after the leader sent everything that fits.
+    const { bavail, bsize } = await fs.statfs(this.dir);
+    const freeBytes = bavail * bsize;
+    if (id.bytes - held > freeBytes) {
+      throw new RaftError(
+        `no room in ${this.dir} for snapshot ${id.meta.index}@${id.meta.term}: ${id.bytes - held} more bytes to receive, ${freeBytes} free`,
+        'ERR_RAFTLINE_NO_SPACE',
+      );
     }
     const handle = await fs.open(file, held > 0 ? 'r+' : 'w');
     this.incoming = { id, handle, held };
