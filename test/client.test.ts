@@ -6,8 +6,9 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { RaftlineClient, RaftlineClientError } from '../src/client/index.js';
-import { decodeResponse, encodeRequest } from '../src/transport/client-codec.js';
-import { packFrame, unpackFrame } from '../src/transport/frame.js';
+import { encodeCommand } from '../src/server/kv-command.js';
+import { decodeResponse, encodeRequest, type ClientResponse, type ReadConsistency } from '../src/transport/client-codec.js';
+import { packFrame, packFrames, unpackFrame } from '../src/transport/frame.js';
 import { eventually } from './support/eventually.js';
 import { clusterArgs, freePorts, spawnServer, writableThroughEvery } from './support/servers.js';
 import { tempDir } from './support/tmp.js';
@@ -35,6 +36,25 @@ describe('raftline/client', () => {
     for (const c of children.values()) if (c.exitCode === null) c.kill('SIGKILL');
     cleanup();
   });
+
+  /** A raw connection to `id`'s binary protocol, collecting every answer. */
+  async function rawConnection(id: string): Promise<{ ws: WebSocket; answers: ClientResponse[] }> {
+    const ws = new WebSocket(`${clientUrl[id].replace('http', 'ws')}/v1/ws`);
+    await new Promise<void>((resolve, reject) => {
+      ws.on('open', () => resolve());
+      ws.on('error', reject);
+    });
+    const answers: ClientResponse[] = [];
+    ws.on('message', (data) => {
+      const { envelopes, error } = unpackFrame(data as Buffer);
+      assert.equal(error, undefined);
+      for (const e of envelopes) answers.push(decodeResponse(e));
+    });
+    return { ws, answers };
+  }
+
+  const readRequest = (id: number, key: string, consistency: ReadConsistency = 'linearizable') =>
+    encodeRequest({ id, read: { key: Buffer.from(key), limit: 0, keysOnly: false, countOnly: false, consistency } });
 
   test('puts, gets, preconditions, deletes, prefixes and transactions', async () => {
     const client = await RaftlineClient.connect({ endpoints });
@@ -70,18 +90,8 @@ describe('raftline/client', () => {
   });
 
   test('malformed binary frames get an error answer and the connection keeps serving', async () => {
-    const ws = new WebSocket(`${clientUrl.n2.replace('http', 'ws')}/v1/ws`);
-    await new Promise<void>((resolve, reject) => {
-      ws.on('open', () => resolve());
-      ws.on('error', reject);
-    });
-    const answers: ReturnType<typeof decodeResponse>[] = [];
-    ws.on('message', (data) => {
-      const { envelopes, error } = unpackFrame(data as Buffer);
-      assert.equal(error, undefined);
-      for (const e of envelopes) answers.push(decodeResponse(e));
-    });
-    const ready = (id: number) => encodeRequest({ id, read: { key: Buffer.from('ready'), limit: 0, keysOnly: false, countOnly: false, consistency: 'linearizable' } });
+    const { ws, answers } = await rawConnection('n2');
+    const ready = (id: number) => readRequest(id, 'ready');
     // Not a frame: too short for a length prefix.
     ws.send(Buffer.from([1, 2, 3]), { binary: true });
     // A frame holding one request that is not one.
@@ -90,12 +100,80 @@ describe('raftline/client', () => {
     ws.send(Buffer.concat([packFrame([ready(8)], 0, 1), Buffer.from([200, 0, 0, 0, 1])]), { binary: true });
     // Two requests in one frame, each answered.
     ws.send(packFrame([ready(7), ready(9)], 0, 2), { binary: true });
-    await eventually('six answers', () => answers.length === 6);
+    // A request whose id decodes but whose consistency is unknown: answered under its id.
+    ws.send(packFrame([readRequest(42, 'ready', 'serializable' as ReadConsistency)], 0, 1), { binary: true });
+    await eventually('seven answers', () => answers.length === 7);
     const byId = (id: number) => answers.filter((a) => a.id === id);
     assert.deepEqual(byId(0).map((a) => a.errorCode), ['bad_request', 'bad_request', 'bad_request']);
     assert.match(byId(0).map((a) => a.error).join('\n'), /malformed frame: length prefix 200/);
     for (const id of [7, 8, 9]) assert.deepEqual(byId(id).map((a) => a.errorCode), [''], `request ${id} is answered once`);
+    assert.deepEqual(byId(42).map((a) => a.errorCode), ['bad_request']);
+    assert.match(byId(42)[0].error, /unknown consistency 255/);
     ws.close();
+  });
+
+  test('a write older than the 1024 sequences its session remembers is refused as sequence_too_old, not applied', async () => {
+    const { ws, answers } = await rawConnection('n1');
+    const write = (id: number, sequence: number, value: string) =>
+      encodeRequest({ id, command: encodeCommand({ clientId: 'raw-session', sequence, txn: { compare: [], success: [{ type: 'put', key: Buffer.from('seq/k'), value: Buffer.from(value) }], failure: [] } }) });
+    for (let at = 1; at <= 1030; at += 100) {
+      const batch = Array.from({ length: Math.min(100, 1031 - at) }, (_, i) => write(at + i, at + i, `v${at + i}`));
+      for (const frame of packFrames(batch)) ws.send(frame, { binary: true });
+      await eventually(`${at + batch.length - 1} writes answered`, () => answers.length === at + batch.length - 1);
+    }
+    assert.deepEqual(answers.filter((a) => a.errorCode !== ''), [], 'every write applied');
+    ws.send(packFrame([write(5000, 1, 'late')], 0, 1), { binary: true });
+    await eventually('the late write answered', () => answers.some((a) => a.id === 5000));
+    const late = answers.find((a) => a.id === 5000)!;
+    assert.equal(late.errorCode, 'sequence_too_old');
+    assert.match(late.error, /no longer remembers whether it was applied/);
+    ws.close();
+    const client = await RaftlineClient.connect({ endpoints });
+    try {
+      assert.equal(Buffer.from((await client.get('seq/k'))!.value).toString(), 'v1030', 'the late write was not applied');
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('answers to a client that reads slowly wait for it instead of being dropped', async () => {
+    const client = await RaftlineClient.connect({ endpoints: [clientUrl.n2] });
+    try {
+      await client.put('slow/big', Buffer.alloc(1000 * 1024, 7));
+      await eventually('n2 applied the value', async () => (await client.get('slow/big', { consistency: 'stale' }))?.value.length === 1000 * 1024);
+    } finally {
+      await client.close();
+    }
+    const { ws, answers } = await rawConnection('n2');
+    const socket = (ws as unknown as { _socket: import('node:net').Socket })._socket;
+    socket.pause();
+    const reads = Array.from({ length: 150 }, (_, i) => readRequest(i + 1, 'slow/big', 'stale'));
+    for (const frame of packFrames(reads)) ws.send(frame, { binary: true });
+    // 150 MB of answers: far past what uWS buffers for one connection (it would drop the rest).
+    await new Promise((r) => setTimeout(r, 2000));
+    socket.resume();
+    await eventually('every read answered', () => answers.length === 150, 60_000);
+    assert.deepEqual(answers.map((a) => a.id).sort((a, b) => a - b), Array.from({ length: 150 }, (_, i) => i + 1));
+    assert.ok(answers.every((a) => a.errorCode === '' && a.results[0].kvs[0].value.length === 1000 * 1024));
+    ws.close();
+  });
+
+  test('a client whose server freezes (SIGSTOP) moves to another endpoint and its requests complete there', async () => {
+    const statuses = await Promise.all(IDS.map(async (id) => ({ id, s: (await (await fetch(`${clientUrl[id]}/status`)).json()) as { role: string } })));
+    const leader = statuses.find((x) => x.s.role === 'leader')!.id;
+    const client = await RaftlineClient.connect({ endpoints, requestTimeoutMs: 25_000 });
+    const frozen = children.get(leader)!;
+    try {
+      await client.put('freeze/before', '1');
+      frozen.kill('SIGSTOP');
+      // Rejects with a timeout if the client stays on the frozen server.
+      await client.put('freeze/after', '2');
+      assert.equal(Buffer.from((await client.get('freeze/after'))!.value).toString(), '2');
+    } finally {
+      frozen.kill('SIGCONT');
+      await client.close();
+    }
+    await writableThroughEvery(clientUrl);
   });
 
   test('leader killed during a pipelined write loop: every acknowledged write is readable, none applied twice', async () => {

@@ -16,7 +16,7 @@ import {
   type ClientResult,
   type ReadConsistency,
 } from '../transport/client-codec.js';
-import { packFrames, unpackFrame } from '../transport/frame.js';
+import { LENGTH_PREFIX_BYTES, packFrames, unpackFrame } from '../transport/frame.js';
 import { zeroMask } from '../transport/ws-mask.js';
 
 export type { ClientKeyValue as KeyValue, ClientResult as OperationResult, ReadConsistency } from '../transport/client-codec.js';
@@ -25,9 +25,17 @@ export type { Compare, Operation, Txn } from '../server/kv-command.js';
 export interface ClientOptions {
   /** Servers' client URLs, e.g. `http://127.0.0.1:7201`. */
   endpoints: string[];
-  /** Identifies this client's writes for at-most-once retries; default a random UUID. */
+  /**
+   * A label for this client's writes. The session the servers keep for
+   * at-most-once retries is this label plus a random part: two clients (or
+   * two runs of one program) given the same label never take each other's
+   * writes for retries. Default: none, the random part alone.
+   */
   clientId?: string;
-  /** A request that has not succeeded after this long rejects with RaftlineClientError('timeout'). Default 30000. */
+  /**
+   * A request that has not succeeded this long after the call (waiting for
+   * a write slot included) rejects with RaftlineClientError('timeout'). Default 30000.
+   */
   requestTimeoutMs?: number;
   /** The servers' client token (`raftline serve --client-token-file`), sent as `Authorization: Bearer <token>`. */
   token?: string;
@@ -54,10 +62,18 @@ export interface TxnResponse {
 
 /** Errors after which the same request may simply be sent again (writes keep their sequence). */
 const RETRYABLE = new Set(['no_leader', 'timeout', 'busy', 'shutting_down', 'outcome_unknown', 'storage_unavailable']);
-/** The server keeps this many of a client's applied sequences: stay well inside it. */
-const MAX_OUTSTANDING_WRITES = 512;
+/**
+ * The servers remember a client's last 1024 applied sequences: the sequences
+ * in flight span at most half of that, so a retry is always recognized,
+ * however long one write is held up while later ones complete.
+ */
+const MAX_SEQUENCE_SPAN = 512;
 /** Retried requests look for a new leader at most this often (each lookup asks every endpoint). */
 const LEADER_LOOKUP_INTERVAL_MS = 250;
+/** A connection with requests waiting and nothing heard for this long is pinged... */
+const PING_AFTER_QUIET_MS = 1000;
+/** ...and given up for another endpoint after this long (a frozen or unreachable server). */
+const DEAD_AFTER_QUIET_MS = 4000;
 
 interface Pending {
   frame: Uint8Array;
@@ -66,6 +82,15 @@ interface Pending {
   resolve: (r: ClientResponse) => void;
   reject: (err: Error) => void;
 }
+
+interface QueuedWrite {
+  txn: Txn;
+  deadlineMs: number;
+  resolve: (r: TxnResponse) => void;
+  reject: (err: Error) => void;
+}
+
+const CONSISTENCIES: readonly ReadConsistency[] = ['linearizable', 'lease', 'stale'];
 
 const bytes = (v: string | Uint8Array): Uint8Array => (typeof v === 'string' ? Buffer.from(v) : v);
 
@@ -83,8 +108,15 @@ export class RaftlineClient {
   private readonly requestTimeoutMs: number;
   private readonly headers: Record<string, string>;
   private readonly pending = new Map<number, Pending>();
-  private readonly writeSlots: (() => void)[] = [];
-  private writesInFlight = 0;
+  /** Writes waiting until the sequences in flight leave room (MAX_SEQUENCE_SPAN). */
+  private readonly writeQueue: QueuedWrite[] = [];
+  /** Sequences sent and not yet settled, in increasing order (a Set keeps insertion order). */
+  private readonly sequencesInFlight = new Set<number>();
+  /** When the current connection last received anything, and was last pinged. */
+  private heardAtMs = 0;
+  private pingedAtMs = 0;
+  /** The smallest request any endpoint accepts (its /status), once known. */
+  private maxRequestBytes = Infinity;
   /** Request frames waiting for the current burst of calls to finish. */
   private outbox: Uint8Array[] = [];
   private socket: WebSocket | null = null;
@@ -100,7 +132,7 @@ export class RaftlineClient {
   private constructor(opts: ClientOptions) {
     if (opts.endpoints.length === 0) throw new RaftlineClientError('bad_request', 'at least one endpoint is needed');
     this.endpoints = opts.endpoints.map((e) => e.replace(/\/+$/, ''));
-    this.clientId = opts.clientId ?? randomUUID();
+    this.clientId = opts.clientId ? `${opts.clientId}/${randomUUID()}` : randomUUID();
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.headers = opts.token === undefined ? {} : { Authorization: `Bearer ${opts.token}` };
     this.sweeper = setInterval(() => this.expire(), 250);
@@ -130,18 +162,11 @@ export class RaftlineClient {
 
   /** Applies comparisons, then `success` or `failure` operations, atomically (etcd's Txn). */
   txn(txn: Txn): Promise<TxnResponse> {
+    const deadlineMs = Date.now() + this.requestTimeoutMs;
     // Without async/await: on a busy client the promises and frames they add
     // per call were a good part of its garbage.
-    if (this.writesInFlight < MAX_OUTSTANDING_WRITES) {
-      this.writesInFlight++;
-      return this.write(txn);
-    }
-    return new Promise((resolve) =>
-      this.writeSlots.push(() => {
-        this.writesInFlight++;
-        resolve(this.write(txn));
-      }),
-    );
+    if (this.writeQueue.length === 0 && this.sequenceFree()) return this.write(txn, deadlineMs);
+    return new Promise((resolve, reject) => this.writeQueue.push({ txn, deadlineMs, resolve, reject }));
   }
 
   async get(key: string | Uint8Array, opts: { consistency?: ReadConsistency } = {}): Promise<(ClientKeyValue & { revision: number }) | null> {
@@ -155,15 +180,17 @@ export class RaftlineClient {
     rangeEnd?: string | Uint8Array,
     opts: { limit?: number; keysOnly?: boolean; countOnly?: boolean; consistency?: ReadConsistency } = {},
   ): Promise<{ kvs: ClientKeyValue[]; count: number; more: boolean; revision: number }> {
+    const consistency = opts.consistency ?? 'linearizable';
+    if (!CONSISTENCIES.includes(consistency)) throw new RaftlineClientError('bad_request', `consistency must be one of ${CONSISTENCIES.join(', ')}, not ${String(consistency)}`);
     const read: ClientRead = {
       key: bytes(key),
       rangeEnd: rangeEnd === undefined ? undefined : bytes(rangeEnd),
       limit: opts.limit ?? 0,
       keysOnly: opts.keysOnly ?? false,
       countOnly: opts.countOnly ?? false,
-      consistency: opts.consistency ?? 'linearizable',
+      consistency,
     };
-    const r = await this.send((id) => encodeRequest({ id, read }), false);
+    const r = await this.send((id) => encodeRequest({ id, read }), false, Date.now() + this.requestTimeoutMs);
     const result = r.results[0];
     return { kvs: result?.kvs ?? [], count: result?.count ?? 0, more: result?.more ?? false, revision: r.revision };
   }
@@ -186,47 +213,63 @@ export class RaftlineClient {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.sweeper);
-    for (const p of this.pending.values()) p.reject(new RaftlineClientError('closed', 'the client was closed'));
+    const closed = new RaftlineClientError('closed', 'the client was closed');
+    for (const p of this.pending.values()) p.reject(closed);
     this.pending.clear();
+    for (const w of this.writeQueue.splice(0)) w.reject(closed);
     this.socket?.close();
     this.socket = null;
   }
 
   // --------------------------------------------------------------- internals
 
-  /** Sends one write, holding a write slot until it settles. */
-  private write(txn: Txn): Promise<TxnResponse> {
+  /** Whether the next sequence keeps the sequences in flight within MAX_SEQUENCE_SPAN. */
+  private sequenceFree(): boolean {
+    const lowest = this.sequencesInFlight.values().next();
+    return lowest.done === true || this.sequence + 1 - lowest.value < MAX_SEQUENCE_SPAN;
+  }
+
+  /** Sends one write under the next sequence, which stays in flight until it settles. */
+  private write(txn: Txn, deadlineMs: number): Promise<TxnResponse> {
     let command: Uint8Array;
     try {
-      command = encodeCommand({ clientId: this.clientId, sequence: ++this.sequence, txn });
+      command = encodeCommand({ clientId: this.clientId, sequence: this.sequence + 1, txn });
     } catch (err) {
-      this.releaseWriteSlot();
       return Promise.reject(err);
     }
-    return this.send((id) => encodeRequest({ id, command }), true).then(
+    const sequence = ++this.sequence;
+    this.sequencesInFlight.add(sequence);
+    return this.send((id) => encodeRequest({ id, command }), true, deadlineMs).then(
       (r) => {
-        this.releaseWriteSlot();
+        this.settleSequence(sequence);
         return { revision: r.revision, succeeded: r.succeeded, results: r.results, duplicate: r.duplicate };
       },
       (err: Error) => {
-        this.releaseWriteSlot();
+        this.settleSequence(sequence);
         throw err;
       },
     );
   }
 
-  private releaseWriteSlot(): void {
-    this.writesInFlight--;
-    this.writeSlots.shift()?.();
+  private settleSequence(sequence: number): void {
+    this.sequencesInFlight.delete(sequence);
+    while (this.writeQueue.length > 0 && this.sequenceFree()) {
+      const w = this.writeQueue.shift()!;
+      this.write(w.txn, w.deadlineMs).then(w.resolve, w.reject);
+    }
   }
 
-  /** Sends a request and resolves with its successful answer, retrying what may be retried until the deadline. */
-  private send(frameFor: (id: number) => Uint8Array, isWrite: boolean): Promise<ClientResponse> {
+  /** Sends a request and resolves with its successful answer, retrying what may be retried until `deadlineMs`. */
+  private send(frameFor: (id: number) => Uint8Array, isWrite: boolean, deadlineMs: number): Promise<ClientResponse> {
     if (this.closed) return Promise.reject(new RaftlineClientError('closed', 'the client was closed'));
     const id = this.nextId++;
+    const frame = frameFor(id);
+    // The server would close the connection on a frame over its limit, failing every request on it.
+    if (LENGTH_PREFIX_BYTES + frame.byteLength > this.maxRequestBytes) {
+      return Promise.reject(new RaftlineClientError('too_large', `the request is ${frame.byteLength} bytes; the servers take at most ${this.maxRequestBytes - LENGTH_PREFIX_BYTES}`));
+    }
     return new Promise<ClientResponse>((resolve, reject) => {
-      const frame = frameFor(id);
-      this.pending.set(id, { frame, isWrite, deadlineMs: Date.now() + this.requestTimeoutMs, resolve, reject });
+      this.pending.set(id, { frame, isWrite, deadlineMs, resolve, reject });
       if (this.socket?.readyState === WebSocket.OPEN) this.enqueue(frame);
       else void this.transmit(id);
     });
@@ -273,21 +316,42 @@ export class RaftlineClient {
     }
     if (!RETRYABLE.has(r.errorCode)) {
       this.pending.delete(r.id);
-      p.reject(new RaftlineClientError(r.errorCode, r.error));
+      // The servers no longer remember whether a write that old applied: a
+      // retry could not tell either, so its fate stays unknown.
+      const code = r.errorCode === 'sequence_too_old' ? 'outcome_unknown' : r.errorCode;
+      p.reject(new RaftlineClientError(code, r.error));
       return;
     }
-    // The same frame again (a write keeps its sequence), after a pause; through the leader when
-    // hinted, or when this member cannot write its data (it does not report itself leader then).
-    if (r.leader || r.errorCode === 'storage_unavailable') this.lookForLeader();
+    // The same frame again (a write keeps its sequence), after a pause;
+    // through the leader when this member knows one, or when it cannot serve
+    // (no leader: perhaps it is cut off from the rest; cannot write its data).
+    this.lookForLeader();
     setTimeout(() => void this.transmit(r.id), 50).unref();
   }
 
+  /** Runs every 250 ms: times out requests and queued writes, and checks that the connection is alive. */
   private expire(): void {
     const now = Date.now();
     for (const [id, p] of this.pending) {
       if (p.deadlineMs > now) continue;
       this.pending.delete(id);
       p.reject(new RaftlineClientError('timeout', `no answer within ${this.requestTimeoutMs} ms${p.isWrite ? '; the write may still apply' : ''}`));
+    }
+    while (this.writeQueue.length > 0 && this.writeQueue[0].deadlineMs <= now) {
+      this.writeQueue.shift()!.reject(new RaftlineClientError('timeout', `no write slot within ${this.requestTimeoutMs} ms; the write was never sent`));
+    }
+    const socket = this.socket;
+    if (socket?.readyState !== WebSocket.OPEN || this.pending.size === 0) return;
+    const quietMs = now - this.heardAtMs;
+    if (quietMs >= DEAD_AFTER_QUIET_MS) {
+      // Requests wait on a server that answers nothing, not even pings:
+      // resend them elsewhere (the close handler does) and find the leader.
+      this.endpointIndex = (this.endpointIndex + 1) % this.endpoints.length;
+      this.lookForLeader();
+      socket.terminate();
+    } else if (quietMs >= PING_AFTER_QUIET_MS && now - this.pingedAtMs >= PING_AFTER_QUIET_MS) {
+      this.pingedAtMs = now;
+      socket.ping();
     }
   }
 
@@ -304,16 +368,25 @@ export class RaftlineClient {
     });
   }
 
-  /** Points the next connection at the endpoint that reports itself leader, if any does. */
+  /**
+   * Points the next connection at the endpoint that reports itself leader,
+   * if any does (the one of the highest term: a deposed leader cut off from
+   * the rest may not know yet), and learns the servers' request size limit.
+   */
   private async preferLeader(): Promise<void> {
-    const found = await Promise.all(
+    const statuses = await Promise.all(
       this.endpoints.map((e) =>
         fetch(`${e}/status`, { headers: this.headers, signal: AbortSignal.timeout(1000) })
-          .then((r) => r.json() as Promise<{ role?: string }>)
-          .then((s) => s.role === 'leader', () => false),
+          .then((r) => r.json() as Promise<{ role?: string; term?: number; limits?: { maxRequestBytes?: number } }>)
+          .catch(() => null),
       ),
     );
-    const leader = found.indexOf(true);
+    let leader = -1;
+    statuses.forEach((s, i) => {
+      if (s?.role === 'leader' && (leader < 0 || (s.term ?? 0) > (statuses[leader]!.term ?? 0))) leader = i;
+      const limit = s?.limits?.maxRequestBytes;
+      if (typeof limit === 'number' && limit > 0) this.maxRequestBytes = Math.min(this.maxRequestBytes, limit);
+    });
     if (leader >= 0 && leader !== this.endpointIndex) {
       this.endpointIndex = leader;
       this.socket?.close();
@@ -366,7 +439,12 @@ export class RaftlineClient {
       });
       socket.on('open', () => {
         this.socket = socket;
+        this.heardAtMs = Date.now();
+        socket.on('pong', () => {
+          this.heardAtMs = Date.now();
+        });
         socket.on('message', (data) => {
+          this.heardAtMs = Date.now();
           try {
             const { envelopes, error } = unpackFrame(data instanceof ArrayBuffer ? new Uint8Array(data) : Buffer.isBuffer(data) ? data : Buffer.concat(data));
             for (const response of envelopes) this.onResponse(decodeResponse(response));

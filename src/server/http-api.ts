@@ -23,7 +23,11 @@ export interface HttpApiOptions {
   maxKeyBytes?: number;
   /** Largest value accepted, in bytes. Default 1 MiB. */
   maxValueBytes?: number;
-  /** Largest request body, in bytes. Default 2 MiB. */
+  /**
+   * Largest request body or binary-protocol frame, in bytes. Default twice
+   * maxValueBytes plus 64 KiB (a value of the largest size fits, base64 in
+   * JSON or in a transaction beside another), and at least 2 MiB.
+   */
   maxBodyBytes?: number;
   /** Numeric identity for etcd-shaped headers. */
   clusterId: string;
@@ -151,7 +155,7 @@ export class HttpApi {
   ) {
     this.maxKeyBytes = opts.maxKeyBytes ?? 1536;
     this.maxValueBytes = opts.maxValueBytes ?? 1 << 20;
-    this.maxBodyBytes = opts.maxBodyBytes ?? 2 << 20;
+    this.maxBodyBytes = opts.maxBodyBytes ?? Math.max(2 << 20, 2 * this.maxValueBytes + (64 << 10));
     this.tokenCheck = opts.clientToken ? new ClientTokenCheck(opts.clientToken) : null;
   }
 
@@ -199,14 +203,16 @@ export class HttpApi {
     app.ws<ClientSocketData>('/v1/ws', {
       maxPayloadLength: this.maxBodyBytes,
       idleTimeout: 120,
-      maxBackpressure: 64 << 20,
+      // Never reached: sendReplies stops handing frames to uWS at
+      // REPLY_BUFFER_BYTES, above which uWS would drop them.
+      maxBackpressure: 2 * REPLY_BUFFER_BYTES,
       upgrade: (res, req, context) => {
         const refused = this.unauthorized(req);
         if (refused) {
           this.respond(res, '/v1/ws', refused);
           return;
         }
-        res.upgrade<ClientSocketData>({ closed: false, replies: [] }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+        res.upgrade<ClientSocketData>({ closed: false, replies: [], unsent: [], unsentBytes: 0 }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
       },
       message: (ws, message, isBinary) => {
         if (!isBinary) {
@@ -218,8 +224,11 @@ export class HttpApi {
         for (const request of envelopes) void this.clientRequest(request).then((response) => this.reply(ws, response));
         if (error) this.reply(ws, this.clientAnswer(0, 'ws:malformed', 400, { errorCode: 'bad_request', error: `malformed frame: ${error}`, succeeded: false }));
       },
+      drain: (ws) => this.sendUnsent(ws),
       close: (ws) => {
-        ws.getUserData().closed = true;
+        const data = ws.getUserData();
+        data.closed = true;
+        data.unsent = [];
       },
     });
     app.any('/v1/kv/*', (res, req) =>
@@ -318,6 +327,8 @@ export class HttpApi {
       snapshot: s.snapshot ? { index: s.snapshot.index, term: s.snapshot.term } : null,
       followers: s.peers,
       writes: { count: this.writeCount, sumMs: this.writeSumMs },
+      // raftline/client refuses larger requests itself: the connection would be closed on them.
+      limits: { maxRequestBytes: this.maxBodyBytes, maxKeyBytes: this.maxKeyBytes, maxValueBytes: this.maxValueBytes },
       peerTransport: { peers: t.peers, framesReceived: t.framesReceived, messagesReceived: t.messagesReceived, receiverAbsentDropped: t.receiverAbsentDropped, rejected: t.rejected },
     });
     // The status page, served by any member, reads every member's status.
@@ -560,8 +571,34 @@ export class HttpApi {
     const replies = data.replies;
     data.replies = [];
     if (data.closed) return;
+    for (const frame of packFrames(replies)) {
+      data.unsent.push(frame);
+      data.unsentBytes += frame.byteLength;
+    }
+    if (data.unsentBytes > MAX_UNSENT_REPLY_BYTES) {
+      // A client that asks for far more than it reads: it learns why, and its retries go elsewhere or later.
+      data.closed = true;
+      data.unsent = [];
+      ws.end(1008, `more than ${MAX_UNSENT_REPLY_BYTES} bytes of answers unread`);
+      return;
+    }
+    this.sendUnsent(ws);
+  }
+
+  /**
+   * Hands queued answer frames to uWS while its send buffer is below
+   * REPLY_BUFFER_BYTES; the rest wait for `drain`. uWS would silently drop a
+   * frame sent past maxBackpressure, leaving its requests unanswered.
+   */
+  private sendUnsent(ws: WebSocket<ClientSocketData>): void {
+    const data = ws.getUserData();
+    if (data.closed) return;
     ws.cork(() => {
-      for (const frame of packFrames(replies)) ws.send(frame, true);
+      while (data.unsent.length > 0 && ws.getBufferedAmount() < REPLY_BUFFER_BYTES) {
+        const frame = data.unsent.shift()!;
+        data.unsentBytes -= frame.byteLength;
+        ws.send(frame, true);
+      }
     });
   }
 
@@ -576,7 +613,14 @@ export class HttpApi {
     let route = 'ws:malformed';
     const answer = (fields: Partial<ClientResponse>, status = 200): Uint8Array => this.clientAnswer(id, route, status, fields);
     try {
-      const req = decodeRequest(bytes);
+      let req;
+      try {
+        req = decodeRequest(bytes);
+      } catch (err) {
+        // Answered under the request's id when it could be read, so the client can match the error.
+        if (err instanceof ClientFrameError) id = err.requestId;
+        throw err;
+      }
       id = req.id;
       route = req.command ? 'ws:write' : 'ws:read';
       if (req.command) {
@@ -620,7 +664,13 @@ export class HttpApi {
       this.opts.metrics.write(elapsedMs / 1000);
       this.writeCount++;
       this.writeSumMs += elapsedMs;
-      if (r.error) throw new HttpError(400, 'bad_request', r.error);
+      if (r.error === 'staleSequence') {
+        throw new HttpError(
+          409,
+          'sequence_too_old',
+          'this write is older than the last 1024 its client made: the cluster no longer remembers whether it was applied, so it was not applied now (it may have been before)',
+        );
+      }
       return r;
     } catch (err) {
       throw this.answerFor(err, true);
@@ -731,7 +781,15 @@ interface ClientSocketData {
   closed: boolean;
   /** Answers waiting for the current burst of work to finish. */
   replies: Uint8Array[];
+  /** Answer frames waiting for uWS's send buffer to drain, and their bytes. */
+  unsent: Uint8Array[];
+  unsentBytes: number;
 }
+
+/** Answer bytes a client connection may hold in uWS's send buffer; more wait for it to drain. */
+const REPLY_BUFFER_BYTES = 16 << 20;
+/** Answer bytes queued beyond that before the connection is closed. */
+const MAX_UNSENT_REPLY_BYTES = 256 << 20;
 
 function toClientResult(r: OperationResult): ClientResult {
   const base: ClientResult = { type: r.type, deleted: 0, count: 0, more: false, kvs: [], prevKvs: [] };

@@ -65,6 +65,9 @@ export interface ClientResponse {
 }
 
 export class ClientFrameError extends Error {
+  /** The id of the request that failed to decode, when it could be read; else 0. */
+  requestId = 0;
+
   constructor(reason: string) {
     super(`malformed client frame: ${reason}`);
     this.name = 'ClientFrameError';
@@ -162,20 +165,27 @@ export function encodeRequest(r: ClientRequest): Uint8Array {
 }
 
 export function decodeRequest(bytes: Uint8Array): ClientRequest {
-  return guarded('request', bytes, (bb, { vector }) => {
-    const r = Request.getRootAsRequest(bb);
-    const id = safe(r, REQUEST_INT64.id, 'id');
-    const command = vector(r.commandArray(), 'command');
-    if (command) return { id, command };
-    const key = vector(r.keyArray(), 'key');
-    if (!key) throw new ClientFrameError('a request needs a command or a key');
-    const consistency = CONSISTENCY[r.consistency()];
-    if (!consistency) throw new ClientFrameError(`unknown consistency ${r.consistency()}`);
-    return {
-      id,
-      read: { key, rangeEnd: vector(r.rangeEndArray(), 'range_end') ?? undefined, limit: safe(r, REQUEST_INT64.limit, 'limit'), keysOnly: r.keysOnly(), countOnly: r.countOnly(), consistency },
-    };
-  });
+  let id = 0;
+  try {
+    return guarded('request', bytes, (bb, { vector }) => {
+      const r = Request.getRootAsRequest(bb);
+      id = safe(r, REQUEST_INT64.id, 'id');
+      const command = vector(r.commandArray(), 'command');
+      if (command) return { id, command };
+      const key = vector(r.keyArray(), 'key');
+      if (!key) throw new ClientFrameError('a request needs a command or a key');
+      const consistency = CONSISTENCY[r.consistency()];
+      if (!consistency) throw new ClientFrameError(`unknown consistency ${r.consistency()}`);
+      return {
+        id,
+        read: { key, rangeEnd: vector(r.rangeEndArray(), 'range_end') ?? undefined, limit: safe(r, REQUEST_INT64.limit, 'limit'), keysOnly: r.keysOnly(), countOnly: r.countOnly(), consistency },
+      };
+    });
+  } catch (err) {
+    // The server answers under this id, so the client can match the error to its request.
+    if (err instanceof ClientFrameError) err.requestId = id;
+    throw err;
+  }
 }
 
 /** The vector of `kvs`, or 0 (no vector) when there are none: an absent vector reads as empty. */

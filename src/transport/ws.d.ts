@@ -30,11 +30,14 @@ declare module 'ws' {
     send(data: Uint8Array | string, options?: { binary: boolean }, cb?: (err?: Error) => void): void;
     close(code?: number, reason?: string): void;
     terminate(): void;
+    /** Sends a ping frame; the peer's answer arrives as a 'pong' event. */
+    ping(data?: Uint8Array): void;
     on(event: 'open', listener: () => void): this;
     on(event: 'message', listener: (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => void): this;
     on(event: 'close', listener: (code: number, reason: Buffer) => void): this;
     on(event: 'error', listener: (err: Error) => void): this;
     on(event: 'ping', listener: (data: Buffer) => void): this;
+    on(event: 'pong', listener: (data: Buffer) => void): this;
     /** The server answered the upgrade with something other than 101; without a listener, an 'error' instead. */
     on(event: 'unexpected-response', listener: (req: ClientRequest, res: IncomingMessage) => void): this;
   }
