@@ -65,16 +65,16 @@ function heartbeat(from: string, to: string, round: number): PeerMessage {
   return { type: 'heartbeat', from, to, term: 3, commit: round, round };
 }
 
-function append(from: string, to: string, entryBytes: number[]): PeerMessage {
+function append(from: string, to: string, entryBytes: number[], prevIndex = 9): PeerMessage {
   return {
     type: 'append',
     from,
     to,
     term: 3,
-    prevIndex: 9,
+    prevIndex,
     prevTerm: 2,
     commit: 8,
-    entries: entryBytes.map((n, i) => ({ index: 10 + i, term: 3, type: 2, data: new Uint8Array(n).fill(i + 1) })),
+    entries: entryBytes.map((n, i) => ({ index: prevIndex + 1 + i, term: 3, type: 2, data: new Uint8Array(n).fill(i + 1) })),
   };
 }
 
@@ -186,6 +186,45 @@ test('a heartbeat sent after a big append in the same turn is delivered first', 
     a.send('g', heartbeat('a', 'b', 1));
     await eventually('both messages', () => order.length >= 2);
     assert.deepEqual(order, ['heartbeat', 'append']);
+  } finally {
+    await closeAll(ts);
+  }
+});
+
+test('an empty append never overtakes the appends sent before it, even while they wait for the socket to drain', async () => {
+  const ts = await mesh(['a', 'b'], { highWaterBytes: 1024 * 1024 });
+  try {
+    const arrivals: number[] = [];
+    ts.get('b')!.register('g', 'b', (m) => {
+      if (m.type === 'append') arrivals.push(m.entries.length);
+    });
+    const a = ts.get('a')!;
+    for (let i = 0; i < 8; i++) a.send('g', append('a', 'b', [1024 * 1024], 9 + i));
+    // Its previous entry is the last one sent above: ahead of them, the follower would reject it.
+    a.send('g', append('a', 'b', [], 17));
+    await new Promise((r) => setImmediate(r));
+    a.send('g', append('a', 'b', [], 17));
+    await eventually('every append', () => arrivals.length >= 10);
+    assert.deepEqual(arrivals, [1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
+  } finally {
+    await closeAll(ts);
+  }
+});
+
+test('a link that sends all the time stays up past its silence limit: it pings the server, which answers', async () => {
+  const silenceMs = 800;
+  const ts = await mesh(['a', 'b'], { silenceMs });
+  try {
+    const rounds = heartbeatRounds(ts.get('b')!, 'b');
+    const a = ts.get('a')!;
+    let round = 0;
+    const sender = setInterval(() => a.send('g', heartbeat('a', 'b', ++round)), 20);
+    await new Promise((r) => setTimeout(r, 4 * silenceMs));
+    clearInterval(sender);
+    await eventually('the last heartbeat', () => rounds.at(-1) === round);
+    assert.equal(a.stats().peers.b!.reconnects, 0);
+    assert.equal(a.stats().peers.b!.dropped, 0);
+    assert.deepEqual(rounds, Array.from({ length: round }, (_, i) => i + 1));
   } finally {
     await closeAll(ts);
   }

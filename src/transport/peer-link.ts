@@ -10,8 +10,8 @@ import { zeroMask } from './ws-mask.js';
 
 /** Largest message the server may send us: handshake messages only. */
 const MAX_SERVER_MESSAGE_BYTES = 1024;
-/** Without any message or ping from the server for this long, the connection is presumed dead. */
-export const SERVER_SILENCE_MS = 60_000;
+/** Default silence after which a connection is presumed dead (PeerLinkSettings.silenceMs). */
+export const DEFAULT_SILENCE_MS = 60_000;
 
 export interface PeerLinkSettings {
   selfId: string;
@@ -21,6 +21,13 @@ export interface PeerLinkSettings {
   highWaterBytes: number;
   reconnectInitialMs: number;
   reconnectMaxMs: number;
+  /**
+   * Without anything from the server for this long (a message, a ping, or a
+   * pong to the pings this link sends after a quarter of it) the connection
+   * is presumed dead. The server's own pings are not enough: uWS pings only
+   * connections it has received nothing on, and this link sends all the time.
+   */
+  silenceMs: number;
   log: TransportLogger;
   /** Asks the transport to call `flush()` once, later in this event-loop turn. */
   scheduleFlush: (link: PeerLink) => void;
@@ -85,7 +92,8 @@ export class PeerLink {
   private ws: WebSocket | undefined;
   private nonceC: Buffer = newNonce();
   private handshakeTimer: NodeJS.Timeout | undefined;
-  private silenceTimer: NodeJS.Timeout | undefined;
+  private livenessTimer: NodeJS.Timeout | undefined;
+  private heardAtMs = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
   private lastError = '';
@@ -219,6 +227,9 @@ export class PeerLink {
     ws.on('ping', () => {
       if (ws === this.ws) this.heardFromServer();
     });
+    ws.on('pong', () => {
+      if (ws === this.ws) this.heardFromServer();
+    });
     ws.on('error', (err) => {
       if (ws === this.ws) this.lastError = err.message;
     });
@@ -246,6 +257,7 @@ export class PeerLink {
         }
         clearTimeout(this.handshakeTimer);
         this.handshakeTimer = undefined;
+        this.livenessTimer = setInterval(() => this.checkLiveness(ws), this.settings.silenceMs / 4);
         this.state = 'ready';
         this.attempt = 0;
         this.settings.log({ level: 'info', message: `connected to ${this.address}`, peer: this.peerId });
@@ -264,8 +276,15 @@ export class PeerLink {
   private nonceS: Buffer | undefined;
 
   private heardFromServer(): void {
-    clearTimeout(this.silenceTimer);
-    this.silenceTimer = setTimeout(() => this.fail(`no message or ping from the server for ${SERVER_SILENCE_MS} ms`), SERVER_SILENCE_MS);
+    this.heardAtMs = Date.now();
+  }
+
+  /** Runs every quarter of silenceMs while ready: pings a quiet server, gives up on a silent one. */
+  private checkLiveness(ws: WebSocket): void {
+    if (ws !== this.ws) return;
+    const quietMs = Date.now() - this.heardAtMs;
+    if (quietMs >= this.settings.silenceMs) this.fail(`nothing from the server (not even a pong) for ${quietMs} ms`);
+    else if (quietMs >= this.settings.silenceMs / 4) ws.ping();
   }
 
   /** Abandons the current connection; its close event schedules the retry. */
@@ -281,8 +300,8 @@ export class PeerLink {
     this.ws = undefined;
     this.nonceS = undefined;
     clearTimeout(this.handshakeTimer);
-    clearTimeout(this.silenceTimer);
-    this.handshakeTimer = this.silenceTimer = undefined;
+    clearInterval(this.livenessTimer);
+    this.handshakeTimer = this.livenessTimer = undefined;
     this.dropQueued();
     if (this.state === 'closed') {
       for (const w of this.closeWaiters.splice(0)) w();

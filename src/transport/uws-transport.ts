@@ -17,7 +17,7 @@ import {
   secretBytes,
   verifyProof,
 } from './handshake.js';
-import { PeerLink, type PeerLinkSettings, type PeerLinkStats } from './peer-link.js';
+import { DEFAULT_SILENCE_MS, PeerLink, type PeerLinkSettings, type PeerLinkStats } from './peer-link.js';
 import { rateLimited, stderrSink, type TransportLogEvent } from './peer-log.js';
 import type { PeerMessage, Transport } from './transport.js';
 import { listenExclusive, loadUws, type UwsApp, type UwsListenSocket } from './uws.js';
@@ -47,6 +47,12 @@ export interface UwsTransportOptions {
   /** First reconnect delay; doubles per failed attempt up to `reconnectMaxMs`, with jitter. Defaults 50 and 2000. */
   reconnectInitialMs?: number;
   reconnectMaxMs?: number;
+  /**
+   * An outbound connection that hears nothing from its peer for this long
+   * (it pings after a quarter of it; uWS answers) is presumed dead and
+   * reconnected. Default 60000.
+   */
+  silenceMs?: number;
   /** Receives log events (already rate-limited: one per distinct event per second). Default: one line on stderr. */
   onLog?: (event: TransportLogEvent) => void;
 }
@@ -98,8 +104,13 @@ interface InboundData {
   conn: Inbound;
 }
 
+/**
+ * Messages that carry data, and every append: an empty one (a probe, a
+ * commit notice) names the last entry sent before it as its previous entry,
+ * so it must not overtake appends still queued in this lane.
+ */
 function isBulk(m: PeerMessage): boolean {
-  return (m.type === 'append' && m.entries.length > 0) || m.type === 'snapshotChunk';
+  return m.type === 'append' || m.type === 'snapshotChunk' || m.type === 'forward';
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
@@ -165,6 +176,7 @@ export class UwsTransport implements Transport {
       highWaterBytes: positive('highWaterBytes', opts.highWaterBytes, 4 * 1024 * 1024),
       reconnectInitialMs,
       reconnectMaxMs,
+      silenceMs: positive('silenceMs', opts.silenceMs, DEFAULT_SILENCE_MS),
       log: this.log,
       scheduleFlush: (link) => this.scheduleFlush(link),
       onAuthRejected: () => this.rejected.auth++,
