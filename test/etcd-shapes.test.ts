@@ -74,6 +74,11 @@ test('put, range, deleterange and txn answer exactly as etcd 3.4 does', async ()
     ['txn', { compare: [{ key: b64('foo'), target: 'MOD', result: 'LESS', mod_revision: '2' }], success: [], failure: [{ request_range: { key: b64('foo') } }] }],
     ['txn', { compare: [{ key: b64('nope'), target: 'CREATE', result: 'EQUAL', create_revision: '0' }], success: [{ request_put: { key: b64('nope'), value: b64('1') } }, { request_range: { key: b64('a/'), range_end: b64('a0') } }] }],
     ['txn', { compare: [{ key: b64('foo'), target: 'VERSION', result: 'GREATER', version: '1' }], success: [{ request_delete_range: { key: b64('nope'), prev_kv: true } }] }],
+    // A compared range that holds no key compares as one missing key.
+    ['txn', { compare: [{ key: b64('x/'), range_end: b64('x0'), target: 'VERSION', result: 'GREATER', version: '0' }], success: [{ request_put: { key: b64('x/1'), value: b64('a') } }] }],
+    ['txn', { compare: [{ key: b64('x/'), range_end: b64('x0'), target: 'VALUE', result: 'EQUAL', value: '' }], success: [{ request_put: { key: b64('x/2'), value: b64('b') } }] }],
+    ['txn', { compare: [{ key: b64('x/'), range_end: b64('x0'), target: 'CREATE', result: 'EQUAL', create_revision: '0' }], success: [{ request_put: { key: b64('x/3'), value: b64('c') } }] }],
+    ['range', { key: b64('x/'), range_end: b64('x0') }],
     ['deleterange', { key: b64('a/'), range_end: b64('a0'), prev_kv: true }],
     ['deleterange', { key: b64('missing') }],
     ['range', { key: b64('\0'), range_end: b64('\0') }],
@@ -88,4 +93,41 @@ test('put, range, deleterange and txn answer exactly as etcd 3.4 does', async ()
     assert.equal(ours.status, etcd.status, `${op} ${JSON.stringify(body)}: status`);
     assert.deepEqual(comparable(ours.body), comparable(etcd.body), `${op} ${JSON.stringify(body)}`);
   }
+});
+
+test('requests etcd refuses are refused alike, and fields raftline does not implement are refused instead of ignored', async () => {
+  const post = async (url: string, op: string, body: unknown) => {
+    const r = await fetch(`${url}/v3/kv/${op}`, { method: 'POST', body: JSON.stringify(body) });
+    return { status: r.status, body: (await r.json()) as { error?: string; code?: unknown } };
+  };
+  const refusedByBoth: [string, unknown][] = [
+    ['txn', { success: [{ request_put: { key: b64('d'), value: b64('1') } }, { request_put: { key: b64('d'), value: b64('2') } }] }],
+    ['txn', { success: [{ request_put: { key: b64('d/1'), value: b64('1') } }, { request_delete_range: { key: b64('d/'), range_end: b64('d0') } }] }],
+    ['range', { key: b64('d'), limit: '0x10' }],
+    ['range', { key: b64('d'), limit: '' }],
+  ];
+  for (const [op, body] of refusedByBoth) {
+    const [etcd, ours] = await Promise.all([post(etcdUrl, op, body), post(raftlineUrl, op, body)]);
+    assert.equal(etcd.status, 400, `etcd: ${op} ${JSON.stringify(body)}`);
+    assert.equal(ours.status, 400, `raftline: ${op} ${JSON.stringify(body)}`);
+  }
+  await post(raftlineUrl, 'put', { key: b64('kept'), value: b64('value') });
+  const unsupported: [string, unknown, string][] = [
+    ['range', { key: b64('kept'), revision: '2' }, 'revision'],
+    ['range', { key: b64('\0'), range_end: b64('\0'), sort_order: 'DESCEND' }, 'sort_order'],
+    ['range', { key: b64('\0'), range_end: b64('\0'), sort_target: 'MOD' }, 'sort_target'],
+    ['put', { key: b64('kept'), ignore_value: true }, 'ignore_value'],
+    ['put', { key: b64('kept'), value: b64('other'), lease: '12345' }, 'lease'],
+    ['txn', { success: [{ request_put: { key: b64('kept'), ignore_value: true } }] }, 'ignore_value'],
+  ];
+  for (const [op, body, field] of unsupported) {
+    const ours = await post(raftlineUrl, op, body);
+    assert.equal(ours.status, 400, `${op} ${JSON.stringify(body)}`);
+    assert.equal(ours.body.code, 'unsupported');
+    assert.match(ours.body.error!, new RegExp(`^${field} is not supported`));
+  }
+  const kept = await post(raftlineUrl, 'range', { key: b64('kept') });
+  assert.equal((kept.body as { kvs: { value: string }[] }).kvs[0].value, b64('value'), 'no refused put changed the value');
+  // Fields at their defaults are accepted.
+  assert.equal((await post(raftlineUrl, 'range', { key: b64('kept'), revision: '0', sort_order: 'NONE', sort_target: 'KEY' })).status, 200);
 });

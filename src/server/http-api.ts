@@ -111,15 +111,68 @@ function base64(value: unknown, field: string, required: boolean): Buffer | unde
 
 function int(value: unknown, field: string): number {
   if (value === undefined || value === null) return 0;
-  const n = typeof value === 'string' ? Number(value) : value;
+  // Decimal digits only: Number() would also take "", "0x10" and "1e3".
+  const n = typeof value === 'string' ? (/^\d{1,16}$/.test(value) ? Number(value) : NaN) : value;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new HttpError(400, 'bad_request', `${field} must be a non-negative integer`);
   return n;
 }
+
+/**
+ * Refuses etcd request fields this server does not implement when they ask
+ * for anything but the default: ignoring them would answer a different
+ * question (an old revision, another order) or change what a put stores.
+ */
+function refuseUnsupported(req: Record<string, unknown>, fields: Record<string, string>): void {
+  for (const [field, why] of Object.entries(fields)) {
+    const v = req[field];
+    if (v === undefined || v === null || v === false || v === 0 || v === '0' || v === '' || v === 'NONE' || v === 'KEY') continue;
+    throw new HttpError(400, 'unsupported', `${field} is not supported: ${why}`);
+  }
+}
+
+const NO_HISTORY = 'raftline keeps only the current version of each key';
+const NO_LEASES = 'raftline has no leases';
+const UNSUPPORTED_RANGE_FIELDS = {
+  revision: NO_HISTORY,
+  min_mod_revision: 'filter the answer instead',
+  max_mod_revision: 'filter the answer instead',
+  min_create_revision: 'filter the answer instead',
+  max_create_revision: 'filter the answer instead',
+  sort_order: 'keys come in byte order',
+  sort_target: 'keys come in byte order',
+};
+const UNSUPPORTED_PUT_FIELDS = { lease: NO_LEASES, ignore_lease: NO_LEASES, ignore_value: 'send the value to put' };
 
 function bool(value: unknown, field: string): boolean {
   if (value === undefined || value === null) return false;
   if (typeof value !== 'boolean') throw new HttpError(400, 'bad_request', `${field} must be a boolean`);
   return value;
+}
+
+/**
+ * etcd refuses a transaction branch that puts one key twice, or puts a key
+ * that a delete of the same branch covers: which write wins would depend on
+ * the order of operations.
+ */
+function checkWritesApart(ops: Operation[]): void {
+  const puts = new Set<string>();
+  for (const op of ops) {
+    if (op.type !== 'put') continue;
+    const key = Buffer.from(op.key).toString('latin1');
+    if (puts.has(key)) throw new HttpError(400, 'bad_request', 'duplicate key given in txn request');
+    puts.add(key);
+  }
+  for (const op of ops) {
+    if (op.type !== 'delete') continue;
+    for (const key of puts) if (inRange(Buffer.from(key, 'latin1'), op.key, op.rangeEnd)) throw new HttpError(400, 'bad_request', 'duplicate key given in txn request');
+  }
+}
+
+/** Whether `key` is in etcd's range (exactly `from` without `end`; [from, end), or from `from` on when end is "\0"). */
+function inRange(key: Buffer, from: Uint8Array, end: Uint8Array | undefined): boolean {
+  if (!end || end.length === 0) return key.equals(from);
+  if (Buffer.compare(key, from) < 0) return false;
+  return (end.length === 1 && end[0] === 0) || Buffer.compare(key, end) < 0;
 }
 
 /** Maps runtime errors to HTTP answers. */
@@ -469,6 +522,7 @@ export class HttpApi {
   }
 
   private v3Put(req: Record<string, unknown>): Operation {
+    refuseUnsupported(req, UNSUPPORTED_PUT_FIELDS);
     const key = base64(req.key, 'key', true)!;
     const value = base64(req.value, 'value', false) ?? Buffer.alloc(0);
     this.checkKey(key);
@@ -477,6 +531,7 @@ export class HttpApi {
   }
 
   private v3Range(req: Record<string, unknown>): Extract<Operation, { type: 'range' }> {
+    refuseUnsupported(req, UNSUPPORTED_RANGE_FIELDS);
     const key = base64(req.key, 'key', true)!;
     this.checkKey(key);
     return {
@@ -520,7 +575,10 @@ export class HttpApi {
         if (o.request_delete_range && typeof o.request_delete_range === 'object') return this.v3Delete(o.request_delete_range as Record<string, unknown>);
         throw new HttpError(400, 'bad_request', `each ${field} operation needs request_put, request_range or request_delete_range`);
       });
-    return { compare, success: ops('success'), failure: ops('failure') };
+    const txn = { compare, success: ops('success'), failure: ops('failure') };
+    checkWritesApart(txn.success);
+    checkWritesApart(txn.failure);
+    return txn;
   }
 
   /** etcd 3.4's JSON for one operation's result (int64 as strings, zero values omitted). */

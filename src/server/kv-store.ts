@@ -83,6 +83,30 @@ const KV_META_BYTES = 32;
 const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, start: number, end: number): string }).latin1Slice;
 
 /** Bytes as a binary string: the order of such strings is the byte order of the keys. */
+/** Whether `cmp` holds for one key, `kv` (undefined: the key is missing). */
+function holdsFor(cmp: Compare, kv: StoredKv | undefined): boolean {
+  let order: number;
+  if (cmp.target === 'value') {
+    // etcd: a value comparison on a missing key fails.
+    if (!kv) return false;
+    const expected = binaryString(cmp.value ?? new Uint8Array(0));
+    order = kv.valueText < expected ? -1 : kv.valueText > expected ? 1 : 0;
+  } else {
+    const actual = !kv ? 0 : cmp.target === 'version' ? kv.version : cmp.target === 'create' ? kv.createRevision : kv.modRevision;
+    order = Math.sign(actual - (cmp.number ?? 0));
+  }
+  switch (cmp.result) {
+    case 'equal':
+      return order === 0;
+    case 'notEqual':
+      return order !== 0;
+    case 'greater':
+      return order > 0;
+    case 'less':
+      return order < 0;
+  }
+}
+
 function binaryString(bytes: Bytes): string {
   return latin1Slice.call(bytes, 0, bytes.byteLength);
 }
@@ -319,29 +343,9 @@ export class KvStore implements StateMachine {
 
   private holds(cmp: Compare): boolean {
     const keys = cmp.rangeEnd ? this.keysIn(cmp.key, cmp.rangeEnd) : [binaryString(cmp.key)];
-    return keys.every((k) => {
-      const kv = this.data.get(k);
-      let order: number;
-      if (cmp.target === 'value') {
-        // etcd: a value comparison on a missing key fails.
-        if (!kv) return false;
-        const expected = binaryString(cmp.value ?? new Uint8Array(0));
-        order = kv.valueText < expected ? -1 : kv.valueText > expected ? 1 : 0;
-      } else {
-        const actual = !kv ? 0 : cmp.target === 'version' ? kv.version : cmp.target === 'create' ? kv.createRevision : kv.modRevision;
-        order = Math.sign(actual - (cmp.number ?? 0));
-      }
-      switch (cmp.result) {
-        case 'equal':
-          return order === 0;
-        case 'notEqual':
-          return order !== 0;
-        case 'greater':
-          return order > 0;
-        case 'less':
-          return order < 0;
-      }
-    });
+    // etcd: a range holding no key compares as one missing key.
+    if (keys.length === 0) return holdsFor(cmp, undefined);
+    return keys.every((k) => holdsFor(cmp, this.data.get(k)));
   }
 
   /** Keys in etcd's range: exactly `key` without `rangeEnd`; [key, rangeEnd) with one; from `key` on when rangeEnd is "\0". */
