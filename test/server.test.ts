@@ -218,8 +218,19 @@ describe('raftline serve', () => {
     const status = JSON.parse(ctl('status', '--json')) as { status: { role: string } }[];
     assert.equal(status.filter((s) => s.status.role === 'leader').length, 1);
     assert.match(ctl('status'), /leader/);
-    const members = JSON.parse(ctl('members', '--json')) as { voters: string[] };
+    const members = JSON.parse(ctl('members', '--json')) as { voters: string[]; leader: string };
     assert.deepEqual([...members.voters].sort(), IDS);
+    // Changes that can never apply are refused as such (409), not as "busy, retry" (503).
+    const refused = (argv: string[], pattern: RegExp) => {
+      const r = spawnSync(process.execPath, [MAIN, 'ctl', '--endpoints', endpoints, ...argv], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.status, 1, `ctl ${argv.join(' ')}: ${r.stdout}`);
+      assert.match(r.stderr, pattern);
+    };
+    refused(['promote', 'n1'], /\(invalid_change\)/);
+    refused(['change-peers', 'n1,n2,zz'], /zz: not a member; add it first.*\(invalid_change\)/);
+    refused(['transfer-leader', members.leader], /already leader \(invalid_change\)/);
+    refused(['add-learner', 'n9', '127.0.0.1:99999'], /port 1-65535 \(bad_request\)/);
+    assert.deepEqual([...(JSON.parse(ctl('members', '--json')) as { voters: string[] }).voters].sort(), IDS, 'nothing changed');
 
     start('n4');
     await eventually('n4 answers', async () => (await fetch(`${clientUrl.n4}/status`)).ok);
@@ -231,8 +242,9 @@ describe('raftline serve', () => {
     assert.equal(grown.members.n4.peer, n4PeerAddress);
     assert.equal((await put('n4', 'from-n4', 'yes')).status, 200, 'the new voter takes writes');
 
+    // Answered once the leadership has moved.
     ctl('transfer-leader', 'n4');
-    await eventually('n4 leads', async () => ((await (await fetch(`${clientUrl.n4}/status`)).json()) as { role: string }).role === 'leader');
+    assert.equal(((await (await fetch(`${clientUrl.n4}/status`)).json()) as { role: string }).role, 'leader');
     const snap = JSON.parse(ctl('snapshot', '--json')) as { index: number }[];
     assert.equal(snap.length, 3);
     for (const s of snap) assert.ok(s.index > 0);
@@ -244,6 +256,17 @@ describe('raftline serve', () => {
     ctl('remove-peer', 'n4');
     const final = JSON.parse(ctl('members', '--json')) as { voters: string[] };
     assert.deepEqual([...final.voters].sort(), IDS);
+    // A frozen member is reported unreachable instead of hanging the command.
+    const frozen = children.get('n3')!;
+    frozen.kill('SIGSTOP');
+    try {
+      const r = spawnSync(process.execPath, [MAIN, 'ctl', '--endpoints', endpoints, 'status'], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stdout, new RegExp(`${clientUrl.n3}  unreachable: .*no answer within 2000 ms`));
+      assert.match(r.stdout, /leader/);
+    } finally {
+      frozen.kill('SIGCONT');
+    }
     const bad = spawnSync(process.execPath, [MAIN, 'ctl', '--endpoints', endpoints, 'add-peer', 'n5'], { encoding: 'utf8', timeout: 30_000 });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /add-peer takes 2 arguments/);

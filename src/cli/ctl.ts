@@ -72,6 +72,10 @@ function parse(argv: string[], env: NodeJS.ProcessEnv): Parsed {
   return { endpoints, headers: token === undefined ? {} : { Authorization: `Bearer ${token}` }, json, command, args };
 }
 
+const STATUS_TIMEOUT_MS = 2000;
+/** Membership changes wait for their entry to commit; transfer-leader for the new leader. */
+const CHANGE_TIMEOUT_MS = 30_000;
+
 /** The endpoints given, and the headers every request to them carries. */
 class Cluster {
   constructor(
@@ -80,7 +84,15 @@ class Cluster {
   ) {}
 
   async call(endpoint: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
-    const r = await fetch(`${endpoint}${path}`, body === undefined ? { headers: this.headers } : { method: 'POST', headers: this.headers, body: JSON.stringify(body) });
+    // A frozen or half-open member must not hang the command: its status counts as unreachable.
+    const timeoutMs = path === '/status' ? STATUS_TIMEOUT_MS : CHANGE_TIMEOUT_MS;
+    const init: RequestInit = body === undefined ? { headers: this.headers } : { method: 'POST', headers: this.headers, body: JSON.stringify(body) };
+    let r: Response;
+    try {
+      r = await fetch(`${endpoint}${path}`, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+    } catch (err) {
+      throw new Error(`${endpoint}: ${(err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (err as Error).message}`);
+    }
     const out = (await r.json()) as Record<string, unknown>;
     if (!r.ok) throw new Error(`${endpoint}: ${String(out.error ?? r.statusText)} (${String(out.code ?? r.status)})`);
     return out;

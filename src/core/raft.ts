@@ -74,7 +74,9 @@ export type ProposeResult =
   | { ok: false; reason: 'notLeader'; leaderHint: NodeId | null }
   | { ok: false; reason: 'termMismatch'; term: number }
   | { ok: false; reason: 'transferring' | 'overloaded'; leaderHint: NodeId | null }
-  | { ok: false; reason: 'confChangeRefused'; detail: string };
+  | { ok: false; reason: 'confChangeRefused'; detail: string }
+  /** The change can never apply to this configuration (removing a non-member, promoting a voter, ...). */
+  | { ok: false; reason: 'confChangeInvalid'; detail: string };
 
 export type ConfChange =
   | { type: 'addVoter' | 'removeVoter' | 'addLearner' | 'promoteLearner' | 'removeLearner'; id: NodeId }
@@ -347,7 +349,7 @@ export class RaftCore {
     if (pending && pending.index > this.log.committed) return refuse(`configuration change at index ${pending.index} is not committed yet`);
     if (isJoint(this.conf)) return refuse('a joint configuration is being left');
     const next = applyConfChange(this.conf, change);
-    if (typeof next === 'string') return refuse(next);
+    if (typeof next === 'string') return { ok: false, reason: 'confChangeInvalid', detail: next };
     return this.appendConf(next);
   }
 

@@ -43,6 +43,13 @@ export class TimeoutError extends RaftError {
   }
 }
 
+/** A membership change or leadership transfer that can never succeed as asked (a non-member, a learner promoted twice): retrying will not help. */
+export class InvalidChangeError extends RaftError {
+  constructor(reason: string) {
+    super(reason, 'ERR_RAFTLINE_INVALID_CHANGE');
+  }
+}
+
 /** The leader refused the request for now (transferring leadership, overloaded, a membership change pending). */
 export class BusyError extends RaftError {
   constructor(reason: string) {

@@ -22,7 +22,7 @@ import {
 import { members, type Configuration } from '../core/quorum.js';
 import { MetaStore, SegmentLog, type AppendOptions, type RecoveryReport } from '../log/index.js';
 import type { ForwardProposal, ForwardProposalResponse, PeerMessage, SnapshotChunk, Transport } from '../transport/transport.js';
-import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TermMismatchError, TimeoutError } from './errors.js';
+import { BusyError, InvalidChangeError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TermMismatchError, TimeoutError } from './errors.js';
 import { EntryCache } from './entry-cache.js';
 import { SnapshotSender } from './snapshot-sender.js';
 import { SnapshotStore, type SnapshotFile } from './snapshot-store.js';
@@ -419,11 +419,11 @@ export class RaftNode {
     return this.changeConfiguration({ type: 'changeVoters', voters });
   }
 
-  /** Hands leadership to `to` once it has caught up; throws NotLeaderError or BusyError when it cannot start. */
+  /** Hands leadership to `to` once it has caught up; throws NotLeaderError, or InvalidChangeError when `to` cannot lead. */
   transferLeadership(to: NodeId): void {
     const r = this.core.transferLeadership(to);
     this.schedule();
-    if (!r.ok) throw r.reason === 'notLeader' ? new NotLeaderError(this.core.currentLeader) : new BusyError(r.reason);
+    if (!r.ok) throw r.reason === 'notLeader' ? new NotLeaderError(this.core.currentLeader) : new InvalidChangeError(r.reason);
   }
 
   /**
@@ -682,6 +682,8 @@ export class RaftNode {
         return new TermMismatchError(expectedTerm ?? 0, r.term);
       case 'confChangeRefused':
         return new BusyError(r.detail);
+      case 'confChangeInvalid':
+        return new InvalidChangeError(r.detail);
       default:
         return new BusyError(r.reason === 'transferring' ? 'leadership is being transferred' : 'too many uncommitted entries');
     }

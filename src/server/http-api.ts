@@ -8,7 +8,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '@trufflesuite/uws-js-unofficial';
-import { BusyError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TimeoutError, type RaftNode } from '../node/index.js';
+import { BusyError, InvalidChangeError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TimeoutError, type RaftNode } from '../node/index.js';
 import type { UwsTransportStats } from '../transport/index.js';
 import { ClientFrameError, decodeRequest, encodeResponse, type ClientResponse, type ClientResult } from '../transport/client-codec.js';
 import { packFrames, unpackFrame } from '../transport/frame.js';
@@ -82,7 +82,9 @@ const PUBLIC_ROUTES = new Set(['/', '/assets']);
 /** The query of a URL without one, shared: routes only read their query. */
 const NO_QUERY: Readonly<URLSearchParams> = new URLSearchParams();
 const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
-const ADDRESS = /^[^\s:]+:\d{1,5}$/;
+const ADDRESS = /^[^\s:]+:(\d{1,5})$/;
+/** How long transfer-leader waits for the leadership to move before answering 504. */
+const TRANSFER_WAIT_MS = 10_000;
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
@@ -182,6 +184,7 @@ function fromRaft(err: unknown): HttpError {
   if (err instanceof TimeoutError) return new HttpError(504, 'timeout', err.message);
   if (err instanceof BusyError || err instanceof ShutdownError) return new HttpError(503, err instanceof BusyError ? 'busy' : 'shutting_down', err.message);
   if (err instanceof OutcomeUnknownError) return new HttpError(500, 'outcome_unknown', err.message);
+  if (err instanceof InvalidChangeError) return new HttpError(409, 'invalid_change', err.message);
   if (err instanceof RaftError) return new HttpError(503, err.code, err.message);
   return new HttpError(500, 'internal', (err as Error).message ?? String(err));
 }
@@ -424,8 +427,9 @@ export class HttpApi {
     };
     const address = (): string => {
       const v = req.address;
-      if (typeof v !== 'string' || !ADDRESS.test(v)) throw new HttpError(400, 'bad_request', 'address must be HOST:PORT');
-      return v;
+      const port = typeof v === 'string' ? Number(ADDRESS.exec(v)?.[1]) : NaN;
+      if (!(port >= 1 && port <= 65535)) throw new HttpError(400, 'bad_request', 'address must be HOST:PORT, the port 1-65535');
+      return v as string;
     };
     const setAddress = (member: string, peerAddress: string) =>
       this.write({ compare: [], success: [{ type: 'member', key: Buffer.from(member), address: peerAddress && encodeMemberInfo({ peer: peerAddress }) }], failure: [] });
@@ -448,12 +452,25 @@ export class HttpApi {
           await setAddress(member, '').catch(() => undefined);
           break;
         }
-        case 'change-peers':
-          await this.node.changePeers(ids('voters'));
+        case 'change-peers': {
+          const voters = ids('voters');
+          const { configuration } = this.node.status();
+          const strangers = voters.filter((v) => !configuration.voters.includes(v) && !configuration.learners.includes(v));
+          // The leader would wait forever for a quorum that counts members it cannot reach.
+          if (strangers.length > 0) throw new HttpError(409, 'invalid_change', `${strangers.join(', ')}: not a member; add it first (add-peer or add-learner)`);
+          await this.node.changePeers(voters);
           break;
-        case 'transfer-leader':
-          this.node.transferLeadership(id('to'));
+        }
+        case 'transfer-leader': {
+          const to = id('to');
+          this.node.transferLeadership(to);
+          const deadlineMs = Date.now() + TRANSFER_WAIT_MS;
+          while (this.node.status().leader !== to) {
+            if (Date.now() > deadlineMs) throw new HttpError(504, 'timeout', `leadership did not move to ${to} within ${TRANSFER_WAIT_MS} ms`);
+            await new Promise((r) => setTimeout(r, 20));
+          }
           break;
+        }
         case 'snapshot': {
           const meta = await this.node.snapshot();
           return json({ index: meta.index, term: meta.term });
