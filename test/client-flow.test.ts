@@ -100,12 +100,19 @@ test('the sequences of writes in flight span at most 512, however long the oldes
   }
 });
 
-test('a write waiting for room times out from its call and is never sent', async () => {
+test('a write waiting for room times out from its call and is never sent', async (t) => {
   endpoint.received.length = 0;
   const client = await RaftlineClient.connect({ endpoints: [endpoint.url], requestTimeoutMs: 1500 });
   endpoint.policy = (r) => (r.sequence === 1 ? 'hold' : 'answer');
+  // The clock stands still while the writes are made, so the held one and the
+  // queued ones share a deadline: on a loaded machine the queued ones were
+  // made milliseconds later, and the held one's expiry let them go first.
+  t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
   try {
-    const outcomes = await Promise.allSettled(Array.from({ length: 600 }, (_, i) => client.put(`t${i}`, 'v')));
+    const writes = Array.from({ length: 600 }, (_, i) => client.put(`t${i}`, 'v'));
+    await eventually('the writes the span allows were sent', () => endpoint.received.length >= 512);
+    t.mock.timers.tick(1500);
+    const outcomes = await Promise.allSettled(writes);
     const errors = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as RaftlineClientError] : []));
     assert.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 511);
     assert.equal(errors.length, 89);

@@ -2,7 +2,8 @@
 // 127.0.0.1:7101.. and :7201.., which no other test touches.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { eventually } from './support/eventually.js';
 import { MAIN } from './support/servers.js';
@@ -12,8 +13,14 @@ const { dir, cleanup } = tempDir('dev');
 after(cleanup);
 
 async function runDev(dataDir: string, body: () => Promise<void>): Promise<string> {
-  // A client token left in the shell for `serve` must not lock dev's servers away from its own checks and the user.
-  const env = { ...process.env, RAFTLINE_CLIENT_TOKEN: 'a-token-meant-for-serve-0123456789' };
+  // A client token or config file left in the shell for `serve` must not
+  // reach dev's servers: the token would lock them away from dev's own checks
+  // and the user.
+  const tokenFile = path.join(dir, 'serve-token');
+  writeFileSync(tokenFile, 'a-file-token-meant-for-serve-0123456789');
+  const configFile = path.join(dir, 'serve-config.json');
+  writeFileSync(configFile, JSON.stringify({ clientTokenFile: tokenFile }));
+  const env = { ...process.env, RAFTLINE_CLIENT_TOKEN: 'a-token-meant-for-serve-0123456789', RAFTLINE_CONFIG: configFile };
   const child = spawn(process.execPath, [MAIN, 'dev', '--nodes', '3', '--dir', dataDir], { stdio: ['ignore', 'pipe', 'inherit'], env });
   let out = '';
   child.stdout!.setEncoding('utf8').on('data', (t: string) => (out += t));
@@ -37,6 +44,9 @@ test('raftline dev starts a 3-node cluster, prints its endpoints and a curl exam
   });
   for (const port of [7201, 7202, 7203]) assert.ok(out.includes(`http://127.0.0.1:${port}`), `endpoint ${port} printed`);
   assert.match(out, /curl -X PUT --data-binary hello http:\/\/127\.0\.0\.1:7201\/v1\/kv\/greeting/);
+  const resized = spawnSync(process.execPath, [MAIN, 'dev', '--nodes', '2', '--dir', data], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(resized.status, 2, 'another cluster size on the same directory is refused before any server starts');
+  assert.match(resized.stderr, /holds a 3-node cluster; run with --nodes 3/);
   await runDev(data, async () => {
     await eventually('the data survived the restart', async () => (await (await fetch('http://127.0.0.1:7202/v1/kv/greeting')).text()) === 'hello');
   });

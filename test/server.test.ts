@@ -331,6 +331,10 @@ describe('raftline serve', () => {
       spawnSync(process.execPath, [MAIN, 'serve', ...argv], { encoding: 'utf8', timeout: 20_000, env: { PATH: process.env.PATH, RAFTLINE_SECRET: secret } });
     const secret = 'a-secret-long-enough-1234';
     const base = ['--id', 'a', '--data', dir, '--peer-listen', '127.0.0.1:1', '--client-listen', '127.0.0.1:2'];
+    const nullConfig = path.join(dir, 'null.json');
+    writeFileSync(nullConfig, 'null');
+    const numericIdConfig = path.join(dir, 'numeric-id.json');
+    writeFileSync(numericIdConfig, JSON.stringify({ id: 7 }));
     const cases: [string[], RegExp][] = [
       [[], /missing --id/],
       [[...base, '--peers', 'a=127.0.0.1:1', '--secret-file', path.join(dir, 'no-such-secret')], /--secret-file: cannot read/],
@@ -339,6 +343,11 @@ describe('raftline serve', () => {
       [[...base, '--peers', 'a=127.0.0.1:1', '--bogus', '1'], /unknown flag --bogus/],
       [[...base, '--peers', 'a=127.0.0.1:1', '--election-timeout-ms', 'soon'], /--election-timeout-ms must be an integer/],
       [[...base, '--peers', 'a=127.0.0.1:1', '--config', path.join(dir, 'missing.json')], /config file .*missing\.json/],
+      [[...base, '--peers', 'a=127.0.0.1:1', '--config', nullConfig], /config file .*null\.json: must hold a JSON object of settings, got null/],
+      [[...base.slice(2), '--peers', 'a=127.0.0.1:1', '--config', numericIdConfig], /config id must be a string, got 7/],
+      [[...base, '--peers', 'a=127.0.0.1:1', '--join=yes'], /--join must be true or false \(or 1 or 0\), got 'yes'/],
+      [[...base, '--peers', 'a=127.0.0.1:0'], /\(a\) must be HOST:PORT with a port from 1 to 65535, got '127\.0\.0\.1:0'/],
+      [['--id', 'a', '--data', dir, '--peer-listen', '127.0.0.1:1', '--client-listen', '127.0.0.1:0', '--peers', 'a=127.0.0.1:1'], /--client-listen must be HOST:PORT with a port from 1 to 65535/],
     ];
     for (const [argv, message] of cases) {
       const r = run(secret, ...argv);

@@ -62,8 +62,15 @@ client request but the status page itself needs the header 'Authorization: Beare
 function address(value: string, name: string): Address {
   const m = /^(.+):(\d{1,5})$/.exec(value);
   const port = m ? Number(m[2]) : -1;
-  if (!m || port > 65535) throw new ConfigError(`${name} must be HOST:PORT, got '${value}'`);
+  // Port 0 would listen on a port nobody was told about, or point peers at nothing.
+  if (!m || port < 1 || port > 65535) throw new ConfigError(`${name} must be HOST:PORT with a port from 1 to 65535, got '${value}'`);
   return { host: m[1], port };
+}
+
+function boolean(raw: unknown, name: string): boolean {
+  if (raw === true || raw === 'true' || raw === '1') return true;
+  if (raw === false || raw === 'false' || raw === '0') return false;
+  throw new ConfigError(`${name} must be true or false (or 1 or 0), got '${String(raw)}'`);
 }
 
 function number(raw: unknown, name: string, min: number): number {
@@ -117,6 +124,9 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
     } catch (err) {
       throw new ConfigError(`config file ${configPath}: ${(err as Error).message}`);
     }
+    if (typeof file !== 'object' || file === null || Array.isArray(file)) {
+      throw new ConfigError(`config file ${configPath}: must hold a JSON object of settings, got ${file === null ? 'null' : Array.isArray(file) ? 'an array' : typeof file}`);
+    }
     const known = new Set(SETTINGS.map((s) => s.key));
     for (const key of Object.keys(file)) if (!known.has(key)) throw new ConfigError(`config file ${configPath}: unknown setting '${key}'`);
   }
@@ -130,7 +140,8 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
   const required = (key: string): { raw: string; from: string } => {
     const v = get(key);
     const s = SETTINGS.find((x) => x.key === key)!;
-    if (!v || typeof v.raw !== 'string' || v.raw === '') throw new ConfigError(`missing --${s.flag} (or ${s.env})`);
+    if (!v || v.raw === '') throw new ConfigError(`missing --${s.flag} (or ${s.env})`);
+    if (typeof v.raw !== 'string') throw new ConfigError(`${v.from} must be a string, got ${JSON.stringify(v.raw)}`);
     return v as { raw: string; from: string };
   };
 
@@ -180,7 +191,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
     peers,
     secret,
     clientToken,
-    join: join ? join.raw === true || join.raw === 'true' || join.raw === '1' : false,
+    join: join ? boolean(join.raw, join.from) : false,
     electionTimeoutMs,
     heartbeatIntervalMs,
     maxKeyBytes: optionalNumber('maxKeyBytes', 1536, 1),

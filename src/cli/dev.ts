@@ -3,7 +3,7 @@
 // directory, so the next run resumes where this one stopped.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from './config.js';
@@ -12,12 +12,20 @@ export const DEV_USAGE = `Usage: raftline dev [--nodes N] [--dir DIR]
 
 Starts N (1-7, default 3) raftline servers on this machine: peers on 127.0.0.1:7101..,
 clients on 127.0.0.1:7201... Data and the cluster secret live in DIR (default ./.raftline);
-running it again resumes from them. The servers take no client token. Ctrl-C stops every
-server cleanly.
+running it again resumes from them (with the same N). The servers take no client token and
+ignore RAFTLINE_* settings in the environment. Ctrl-C stops every server cleanly.
 `;
 
 const PEER_BASE_PORT = 7101;
 const CLIENT_BASE_PORT = 7201;
+// Generous for a cold start on a loaded machine: the servers open their logs and hold an election.
+const START_DEADLINE_MS = 60_000;
+const POLL_INTERVAL_MS = 100;
+const REQUEST_TIMEOUT_MS = 2_000;
+
+function checkDeadline(deadline: number, what: string): void {
+  if (Date.now() > deadline) throw new Error(`${what} within ${START_DEADLINE_MS / 1000} s; the servers' logs above say why`);
+}
 
 function parse(argv: string[]): { nodes: number; dir: string } {
   let nodes = 3;
@@ -38,46 +46,62 @@ function parse(argv: string[]): { nodes: number; dir: string } {
   return { nodes, dir: path.resolve(dir) };
 }
 
-async function ready(port: number, child: ChildProcess): Promise<void> {
+async function ready(port: number, child: ChildProcess, deadline: number): Promise<void> {
   for (;;) {
     if (child.exitCode !== null) throw new Error(`a server exited with code ${child.exitCode} while starting`);
-    const ok = await fetch(`http://127.0.0.1:${port}/v1/kv?limit=1&consistency=stale`).then(
+    checkDeadline(deadline, `the server on port ${port} did not answer`);
+    const ok = await fetch(`http://127.0.0.1:${port}/v1/kv?limit=1&consistency=stale`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).then(
       (r) => r.ok,
       () => false,
     );
     if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, POLL_INTERVAL_MS));
   }
 }
 
 /** Waits until every node names the same leader, so the first request the user sends is served. */
-async function electedLeader(ports: number[], children: ChildProcess[]): Promise<void> {
+async function electedLeader(ports: number[], children: ChildProcess[], deadline: number): Promise<void> {
   for (;;) {
     if (children.some((c) => c.exitCode !== null)) throw new Error('a server exited before a leader was elected');
+    checkDeadline(deadline, 'the servers did not agree on a leader');
     const leaders = await Promise.all(
       ports.map((port) =>
-        fetch(`http://127.0.0.1:${port}/status`).then(
+        fetch(`http://127.0.0.1:${port}/status`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).then(
           (r) => r.json() as Promise<{ leader: string | null }>,
           () => ({ leader: null }),
         ),
       ),
     );
     if (leaders[0].leader !== null && leaders.every((s) => s.leader === leaders[0].leader)) return;
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, POLL_INTERVAL_MS));
+  }
+}
+
+/**
+ * A directory that holds another size of cluster would start nodes that are
+ * not members (or leave members out), and never elect a leader.
+ */
+function checkClusterSize(dir: string, nodes: number): void {
+  if (!existsSync(dir)) return;
+  const existing = readdirSync(dir).filter((name) => /^n[1-9]$/.test(name)).length;
+  if (existing > 0 && existing !== nodes) {
+    throw new ConfigError(`${dir} holds a ${existing}-node cluster; run with --nodes ${existing}, or give another --dir for ${nodes} node(s)`);
   }
 }
 
 export async function dev(argv: string[]): Promise<number> {
   const { nodes, dir } = parse(argv);
+  checkClusterSize(dir, nodes);
   mkdirSync(dir, { recursive: true });
   const secretFile = path.join(dir, 'secret');
   if (!existsSync(secretFile)) writeFileSync(secretFile, randomBytes(32).toString('hex'), { mode: 0o600 });
   const ids = Array.from({ length: nodes }, (_, i) => `n${i + 1}`);
   const peers = ids.map((id, i) => `${id}=127.0.0.1:${PEER_BASE_PORT + i}`).join(',');
   const main = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
-  // A local cluster to try things with takes no client token (its own
-  // readiness checks send none), even if the shell has one set for serve.
-  const { RAFTLINE_CLIENT_TOKEN: _token, RAFTLINE_CLIENT_TOKEN_FILE: _tokenFile, ...env } = process.env;
+  // Every setting is on the command line. A local cluster to try things with
+  // takes no client token (its own readiness checks send none), and a config
+  // file or token the shell holds for serve must not reach its servers.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('RAFTLINE_')));
   const children = ids.map((id, i) =>
     spawn(
       process.execPath,
@@ -94,9 +118,10 @@ export async function dev(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', stopAll);
   process.on('SIGTERM', stopAll);
+  const deadline = Date.now() + START_DEADLINE_MS;
   try {
-    await Promise.all(children.map((c, i) => ready(CLIENT_BASE_PORT + i, c)));
-    await electedLeader(ids.map((_, i) => CLIENT_BASE_PORT + i), children);
+    await Promise.all(children.map((c, i) => ready(CLIENT_BASE_PORT + i, c, deadline)));
+    await electedLeader(ids.map((_, i) => CLIENT_BASE_PORT + i), children, deadline);
   } catch (err) {
     stopAll();
     await Promise.all(exited);
