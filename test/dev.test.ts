@@ -51,3 +51,22 @@ test('raftline dev starts a 3-node cluster, prints its endpoints and a curl exam
     await eventually('the data survived the restart', async () => (await (await fetch('http://127.0.0.1:7202/v1/kv/greeting')).text()) === 'hello');
   });
 });
+
+test('Ctrl-C while the servers start stops them all and exits 130', async () => {
+  const child = spawn(process.execPath, [MAIN, 'dev', '--nodes', '3', '--dir', path.join(dir, 'interrupted')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (t: string) => (out += t));
+  child.stderr!.setEncoding('utf8').on('data', (t: string) => (err += t));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // The first server serving means dev is waiting for them (its handlers are
+  // in place); no leader can be elected before an election timeout (1 s) has passed.
+  await eventually('a server serves', () => out.includes('"msg":"serving"'), 60_000);
+  child.kill('SIGINT');
+  assert.equal(await exited, 130);
+  assert.match(err, /stopped before the cluster was ready/);
+  assert.ok(!out.includes('Ctrl-C stops the cluster'), 'never announced as ready');
+  for (const port of [7201, 7202, 7203]) {
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/status`), `nothing serves on ${port} any more`);
+  }
+});

@@ -46,9 +46,14 @@ function parse(argv: string[]): { nodes: number; dir: string } {
   return { nodes, dir: path.resolve(dir) };
 }
 
+/** A child killed by a signal keeps exitCode null. */
+function hasExited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
 async function ready(port: number, child: ChildProcess, deadline: number): Promise<void> {
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`a server exited with code ${child.exitCode} while starting`);
+    if (hasExited(child)) throw new Error(`a server exited (${child.exitCode ?? child.signalCode}) while starting`);
     checkDeadline(deadline, `the server on port ${port} did not answer`);
     const ok = await fetch(`http://127.0.0.1:${port}/v1/kv?limit=1&consistency=stale`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).then(
       (r) => r.ok,
@@ -62,7 +67,7 @@ async function ready(port: number, child: ChildProcess, deadline: number): Promi
 /** Waits until every node names the same leader, so the first request the user sends is served. */
 async function electedLeader(ports: number[], children: ChildProcess[], deadline: number): Promise<void> {
   for (;;) {
-    if (children.some((c) => c.exitCode !== null)) throw new Error('a server exited before a leader was elected');
+    if (children.some(hasExited)) throw new Error('a server exited before a leader was elected');
     checkDeadline(deadline, 'the servers did not agree on a leader');
     const leaders = await Promise.all(
       ports.map((port) =>
@@ -112,12 +117,17 @@ export async function dev(argv: string[]): Promise<number> {
   );
   const exited = children.map((c) => new Promise<number>((resolve) => c.once('exit', (code) => resolve(code ?? 1))));
   let stopping = false;
+  let stoppedByUser = false;
   const stopAll = () => {
     stopping = true;
-    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    for (const c of children) if (!hasExited(c)) c.kill('SIGTERM');
   };
-  process.on('SIGINT', stopAll);
-  process.on('SIGTERM', stopAll);
+  const userStop = () => {
+    stoppedByUser = true;
+    stopAll();
+  };
+  process.on('SIGINT', userStop);
+  process.on('SIGTERM', userStop);
   const deadline = Date.now() + START_DEADLINE_MS;
   try {
     await Promise.all(children.map((c, i) => ready(CLIENT_BASE_PORT + i, c, deadline)));
@@ -125,6 +135,10 @@ export async function dev(argv: string[]): Promise<number> {
   } catch (err) {
     stopAll();
     await Promise.all(exited);
+    if (stoppedByUser) {
+      process.stderr.write('raftline dev: stopped before the cluster was ready\n');
+      return 130;
+    }
     throw err;
   }
   const endpoints = ids.map((id, i) => `  ${id}  http://127.0.0.1:${CLIENT_BASE_PORT + i}`).join('\n');
