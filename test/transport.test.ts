@@ -4,7 +4,7 @@ import WebSocket from 'ws';
 import type { PeerMessage } from '../src/transport/index.js';
 import { encodeEnvelope, UwsTransport, type UwsTransportOptions } from '../src/transport/index.js';
 import { packFrame } from '../src/transport/frame.js';
-import { decodeHello, encodeProof, newNonce, verifyWelcome } from '../src/transport/handshake.js';
+import { decodeHello, encodeProof, newNonce, UPGRADE_TOKEN_HEADER, upgradeToken, verifyWelcome } from '../src/transport/handshake.js';
 import { loadUws } from '../src/transport/uws.js';
 import { eventually } from './support/eventually.js';
 import { freePorts } from './support/servers.js';
@@ -259,8 +259,13 @@ test('a transport with the wrong secret cannot deliver anything; the right one s
     const b = ts.get('b')!;
     const got: PeerMessage[] = [];
     b.register('g', 'b', (m) => got.push(m));
-    evil = await UwsTransport.listen(options('evil', { secret: 'another secret of 32 bytes......', peers: { b: `127.0.0.1:${b.port}` } }));
+    const evilLog: string[] = [];
+    evil = await UwsTransport.listen(
+      options('evil', { secret: 'another secret of 32 bytes......', peers: { b: `127.0.0.1:${b.port}` }, onLog: (e) => evilLog.push(e.message) }),
+    );
     await eventually('rejected handshakes', () => b.stats().rejected.auth >= 2 && evil!.stats().peers.b!.reconnects >= 2);
+    assert.ok(evil.stats().rejected.auth >= 2, 'the refusals are counted on the caller too');
+    assert.ok(evilLog.some((m) => /refused our peer token \(401\): its cluster secret is not ours/.test(m)), evilLog.join('\n'));
     for (let i = 0; i < 10; i++) evil.send('g', heartbeat('evil', 'b', i));
     assert.equal(evil.stats().peers.b!.connected, false);
     assert.ok(evil.stats().peers.b!.dropped >= 10);
@@ -308,8 +313,8 @@ test('a client refuses a server that cannot prove it holds the secret', async ()
 });
 
 /** A raw ws client: messages as a queue of promises. */
-function rawClient(port: number): { ws: WebSocket; next: () => Promise<Buffer>; closed: Promise<number> } {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/raft`, { perMessageDeflate: false });
+function rawClient(port: number, headers: Record<string, string>): { ws: WebSocket; next: () => Promise<Buffer>; closed: Promise<number>; error: Promise<Error> } {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/raft`, { perMessageDeflate: false, headers });
   const queue: Buffer[] = [];
   const waiting: ((b: Buffer) => void)[] = [];
   ws.on('message', (data) => {
@@ -318,13 +323,13 @@ function rawClient(port: number): { ws: WebSocket; next: () => Promise<Buffer>; 
     if (w) w(b);
     else queue.push(b);
   });
-  ws.on('error', () => {});
+  const error = new Promise<Error>((resolve) => ws.on('error', resolve));
   const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
   const next = () => {
     const b = queue.shift();
     return b ? Promise.resolve(b) : new Promise<Buffer>((resolve) => waiting.push(resolve));
   };
-  return { ws, next, closed };
+  return { ws, next, closed, error };
 }
 
 test('a raw client is closed without a handshake; after one, malformed frames are dropped and oversized ones close it', async () => {
@@ -335,19 +340,28 @@ test('a raw client is closed without a handshake; after one, malformed frames ar
     const got: PeerMessage[] = [];
     b.register('g', 'b', (m) => got.push(m));
 
-    // Garbage instead of a proof.
-    const attacker = rawClient(b.port);
+    // No upgrade token, or one made with another secret: refused before a
+    // WebSocket opens, so nothing it sends is ever buffered.
+    const secret = Buffer.from(SECRET);
+    const strangers: Record<string, string>[] = [{}, { [UPGRADE_TOKEN_HEADER]: upgradeToken(Buffer.from('another-secret-0123456789')) }];
+    for (const headers of strangers) {
+      const stranger = rawClient(b.port, headers);
+      assert.match((await within(stranger.error, 'the upgrade to be refused')).message, /Unexpected server response: 401/);
+    }
+    assert.equal(b.stats().rejected.auth, 2);
+
+    // A valid token (replayed, say), then garbage instead of a proof.
+    const attacker = rawClient(b.port, { [UPGRADE_TOKEN_HEADER]: upgradeToken(secret) });
     await within(attacker.next(), 'hello');
     attacker.ws.send(packFrame([encodeEnvelope('g', heartbeat('x', 'b', 1))], 0, 1));
     await within(attacker.closed, 'the attacker to be closed');
-    assert.equal(b.stats().rejected.auth, 1);
+    assert.equal(b.stats().rejected.auth, 3);
     assert.equal(got.length, 0);
 
     // A correct handshake by hand.
-    const raw = rawClient(b.port);
+    const raw = rawClient(b.port, { [UPGRADE_TOKEN_HEADER]: upgradeToken(secret) });
     const nonceS = decodeHello(await within(raw.next(), 'hello'));
     const nonceC = newNonce();
-    const secret = Buffer.from(SECRET);
     raw.ws.send(encodeProof(secret, 'raw', nonceS, nonceC));
     verifyWelcome(secret, await within(raw.next(), 'welcome'), nonceC, nonceS);
 

@@ -24,6 +24,13 @@ const HEADER_BYTES = HANDSHAKE_MAGIC.length + 1;
 const HELLO_BYTES = HEADER_BYTES + NONCE_BYTES;
 const WELCOME_BYTES = HEADER_BYTES + MAC_BYTES;
 const CLIENT_LABEL = Buffer.from('raftline-peer-client', 'latin1');
+const UPGRADE_LABEL = Buffer.from('raftline-peer-upgrade', 'latin1');
+const UPGRADE_NONCE_BYTES = 16;
+const UPGRADE_TOKEN_PATTERN = new RegExp(`^([0-9a-f]{${UPGRADE_NONCE_BYTES * 2}})\\.([0-9a-f]{${MAC_BYTES * 2}})$`);
+/** The upgrade request's header that carries `upgradeToken`. */
+export const UPGRADE_TOKEN_HEADER = 'x-raftline-peer';
+/** The upgrade request's header naming the caller's node id (URI-encoded, unproven): it tells an operator which misconfigured process is knocking. */
+export const UPGRADE_PEER_ID_HEADER = 'x-raftline-peer-id';
 const SERVER_LABEL = Buffer.from('raftline-peer-server', 'latin1');
 
 /** A handshake message that is not what the protocol expects at this point; `reason` is safe to log. */
@@ -148,4 +155,26 @@ export function encodeBye(): Buffer {
 
 export function isBye(bytes: Uint8Array): boolean {
   return bytes.byteLength === HEADER_BYTES && body(bytes, HandshakeKind.Bye, 'bye').length === 0;
+}
+
+function upgradeMac(secret: Buffer, nonce: Buffer): Buffer {
+  return createHmac('sha256', secret).update(UPGRADE_LABEL).update(nonce).digest();
+}
+
+/**
+ * A token for the WebSocket upgrade request: a fresh nonce and its HMAC under
+ * the cluster secret. The server checks it before it accepts the connection,
+ * so a process without the secret cannot open one and make uWS buffer frames
+ * of up to maxFrameBytes, nor hold a handshake slot. Whoever sees the traffic
+ * can replay it; the challenge-response after it is what authenticates.
+ */
+export function upgradeToken(secret: Buffer): string {
+  const nonce = randomBytes(UPGRADE_NONCE_BYTES);
+  return `${nonce.toString('hex')}.${upgradeMac(secret, nonce).toString('hex')}`;
+}
+
+export function verifyUpgradeToken(secret: Buffer, token: string): boolean {
+  const m = UPGRADE_TOKEN_PATTERN.exec(token);
+  if (!m) return false;
+  return timingSafeEqual(Buffer.from(m[2], 'hex'), upgradeMac(secret, Buffer.from(m[1], 'hex')));
 }

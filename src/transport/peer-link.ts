@@ -4,12 +4,25 @@
 // applies backpressure to the bulk lane and reconnects with backoff.
 import WebSocket from 'ws';
 import { frameEnd, packFrame, LENGTH_PREFIX_BYTES } from './frame.js';
-import { decodeHello, encodeProof, HandshakeError, HANDSHAKE_TIMEOUT_MS, isBye, newNonce, verifyWelcome } from './handshake.js';
+import {
+  decodeHello,
+  encodeProof,
+  HandshakeError,
+  HANDSHAKE_TIMEOUT_MS,
+  isBye,
+  newNonce,
+  UPGRADE_PEER_ID_HEADER,
+  UPGRADE_TOKEN_HEADER,
+  upgradeToken,
+  verifyWelcome,
+} from './handshake.js';
 import type { TransportLogger } from './peer-log.js';
 import { zeroMask } from './ws-mask.js';
 
 /** Largest message the server may send us: handshake messages only. */
 const MAX_SERVER_MESSAGE_BYTES = 1024;
+/** How `ws` reports a server that answered the upgrade with 401 (its token check failed). */
+const UPGRADE_REFUSED_MESSAGE = 'Unexpected server response: 401';
 /** Default silence after which a connection is presumed dead (PeerLinkSettings.silenceMs). */
 export const DEFAULT_SILENCE_MS = 60_000;
 
@@ -203,6 +216,7 @@ export class PeerLink {
         handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
         followRedirects: false,
         generateMask: zeroMask,
+        headers: { [UPGRADE_TOKEN_HEADER]: upgradeToken(this.settings.secret), [UPGRADE_PEER_ID_HEADER]: encodeURIComponent(this.settings.selfId) },
       });
     } catch (err) {
       // A malformed address throws synchronously.
@@ -231,7 +245,14 @@ export class PeerLink {
       if (ws === this.ws) this.heardFromServer();
     });
     ws.on('error', (err) => {
-      if (ws === this.ws) this.lastError = err.message;
+      if (ws !== this.ws) return;
+      if (err.message === UPGRADE_REFUSED_MESSAGE) {
+        this.settings.onAuthRejected();
+        this.lastError = 'refused our peer token (401): its cluster secret is not ours';
+        this.settings.log({ level: 'warn', message: `${this.address} ${this.lastError}`, peer: this.peerId });
+      } else {
+        this.lastError = err.message;
+      }
     });
     ws.on('close', (code) => this.onClose(ws, code));
   }

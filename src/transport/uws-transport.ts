@@ -15,7 +15,10 @@ import {
   MAX_PEER_ID_BYTES,
   newNonce,
   secretBytes,
+  UPGRADE_PEER_ID_HEADER,
+  UPGRADE_TOKEN_HEADER,
   verifyProof,
+  verifyUpgradeToken,
 } from './handshake.js';
 import { DEFAULT_SILENCE_MS, PeerLink, type PeerLinkSettings, type PeerLinkStats } from './peer-link.js';
 import { rateLimited, stderrSink, type TransportLogEvent } from './peer-log.js';
@@ -84,6 +87,17 @@ export interface UwsTransportStats {
   receiverAbsentDropped: number;
   bytesReceived: number;
   rejected: RejectedCounts;
+}
+
+/** The id a refused caller claims, for the log: URI-decoded when it can be, cut to MAX_PEER_ID_BYTES characters. */
+function decodedPeerId(header: string): string {
+  let id = header;
+  try {
+    id = decodeURIComponent(header);
+  } catch {
+    // Not URI-encoded: shown as sent.
+  }
+  return id.slice(0, MAX_PEER_ID_BYTES);
 }
 
 /** Inbound connections that have not finished the handshake; more are refused at once. */
@@ -203,7 +217,20 @@ export class UwsTransport implements Transport {
       compression: uws.DISABLED,
       upgrade: (res, req, context) => {
         try {
-          const conn: Inbound = { remote: Buffer.from(res.getRemoteAddressAsText()).toString(), state: 'hello', nonceS: newNonce() };
+          const remote = Buffer.from(res.getRemoteAddressAsText()).toString();
+          const token = req.getHeader(UPGRADE_TOKEN_HEADER);
+          if (!verifyUpgradeToken(this.secret, token)) {
+            const claimedId = decodedPeerId(req.getHeader(UPGRADE_PEER_ID_HEADER));
+            this.rejected.auth++;
+            this.log({
+              level: 'warn',
+              message: token === '' ? 'refused a connection without a peer token (not a raftline peer)' : `wrong cluster secret (from a process calling itself ${JSON.stringify(claimedId)})`,
+              remote,
+            });
+            res.cork(() => res.writeStatus('401 Unauthorized').end('raftline peer port: the upgrade request lacks a valid x-raftline-peer token (wrong cluster secret?)\n', true));
+            return;
+          }
+          const conn: Inbound = { remote, state: 'hello', nonceS: newNonce() };
           const data: InboundData = { conn };
           res.upgrade(data, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
         } catch (err) {

@@ -12,7 +12,7 @@ import WebSocket from 'ws';
 import type { PeerMessage } from '../../src/transport/index.js';
 import { decodeEnvelope, encodeEnvelope, FrameError } from '../../src/transport/index.js';
 import { packFrame, unpackFrame } from '../../src/transport/frame.js';
-import { decodeHello, encodeProof, newNonce, secretBytes, verifyWelcome } from '../../src/transport/handshake.js';
+import { decodeHello, encodeProof, newNonce, secretBytes, UPGRADE_TOKEN_HEADER, upgradeToken, verifyWelcome } from '../../src/transport/handshake.js';
 import { decodeResponse, encodeRequest } from '../../src/transport/client-codec.js';
 import { encodeCommand } from '../../src/server/kv-command.js';
 import { Prng } from '../support/prng.js';
@@ -147,8 +147,8 @@ interface Socket {
   closed: Promise<{ code: number; reason: string }>;
 }
 
-function openSocket(url: string): Promise<Socket> {
-  const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 64 << 20 });
+function openSocket(url: string, headers: Record<string, string> = {}): Promise<Socket> {
+  const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 64 << 20, headers });
   const queue: Buffer[] = [];
   let wake = () => {};
   ws.on('message', (data) => {
@@ -222,9 +222,29 @@ function expectedCounts(frame: Uint8Array, members: string[]): { malformed: numb
   return counts;
 }
 
+/** The upgrade header a process holding the cluster secret sends (or one that saw such a request replays). */
+function peerToken(): Record<string, string> {
+  return { [UPGRADE_TOKEN_HEADER]: upgradeToken(secretBytes(CLUSTER_SECRET)) };
+}
+
+/** Upgrade headers a process without the cluster secret could send. */
+function badPeerToken(rng: Prng): Record<string, string> {
+  const good = peerToken()[UPGRADE_TOKEN_HEADER]!;
+  switch (rng.int(0, 3)) {
+    case 0:
+      return {};
+    case 1:
+      return { [UPGRADE_TOKEN_HEADER]: upgradeToken(secretBytes('not-the-cluster-secret-0123')) };
+    case 2:
+      return { [UPGRADE_TOKEN_HEADER]: Buffer.from(mutate(rng, Buffer.from(good, 'latin1'))).toString('latin1').replace(/[^\x21-\x7e]/g, 'x') };
+    default:
+      return { [UPGRADE_TOKEN_HEADER]: rng.bytes(rng.int(0, 120)).reduce((t, b) => t + String.fromCharCode(0x21 + (b % 94)), '') };
+  }
+}
+
 /** A peer connection that has passed the handshake with the cluster secret. */
 async function authenticatedPeer(address: string, clientId: string): Promise<WebSocket> {
-  const { ws, next } = await openSocket(`ws://${address}/raft`);
+  const { ws, next } = await openSocket(`ws://${address}/raft`, peerToken());
   const secret = secretBytes(CLUSTER_SECRET);
   const nonceS = decodeHello(await next());
   const nonceC = newNonce();
@@ -271,14 +291,26 @@ function rawPeerInputs(rng: Prng, address: string): Uint8Array[][] {
 test('peer port: random and damaged frames, unauthenticated and after the handshake, are refused and counted; the cluster keeps serving', () =>
   scenario('bad input: peer port', 10_000, async (c, rng) => {
     const envelopes = peerEnvelopes();
-    // Unauthenticated WebSockets: every bad proof is refused with close code 4001 and counted.
+    // Upgrades without a valid token are refused (401) before a WebSocket
+    // opens; with one (replayed, say), every bad proof is refused with close
+    // code 4001. Both are counted.
     const authBefore = await Promise.all(c.ids.map((id) => peerCounters(c, id)));
     const perMember = 20;
+    const tokenless = 10;
+    await limited(
+      16,
+      c.ids.flatMap((id) =>
+        Array.from({ length: tokenless }, () => async () => {
+          await assert.rejects(openSocket(`ws://${c.peerAddress(id)}/raft`, badPeerToken(rng)), /Unexpected server response: 401/);
+        }),
+      ),
+    );
+    c.faults += c.ids.length * tokenless;
     const codes = await limited(
       16,
       c.ids.flatMap((id) =>
         Array.from({ length: perMember }, () => async () => {
-          const { ws, next, closed } = await openSocket(`ws://${c.peerAddress(id)}/raft`);
+          const { ws, next, closed } = await openSocket(`ws://${c.peerAddress(id)}/raft`, peerToken());
           const nonceS = decodeHello(await next());
           const { data, binary } = badProof(rng, nonceS, envelopes);
           ws.send(binary ? data : Buffer.from(data).toString('latin1'), { binary });
@@ -290,7 +322,7 @@ test('peer port: random and damaged frames, unauthenticated and after the handsh
     assert.deepEqual(new Set(codes), new Set([4001]), 'every bad proof closes the connection with 4001');
     for (const [i, id] of c.ids.entries()) {
       const now = await peerCounters(c, id);
-      assert.equal(now.rejected.auth - authBefore[i]!.rejected.auth, perMember, `${id} counts each refused handshake under rejected.auth`);
+      assert.equal(now.rejected.auth - authBefore[i]!.rejected.auth, tokenless + perMember, `${id} counts each refused upgrade and handshake under rejected.auth`);
     }
 
     // Unauthenticated, at the TCP level, left to run (uWS closes unfinished
