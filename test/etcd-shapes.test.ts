@@ -98,7 +98,7 @@ test('put, range, deleterange and txn answer exactly as etcd 3.4 does', async ()
 test('requests etcd refuses are refused alike, and fields raftline does not implement are refused instead of ignored', async () => {
   const post = async (url: string, op: string, body: unknown) => {
     const r = await fetch(`${url}/v3/kv/${op}`, { method: 'POST', body: JSON.stringify(body) });
-    return { status: r.status, body: (await r.json()) as { error?: string; code?: unknown } };
+    return { status: r.status, body: (await r.json()) as { error?: string; message?: string; code?: unknown; reason?: string } };
   };
   const refusedByBoth: [string, unknown][] = [
     ['txn', { success: [{ request_put: { key: b64('d'), value: b64('1') } }, { request_put: { key: b64('d'), value: b64('2') } }] }],
@@ -110,6 +110,10 @@ test('requests etcd refuses are refused alike, and fields raftline does not impl
     const [etcd, ours] = await Promise.all([post(etcdUrl, op, body), post(raftlineUrl, op, body)]);
     assert.equal(etcd.status, 400, `etcd: ${op} ${JSON.stringify(body)}`);
     assert.equal(ours.status, 400, `raftline: ${op} ${JSON.stringify(body)}`);
+    // The same shape as etcd's: what an etcd client reads is there, with the same gRPC code.
+    assert.deepEqual(Object.keys(ours.body).filter((k) => k in etcd.body).sort(), Object.keys(etcd.body).sort(), JSON.stringify(etcd.body));
+    assert.equal(ours.body.code, etcd.body.code);
+    assert.equal(typeof ours.body.message, 'string');
   }
   await post(raftlineUrl, 'put', { key: b64('kept'), value: b64('value') });
   const unsupported: [string, unknown, string][] = [
@@ -123,7 +127,8 @@ test('requests etcd refuses are refused alike, and fields raftline does not impl
   for (const [op, body, field] of unsupported) {
     const ours = await post(raftlineUrl, op, body);
     assert.equal(ours.status, 400, `${op} ${JSON.stringify(body)}`);
-    assert.equal(ours.body.code, 'unsupported');
+    assert.equal(ours.body.reason, 'unsupported');
+    assert.equal(ours.body.code, 3, 'InvalidArgument, as etcd answers a field it refuses');
     assert.match(ours.body.error!, new RegExp(`^${field} is not supported`));
   }
   const kept = await post(raftlineUrl, 'range', { key: b64('kept') });

@@ -265,7 +265,7 @@ export class HttpApi {
       upgrade: (res, req, context) => {
         const refused = this.unauthorized(req);
         if (refused) {
-          this.respond(res, '/v1/ws', refused);
+          this.respond(res, '/v1/ws', errorReply(refused));
           return;
         }
         res.upgrade<ClientSocketData>({ closed: false, replies: [], unsent: [], unsentBytes: 0 }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
@@ -784,8 +784,10 @@ export class HttpApi {
     route: (method: string, url: string, query: URLSearchParams, headers: Record<string, string>, body: Buffer) => Promise<Reply>,
     headerNames: string[] = [],
   ): void {
-    const refused = PUBLIC_ROUTES.has(routeName) ? null : this.unauthorized(req);
-    if (refused) {
+    const errorShape = routeName.startsWith('/v3/') ? 'etcd' : 'raftline';
+    const refusal = PUBLIC_ROUTES.has(routeName) ? null : this.unauthorized(req);
+    if (refusal) {
+      const refused = errorReply(refusal, errorShape);
       // The status page reads other members' /status across origins: it must see the 401 to say why.
       if (routeName === '/status') refused.headers['Access-Control-Allow-Origin'] = '*';
       // The body is never read: uWS skips it, so it cannot pass for a next request.
@@ -803,7 +805,7 @@ export class HttpApi {
       aborted = true;
     });
     const send = (reply: Reply) => this.respond(res, routeName, reply, aborted);
-    const fail = (err: unknown) => send(errorReply(this.answerFor(err)));
+    const fail = (err: unknown) => send(errorReply(this.answerFor(err), errorShape));
     const parts: Buffer[] = [];
     let bytes = 0;
     res.onData((chunk, isLast) => {
@@ -821,10 +823,10 @@ export class HttpApi {
     });
   }
 
-  /** The 401 answer for a request without the client token (when this server has one), or null. */
-  private unauthorized(req: HttpRequest): Reply | null {
+  /** The 401 error for a request without the client token (when this server has one), or null. */
+  private unauthorized(req: HttpRequest): HttpError | null {
     const refusal = this.tokenCheck?.refusal(req.getHeader('authorization')) ?? null;
-    return refusal === null ? null : errorReply(new HttpError(401, 'unauthorized', refusal));
+    return refusal === null ? null : new HttpError(401, 'unauthorized', refusal);
   }
 
   /** Counts the answer and writes it, unless the client went away. */
@@ -890,8 +892,21 @@ function json(value: unknown, status = 200): Reply {
   return { status, body: JSON.stringify(value), headers: { 'Content-Type': 'application/json' } };
 }
 
-function errorReply(err: HttpError): Reply {
-  const reply = json({ error: err.message, code: err.code, ...(err.leader ? { leader: err.leader } : {}) }, err.status);
+/** gRPC status codes for the HTTP statuses raftline answers with, paired as etcd's JSON gateway pairs them. */
+const GRPC_CODES: Record<number, number> = { 400: 3, 401: 16, 404: 5, 405: 12, 409: 9, 412: 9, 413: 3, 500: 13, 503: 14, 504: 4 };
+const GRPC_UNKNOWN = 2;
+
+/**
+ * An error answer. On the etcd gateway it is shaped as etcd's: `error` and
+ * `message` the text and `code` the gRPC status code (what etcd clients
+ * read), with raftline's own code in `reason`; elsewhere `code` is raftline's.
+ */
+function errorReply(err: HttpError, shape: 'raftline' | 'etcd' = 'raftline'): Reply {
+  const body =
+    shape === 'etcd'
+      ? { error: err.message, message: err.message, code: GRPC_CODES[err.status] ?? GRPC_UNKNOWN, reason: err.code }
+      : { error: err.message, code: err.code };
+  const reply = json({ ...body, ...(err.leader ? { leader: err.leader } : {}) }, err.status);
   if (err.status === 503) reply.headers['Retry-After'] = '1';
   if (err.status === 401) reply.headers['WWW-Authenticate'] = 'Bearer realm="raftline"';
   return reply;
