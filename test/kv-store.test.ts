@@ -208,3 +208,50 @@ test('a snapshot holds the state as captured, not the changes applied while it i
   assert.equal(apply(restored, txn(put('k', 'v')), 'c1', 5000).duplicate, undefined, 'a command applied after the capture is not in the snapshot');
   assert.equal(apply(restored, txn(put('k', 'v')), 'c9', 1).duplicate, undefined, 'nor is a session that started after it');
 });
+
+test('ranges stay right as keys come and go after the first range, and after a snapshot load', async () => {
+  const store = new KvStore();
+  const model = new Map<string, string>();
+  const rng = new Prng(11);
+  const key = () => `r/${String(rng.int(0, 4999)).padStart(4, '0')}`;
+  const check = (from: string, to: string, limit: number) => {
+    const r = store.range({ type: 'range', key: b(from), rangeEnd: b(to), limit, countOnly: false, keysOnly: false });
+    const expected = [...model.keys()].filter((k) => k >= from && k < to).sort();
+    assert.equal(r.count, expected.length, `count of [${from}, ${to})`);
+    assert.deepEqual(r.kvs.map((kv) => kv.key.toString()), expected.slice(0, limit || undefined), `keys of [${from}, ${to}) limit ${limit}`);
+    assert.equal(r.more, limit > 0 && expected.length > limit);
+  };
+  // Keys before any range: the order is built by the first one.
+  for (let i = 0; i < 3000; i++) {
+    const k = key();
+    model.set(k, 'v');
+    apply(store, txn(put(k, 'v')));
+  }
+  check('r/', 'r0', 10);
+  for (let round = 0; round < 300; round++) {
+    for (let i = 0; i < 10; i++) {
+      const k = key();
+      if (rng.chance(0.6)) {
+        model.set(k, 'w');
+        apply(store, txn(put(k, 'w')));
+      } else {
+        model.delete(k);
+        apply(store, txn({ type: 'delete', key: b(k), rangeEnd: undefined, prevKv: false }));
+      }
+    }
+    if (round % 50 === 0) {
+      // A range delete, through the order.
+      const from = key();
+      const to = `${from}5`;
+      for (const k of [...model.keys()]) if (k >= from && k < to) model.delete(k);
+      apply(store, txn({ type: 'delete', key: b(from), rangeEnd: b(to), prevKv: false }));
+    }
+    const from = key();
+    check(from, `r/${String(Number(from.slice(2)) + rng.int(0, 800)).padStart(4, '0')}`, rng.int(0, 30));
+  }
+  check('r/', 'r0', 0);
+  const restored = await restore(store.onSnapshotCapture(), 'ranges', index);
+  const before = store.range({ type: 'range', key: b('r/'), rangeEnd: b('r0'), limit: 0, countOnly: false, keysOnly: true });
+  const after = restored.range({ type: 'range', key: b('r/'), rangeEnd: b('r0'), limit: 0, countOnly: false, keysOnly: true });
+  assert.deepEqual(after.kvs.map((kv) => kv.key.toString()), before.kvs.map((kv) => kv.key.toString()), 'a loaded store lists the same keys in the same order');
+});

@@ -6,6 +6,7 @@
 import type { Configuration } from '../core/quorum.js';
 import type { ApplyIterator, RaftError, SnapshotReader, SnapshotWrite, SnapshotWriter, StateMachine } from '../node/index.js';
 import { decodeCommand, type Bytes, type Compare, type KvCommand, type Operation } from './kv-command.js';
+import { SortedKeys } from './sorted-keys.js';
 
 export interface KeyValue {
   readonly key: Buffer;
@@ -120,7 +121,11 @@ export class KvStore implements StateMachine {
   private readonly sessions = new Map<string, Session>();
   /** Peer addresses of members, by node id (cluster metadata replicated with the data). */
   private readonly memberAddresses = new Map<string, string>();
-  private sorted: string[] | null = [];
+  /**
+   * The keys in order, built by the first range that needs them and kept up
+   * to date from then on: a store that serves no range pays nothing for order.
+   */
+  private order: SortedKeys | null = null;
   /** The session last in `sessions` (the most recently active), if known. */
   private lastActiveSession: string | undefined;
   private revisionValue = 1;
@@ -161,17 +166,23 @@ export class KvStore implements StateMachine {
 
   /** A read at the current state (after a read barrier for linearizable reads). */
   range(op: Extract<Operation, { type: 'range' }>): Extract<OperationResult, { type: 'range' }> {
-    const keys = this.keysIn(op.key, op.rangeEnd);
-    const limit = op.limit && op.limit > 0 ? op.limit : Infinity;
-    const kvs: KeyValue[] = [];
-    if (!op.countOnly) {
-      for (const k of keys) {
-        if (kvs.length >= limit) break;
-        const kv = this.data.get(k)!;
-        kvs.push(op.keysOnly ? { key: kv.key, value: Buffer.alloc(0), createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version } : kv);
-      }
+    const limit = op.countOnly ? 0 : op.limit && op.limit > 0 ? op.limit : Infinity;
+    const span = this.span(op.key, op.rangeEnd);
+    let keys: string[];
+    let count: number;
+    if (span) {
+      keys = this.ordered().keys(span.from, span.to, limit);
+      count = this.ordered().count(span.from, span.to);
+    } else {
+      const key = binaryString(op.key);
+      count = this.data.has(key) ? 1 : 0;
+      keys = count > 0 && limit > 0 ? [key] : [];
     }
-    return { type: 'range', kvs, count: keys.length, more: keys.length > kvs.length && !op.countOnly };
+    const kvs = keys.map((k): KeyValue => {
+      const kv = this.data.get(k)!;
+      return op.keysOnly ? { key: kv.key, value: Buffer.alloc(0), createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version } : kv;
+    });
+    return { type: 'range', kvs, count, more: count > kvs.length && !op.countOnly };
   }
 
   get(key: Bytes): KeyValue | undefined {
@@ -228,7 +239,7 @@ export class KvStore implements StateMachine {
     this.lastActiveSession = undefined;
     for (const id of this.memberAddresses.keys()) this.onMemberAddress?.(id, null);
     this.memberAddresses.clear();
-    this.sorted = null;
+    this.order = null;
     let pending = Buffer.alloc(0);
     let headerDone = false;
     for await (const chunk of reader.chunks()) {
@@ -287,7 +298,7 @@ export class KvStore implements StateMachine {
         case 'put': {
           const k = binaryString(op.key);
           const prev = this.data.get(k);
-          if (!prev) this.sorted = null;
+          if (!prev) this.order?.add(k);
           this.data.set(k, new StoredKv(k, binaryString(op.value), prev ? prev.createRevision : next, next, prev ? prev.version + 1 : 1));
           changed = true;
           responses.push(op.prevKv && prev ? { type: 'put', prevKv: prev } : PUT_RESULT);
@@ -296,11 +307,11 @@ export class KvStore implements StateMachine {
         case 'delete': {
           const keys = this.keysIn(op.key, op.rangeEnd);
           const prevKvs = op.prevKv ? keys.map((k) => this.data.get(k)!) : undefined;
-          for (const k of keys) this.data.delete(k);
-          if (keys.length > 0) {
-            this.sorted = null;
-            changed = true;
+          for (const k of keys) {
+            this.data.delete(k);
+            this.order?.remove(k);
           }
+          if (keys.length > 0) changed = true;
           responses.push({ type: 'delete', deleted: keys.length, ...(prevKvs ? { prevKvs } : {}) });
           break;
         }
@@ -348,27 +359,26 @@ export class KvStore implements StateMachine {
     return keys.every((k) => holdsFor(cmp, this.data.get(k)));
   }
 
-  /** Keys in etcd's range: exactly `key` without `rangeEnd`; [key, rangeEnd) with one; from `key` on when rangeEnd is "\0". */
-  private keysIn(key: Bytes, rangeEnd: Bytes | undefined): string[] {
-    const from = binaryString(key);
-    if (!rangeEnd || rangeEnd.length === 0) return this.data.has(from) ? [from] : [];
+  /** etcd's range as [from, to) (`to` null: from `from` on, when rangeEnd is "\0"), or null for exactly `key` (no rangeEnd). */
+  private span(key: Bytes, rangeEnd: Bytes | undefined): { from: string; to: string | null } | null {
+    if (!rangeEnd || rangeEnd.length === 0) return null;
     const to = binaryString(rangeEnd);
-    const sorted = this.sortedKeys();
-    let lo = 0;
-    let hi = sorted.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (sorted[mid] < from) lo = mid + 1;
-      else hi = mid;
-    }
-    const out: string[] = [];
-    for (let i = lo; i < sorted.length && (to === ALL || sorted[i] < to); i++) out.push(sorted[i]);
-    return out;
+    return { from: binaryString(key), to: to === ALL ? null : to };
   }
 
-  /** Sorted lazily: point reads and writes never pay for ordering; the first range after new keys does. */
-  private sortedKeys(): string[] {
-    if (this.sorted === null) this.sorted = [...this.data.keys()].sort();
-    return this.sorted;
+  private ordered(): SortedKeys {
+    if (this.order === null) {
+      this.order = new SortedKeys();
+      this.order.reset(this.data.keys());
+    }
+    return this.order;
+  }
+
+  /** Keys in etcd's range, in order. */
+  private keysIn(key: Bytes, rangeEnd: Bytes | undefined): string[] {
+    const span = this.span(key, rangeEnd);
+    if (span) return this.ordered().keys(span.from, span.to);
+    const k = binaryString(key);
+    return this.data.has(k) ? [k] : [];
   }
 }
