@@ -183,6 +183,11 @@ Error SegmentLog::CreateOpenSegment(const std::shared_ptr<SegmentFile>& file) {
     prealloc_cv_.wait(lock, [this] { return !prealloc_busy_; });
     take_prealloc = prealloc_ready_;
     prealloc_ready_ = false;
+    // A request left over from an earlier segment would wake the
+    // preallocator now that nothing is ready: it would recreate (O_TRUNC) the
+    // file under our feet, then report ready a file this rename moved away.
+    // The request is made again once this segment is in place.
+    prealloc_wanted_ = false;
   }
   int fd = -1;
   if (take_prealloc) {
