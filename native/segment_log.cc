@@ -344,7 +344,10 @@ Error SegmentLog::Append(uint8_t* data, size_t length, bool seal, bool on_caller
     terms_.Append(r.index, r.term);
   }
   last_index_ = records.back().index;
-  if (!on_caller || writer_busy_ || !queue_.empty() || !failed_.ok()) return Enqueue(std::move(op), seq);
+  // A roll syncs the old segment, may wait for the preallocator and syncs
+  // the directory: more than the one sync a caller agrees to block for.
+  const bool rolls = op.pieces.size() > 1 || !op.pieces.front().file->handle;
+  if (!on_caller || rolls || writer_busy_ || !queue_.empty() || !failed_.ok()) return Enqueue(std::move(op), seq);
 
   // The writer is idle and nothing is queued before this op: do its work
   // here, in its place, without waking it (and without it waking us back).
@@ -358,6 +361,9 @@ Error SegmentLog::Append(uint8_t* data, size_t length, bool seal, bool on_caller
   lock.lock();
   writer_busy_ = false;
   lock.unlock();
+  // Nothing can have been queued meanwhile (this thread was busy writing),
+  // but the writer must not sleep through work if that ever changes.
+  queue_cv_.notify_one();
   // A failure is reported like one on the writer thread, through the
   // completion callback, so callers handle it in one place.
   if (err.ok()) {
@@ -466,7 +472,10 @@ void SegmentLog::OnCompleted(uint64_t seq, const Error& err) {
   // A truncation queued after `seq` already lowered the index; entries past
   // its cut are not the ones that were just synced.
   for (const PendingSummary& p : pending_) durable = std::min(durable, p.last_index_after);
-  durable_index_ = durable;
+  // Truncations and resets lower the index when they are called; a
+  // completion only raises it. An append finishing after a reset to a later
+  // index would otherwise pull it back below the new first index.
+  durable_index_ = std::max(durable_index_, durable);
 }
 
 Error SegmentLog::Read(uint64_t from, uint64_t to_exclusive, uint64_t max_bytes, ReadResult* out) {

@@ -66,8 +66,10 @@ void SegmentLog::WriterLoop() {
   for (;;) {
     Error err;
     {
+      // writer_busy_ is cleared only after a batch this thread ran: clearing
+      // it here, on the first pass, could take it from a caller already
+      // writing in the writer's place.
       std::unique_lock<std::mutex> lock(mu_);
-      writer_busy_ = false;
       queue_cv_.wait(lock, [this] { return !writer_busy_ && (!queue_.empty() || closing_); });
       if (queue_.empty()) return;
       batch.swap(queue_);
@@ -78,6 +80,8 @@ void SegmentLog::WriterLoop() {
     if (err.ok()) err = WriteBatch(batch);
     batch.clear();
     on_complete_(last_seq, err);
+    std::lock_guard<std::mutex> lock(mu_);
+    writer_busy_ = false;
   }
 }
 

@@ -109,6 +109,26 @@ describe('SegmentLog', () => {
     });
   });
 
+  test('durableIndex never falls below the first index after a reset, while an append from before it finishes', async () => {
+    await withLog('reset-durable', async (dir) => {
+      const log = await SegmentLog.open(dir);
+      const payload = Buffer.alloc(128 << 10, 3);
+      for (let round = 0; round < 30; round++) {
+        const base = log.lastIndex + 1;
+        const before = log.append(Array.from({ length: 8 }, (_, i) => ({ index: base + i, term: 1, type: 0, data: payload })));
+        const next = base + 1000;
+        const reset = log.reset(next);
+        const after = log.append([{ index: next, term: 1, type: 0, data: Buffer.from('x') }]);
+        await before;
+        // Everything before the new first index is gone, so vacuously durable; the old append's completion must not pull it back.
+        assert.ok(log.durableIndex >= log.firstIndex - 1, `round ${round}: durableIndex ${log.durableIndex}, firstIndex ${log.firstIndex}`);
+        await Promise.all([reset, after]);
+        assert.equal(log.durableIndex, next);
+      }
+      await log.close();
+    });
+  });
+
   test('rejects non-contiguous appends and decreasing terms without writing anything', async () => {
     await withLog('validate', async (dir) => {
       const log = await SegmentLog.open(dir);
@@ -196,14 +216,26 @@ describe('SegmentLog', () => {
   test('onCallerIfIdle: with the writer idle an append is durable when the call returns; behind queued work it queues, in order', async () => {
     await withLog('on-caller', async (dir) => {
       const log = await SegmentLog.open(dir, { segmentBytes: 8192 });
-      const first = log.append([entry(1, 1)], { onCallerIfIdle: true });
-      assert.equal(log.durableIndex, 1, 'synced before append returned');
+      // The first append creates the first segment: like a roll, more than one sync, so the writer does it.
+      const creating = log.append([entry(1, 1)], { onCallerIfIdle: true });
+      assert.equal(log.durableIndex, 0, 'creating a segment is not done on the calling thread');
+      await creating;
       assertEntries(log.readSync(1, 2), [entry(1, 1)]);
+      const first = log.append([entry(2, 1)], { onCallerIfIdle: true });
+      assert.equal(log.durableIndex, 2, 'synced before append returned');
+      assertEntries(log.readSync(2, 3), [entry(2, 1)]);
       await first;
-      const framed = freshlyFramed(range(2, 3, () => 1));
+      const framed = freshlyFramed(range(3, 3, () => 1));
       const second = log.appendFramed(framed, { onCallerIfIdle: true });
       assert.equal(log.durableIndex, 3, 'framed records too');
       await second;
+      // An append that rolls to a new segment costs more than one sync: it goes to the writer.
+      const big = Buffer.alloc(9000, 1);
+      const rolling = log.append([{ index: 4, term: 1, type: 0, data: big }], { onCallerIfIdle: true });
+      assert.equal(log.durableIndex, 3, 'a roll is not done on the calling thread');
+      await rolling;
+      assert.equal(log.durableIndex, 4);
+      await log.truncateSuffix(3);
       // Mixed with plain appends that keep the writer busy: call order is kept
       // (segments of 8 KiB roll several times on the way).
       const order: number[] = [];

@@ -40,7 +40,8 @@ export interface AppendOptions {
    * the promise before returning (its callbacks still run as microtasks).
    * That saves the hand-off to the writer thread and back (two thread
    * wake-ups) at the price of blocking the caller for one sync. Under load
-   * the writer is busy and the append is queued as usual. Default false.
+   * the writer is busy and the append is queued as usual; so is an append
+   * that starts a new segment (several syncs). Default false.
    */
   onCallerIfIdle?: boolean;
 }
