@@ -255,3 +255,46 @@ test('ranges stay right as keys come and go after the first range, and after a s
   const after = restored.range({ type: 'range', key: b('r/'), rangeEnd: b('r0'), limit: 0, countOnly: false, keysOnly: true });
   assert.deepEqual(after.kvs.map((kv) => kv.key.toString()), before.kvs.map((kv) => kv.key.toString()), 'a loaded store lists the same keys in the same order');
 });
+
+test('a snapshot loads out of sight: reads between its chunks see the state before it, and a truncated one changes nothing', async () => {
+  const source = new KvStore();
+  for (let i = 0; i < 2000; i++) apply(source, txn(put(`k${String(i).padStart(5, '0')}`, 'x'.repeat(500))));
+  const parts: Buffer[] = [];
+  await source.onSnapshotCapture()({ write: async (c: Uint8Array) => void parts.push(Buffer.from(c)) } as never);
+  const bytes = Buffer.concat(parts);
+  // Yields to the event loop between chunks, as a file read does.
+  const reader = (upTo: number) => ({
+    async *chunks() {
+      for (let at = 0; at < upTo; at += 64 * 1024) {
+        await new Promise((r) => setImmediate(r));
+        yield bytes.subarray(at, Math.min(upTo, at + 64 * 1024));
+      }
+    },
+  });
+  const countAll = (s: KvStore) => s.range({ type: 'range', key: b('k'), rangeEnd: b('l'), limit: 0, countOnly: true, keysOnly: false }).count;
+  const target = new KvStore();
+  apply(target, txn(put('k00000', 'old')));
+  const revisionBefore = target.revision;
+  assert.equal(countAll(target), 1, 'the order is built before the load');
+
+  const truncated = target.onSnapshotLoad(reader(bytes.length - 100) as never);
+  await assert.rejects(truncated, /truncated/);
+  assert.equal(countAll(target), 1, 'a truncated snapshot leaves the keys as they were');
+  assert.equal(target.revision, revisionBefore);
+
+  const loading = target.onSnapshotLoad(reader(bytes.length) as never);
+  let midLoadReads = 0;
+  let done = false;
+  void loading.finally(() => (done = true));
+  while (!done) {
+    assert.equal(countAll(target), 1, 'a read during the load sees the state before it');
+    assert.equal(target.get(b('k00000'))?.value.toString(), 'old');
+    midLoadReads++;
+    await new Promise((r) => setImmediate(r));
+  }
+  await loading;
+  assert.ok(midLoadReads > 1, 'reads ran between chunks');
+  assert.equal(countAll(target), 2000, 'after the load every key is in the order');
+  assert.equal(target.revision, source.revision);
+  assert.equal(target.get(b('k00000'))?.value.toString(), 'x'.repeat(500));
+});

@@ -116,9 +116,17 @@ const ALL = '\u0000';
 /** The result of every put without prevKv: shared, as results are only read. */
 const PUT_RESULT: OperationResult = Object.freeze({ type: 'put' });
 
+/** The JSON header of a snapshot: state kept beside the keys. */
+interface SnapshotHeader {
+  revision: number;
+  /** Client id, floor, and [sequence, revision, succeeded] of each remembered write. */
+  sessions: [string, number, [number, number, boolean][]][];
+  members: [string, string][];
+}
+
 export class KvStore implements StateMachine {
-  private readonly data = new Map<string, StoredKv>();
-  private readonly sessions = new Map<string, Session>();
+  private data = new Map<string, StoredKv>();
+  private sessions = new Map<string, Session>();
   /** Peer addresses of members, by node id (cluster metadata replicated with the data). */
   private readonly memberAddresses = new Map<string, string>();
   /**
@@ -233,36 +241,28 @@ export class KvStore implements StateMachine {
     };
   }
 
+  /**
+   * Reads the snapshot into new maps and swaps them in at the end: requests
+   * served between its chunks (stale reads) see the state before it, never a
+   * half-loaded one, and a damaged snapshot leaves the store as it was.
+   */
   async onSnapshotLoad(reader: SnapshotReader): Promise<void> {
-    this.data.clear();
-    this.sessions.clear();
-    this.lastActiveSession = undefined;
-    for (const id of this.memberAddresses.keys()) this.onMemberAddress?.(id, null);
-    this.memberAddresses.clear();
-    this.order = null;
+    const data = new Map<string, StoredKv>();
+    const sessions = new Map<string, Session>();
+    let header: SnapshotHeader | undefined;
     let pending = Buffer.alloc(0);
-    let headerDone = false;
     for await (const chunk of reader.chunks()) {
       pending = pending.length === 0 ? Buffer.from(chunk) : Buffer.concat([pending, chunk]);
       let at = 0;
-      if (!headerDone) {
+      if (!header) {
         if (pending.length < 4 || pending.length < 4 + pending.readUInt32LE(0)) continue;
         const length = pending.readUInt32LE(0);
-        const header = JSON.parse(pending.toString('utf8', 4, 4 + length)) as {
-          revision: number;
-          sessions: [string, number, [number, number, boolean][]][];
-          members: [string, string][];
-        };
-        this.revisionValue = header.revision;
-        for (const [id, floor, applied] of header.sessions) {
-          this.sessions.set(id, { floor, applied: new Map(applied.map(([seq, revision, succeeded]) => [seq, outcome(revision, succeeded)])) });
-        }
-        for (const [id, address] of header.members) {
-          this.memberAddresses.set(id, address);
-          this.onMemberAddress?.(id, address);
+        const parsed = JSON.parse(pending.toString('utf8', 4, 4 + length)) as SnapshotHeader;
+        header = parsed;
+        for (const [id, floor, applied] of parsed.sessions) {
+          sessions.set(id, { floor, applied: new Map(applied.map(([seq, revision, succeeded]) => [seq, outcome(revision, succeeded)])) });
         }
         at = 4 + length;
-        headerDone = true;
       }
       while (pending.length - at >= KV_META_BYTES) {
         const keyBytes = pending.readUInt32LE(at);
@@ -271,12 +271,23 @@ export class KvStore implements StateMachine {
         if (end > pending.length) break;
         const keyText = pending.toString('latin1', at + KV_META_BYTES, at + KV_META_BYTES + keyBytes);
         const valueText = pending.toString('latin1', at + KV_META_BYTES + keyBytes, end);
-        this.data.set(keyText, new StoredKv(keyText, valueText, pending.readDoubleLE(at + 8), pending.readDoubleLE(at + 16), pending.readDoubleLE(at + 24)));
+        data.set(keyText, new StoredKv(keyText, valueText, pending.readDoubleLE(at + 8), pending.readDoubleLE(at + 16), pending.readDoubleLE(at + 24)));
         at = end;
       }
       pending = pending.subarray(at);
     }
-    if (!headerDone || pending.length > 0) throw new Error('key-value snapshot is truncated');
+    if (!header || pending.length > 0) throw new Error('key-value snapshot is truncated');
+    this.data = data;
+    this.sessions = sessions;
+    this.lastActiveSession = undefined;
+    this.order = null;
+    this.revisionValue = header.revision;
+    for (const id of this.memberAddresses.keys()) this.onMemberAddress?.(id, null);
+    this.memberAddresses.clear();
+    for (const [id, address] of header.members) {
+      this.memberAddresses.set(id, address);
+      this.onMemberAddress?.(id, address);
+    }
   }
 
   // --------------------------------------------------------------- internals
