@@ -3,6 +3,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster, texts } from './core/harness.js';
+import type { Message } from '../src/core/index.js';
 
 const ABC = ['a', 'b', 'c'];
 
@@ -26,7 +27,10 @@ describe('§5.2 leader election', () => {
   });
 
   test('each server votes for at most one candidate in a term, first come first served', () => {
-    const c = new Cluster(ABC, { preVote: false });
+    // Every election timeout drawn at its longest (19 ticks), so that c can
+    // leave its start-up lease (10 ticks) without campaigning itself.
+    const c = new Cluster(ABC, { preVote: false, random: () => 0.99 });
+    c.tick('c', 10);
     c.tick('a', 19);
     c.tick('b', 19);
     assert.equal(c.node('a').core.currentTerm, 1);
@@ -320,6 +324,53 @@ describe('§6.4 linearizable reads', () => {
     a.core.readIndex(2, 'lease');
     c.flush();
     assert.deepEqual(a.readStates.map((r) => r.requestId), [1], 'not served from the lease while transferring');
+  });
+
+  test('after a TimeoutNow went out, the leader serves no lease read for the rest of its term, even once the transfer is abandoned', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.tick('a');
+    c.stabilize();
+    const a = c.node('a');
+    // b is caught up, so TimeoutNow goes out at once; b acts on it only much later (its link is cut meanwhile).
+    c.isolate('b');
+    a.core.transferLeadership('b');
+    c.tick('a', 10);
+    c.heal();
+    c.stabilize((m) => m.type !== 'timeoutNow');
+    c.tick('a');
+    c.stabilize((m) => m.type !== 'timeoutNow');
+    assert.equal(a.core.currentRole, 'leader', 'the transfer was abandoned and a still leads');
+    a.core.readIndex(3, 'lease');
+    c.flush();
+    assert.deepEqual(a.readStates.map((r) => r.requestId), [], 'b could still win with TimeoutNow: no lease read');
+    c.stabilize((m) => m.type !== 'timeoutNow');
+    c.tick('a');
+    c.stabilize((m) => m.type !== 'timeoutNow');
+    assert.deepEqual(a.readStates.map((r) => r.requestId), [3], 'served once a heartbeat round confirmed it (ReadIndex)');
+  });
+
+  test('a restarted follower keeps its lease promise: it grants no vote for an election timeout after it starts', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.tick('a');
+    c.stabilize();
+    c.restart('c', () => {});
+    const term = c.node('a').core.currentTerm;
+    const vote = (): Message => ({ from: 'b', to: 'c', term: term + 1, type: 'vote', lastLogIndex: 1000, lastLogTerm: term, transfer: false });
+    c.node('c').core.step(vote());
+    c.flush();
+    assert.equal(c.inbox.filter((m) => m.from === 'c' && m.type === 'voteResp').length, 0, 'a just-started node might have acknowledged a leader whose lease still runs');
+    c.inbox.length = 0;
+    c.tick('c', 10);
+    c.inbox.length = 0;
+    c.node('c').core.step(vote());
+    c.flush();
+    assert.deepEqual(
+      c.inbox.filter((m) => m.from === 'c' && m.type === 'voteResp').map((m) => m.type === 'voteResp' && m.reject),
+      [false],
+      'after an election timeout it votes',
+    );
   });
 });
 

@@ -3,6 +3,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import { MemoryNetwork } from '../src/transport/index.js';
 import {
@@ -18,7 +19,7 @@ import {
   type StateMachine,
 } from '../src/node/index.js';
 import { SnapshotStore } from '../src/node/snapshot-store.js';
-import { SegmentLog, type AppendOptions, type LogEntry } from '../src/log/index.js';
+import { MetaStore, SegmentLog, type AppendOptions, type LogEntry } from '../src/log/index.js';
 import { Prng } from './support/prng.js';
 import { eventually } from './support/eventually.js';
 import { tempDir } from './support/tmp.js';
@@ -183,6 +184,45 @@ describe('RaftNode', () => {
       });
       const term = leader.node.status().term;
       await assert.rejects(leader.node.apply(Buffer.from('z=3'), { expectedTerm: term + 1 }), TermMismatchError);
+    });
+  });
+
+  test('a log holding a newer term than the saved one (killed between the two writes) raises the saved term on start, with no vote', async () => {
+    const c = new TestCluster(path.join(root, 'term-behind'), ['n1', 'n2', 'n3']);
+    const dir = path.join(c.root, 'n1');
+    const log = await SegmentLog.open(path.join(dir, 'log'));
+    await log.append([1, 2, 3].map((index) => ({ index, term: index === 3 ? 3 : 1, type: 2, data: Buffer.from(`x=${index}`) })));
+    await log.close();
+    const meta = await MetaStore.open(dir);
+    await meta.save({ term: 1, vote: 'n2', bootstrap: ['n1', 'n2', 'n3'] });
+    const m = await c.start('n1');
+    try {
+      assert.ok(m.node.status().term >= 3, `term ${m.node.status().term}`);
+    } finally {
+      await c.shutdown();
+    }
+    const reopened = await MetaStore.open(dir);
+    assert.ok(reopened.term >= 3);
+    if (reopened.term === 3) assert.equal(reopened.vote, null, 'no vote was cast in term 3');
+  });
+
+  test('a leader whose event loop stalled past its lease serves no lease read from it: the core gets the ticks it missed first', async () => {
+    await withCluster('stalled-lease', async (c) => {
+      const leader = await c.awaitLeader();
+      await leader.node.apply(Buffer.from('x=1'));
+      await leader.node.readBarrier({ mode: 'lease' });
+      // A synchronous stall of three election timeouts (300 ms each): no
+      // timer fires and no message is read meanwhile. Timer callbacks alone
+      // would have left the core's tick count where it was, and its lease
+      // valid; meanwhile the other members could have elected a new leader.
+      const until = performance.now() + 1000;
+      while (performance.now() < until);
+      const read = leader.node.readBarrier({ mode: 'lease' }).then(
+        () => 'served',
+        (err: Error) => err,
+      );
+      const outcome = await read;
+      assert.ok(outcome instanceof NotLeaderError, `after the stall the leader has heard from no quorum for three election timeouts and steps down: got ${String(outcome)}`);
     });
   });
 

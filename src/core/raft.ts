@@ -182,6 +182,8 @@ export class RaftCore {
   /** Highest index the runtime reported applied to the state machine. */
   private appliedIndex: number;
   private transferee: NodeId | null = null;
+  /** A TimeoutNow went out in this term of leadership: lease reads are off until the next. */
+  private timeoutNowSent = false;
   private transferElapsed = 0;
   private uncommitted: { index: number; bytes: number }[] = [];
   private uncommittedBytes = 0;
@@ -493,8 +495,14 @@ export class RaftCore {
     return isVoter(this.conf, this.id) || isVoter(this.configurationAt(this.log.committed), this.id);
   }
 
+  /**
+   * Whether a leader may still count on this node's last acknowledgement.
+   * A node that just started does not know whom it acknowledged before a
+   * restart, so it keeps that promise for an election timeout after start.
+   */
   private inLease(): boolean {
-    return this.opts.checkQuorum && this.leader !== null && this.electionElapsed < this.opts.electionTicks;
+    const mayHavePromised = this.leader !== null || this.ticks < this.opts.electionTicks;
+    return this.opts.checkQuorum && mayHavePromised && this.electionElapsed < this.opts.electionTicks;
   }
 
   private resetElectionTimer(): void {
@@ -626,6 +634,7 @@ export class RaftCore {
     }
     this.round = 0;
     this.roundSentTick = new Map();
+    this.timeoutNowSent = false;
     this.uncommitted = [];
     this.uncommittedBytes = 0;
     // Commits entries of earlier terms once this one commits (§5.4.2), and
@@ -934,6 +943,9 @@ export class RaftCore {
   }
 
   private sendTimeoutNow(to: NodeId): void {
+    // The target may act on it however late, and its voters grant a transfer
+    // vote in spite of their lease: no lease read is safe for the rest of the term.
+    this.timeoutNowSent = true;
     this.ready_.messages.push({ ...this.envelope(to), type: 'timeoutNow' });
   }
 
@@ -988,7 +1000,7 @@ export class RaftCore {
   }
 
   private leaseValid(): boolean {
-    if (!this.opts.checkQuorum || this.transferee !== null) return false;
+    if (!this.opts.checkQuorum || this.transferee !== null || this.timeoutNowSent) return false;
     const sent = this.roundSentTick.get(this.quorumRound());
     return sent !== undefined && this.ticks < sent + this.opts.electionTicks - this.opts.leaseMarginTicks;
   }
@@ -1008,6 +1020,11 @@ export class RaftCore {
 
   private releaseReads(): void {
     const confirmed = this.quorumRound();
+    // Rounds older than the confirmed one can no longer be a lease's start.
+    for (const round of this.roundSentTick.keys()) {
+      if (round >= confirmed) break;
+      this.roundSentTick.delete(round);
+    }
     let n = 0;
     while (n < this.pendingReads.length && this.pendingReads[n].round !== 0 && this.pendingReads[n].round <= confirmed) {
       this.releaseRead(this.pendingReads[n]);

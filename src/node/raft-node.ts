@@ -236,6 +236,10 @@ class Batch implements ApplyIterator {
 }
 
 const SNAPSHOT_RETRY_MS = 10_000;
+/** How early, per performance.now(), a timer may fire and still count (libuv's clock is in whole milliseconds). */
+const TIMER_SLACK_MS = 2;
+/** Ticks given at most after a stall; past a few election timeouts, more change nothing. */
+const MAX_CATCH_UP_TICKS = 1000;
 
 /** What a node recovers from its data directory before the core starts. */
 interface Recovered {
@@ -292,7 +296,18 @@ export class RaftNode {
   private appliedIndex: number;
   private appliedTerm: number;
   private ticks = 0;
-  private requestIds = 0;
+  /**
+   * Ticks are counted from here, not from timer callbacks. Set a little in
+   * the past, so a timer that fires a hair before its time per
+   * performance.now() still brings its tick.
+   */
+  private readonly tickEpochMs = performance.now() - TIMER_SLACK_MS;
+  /**
+   * Ids of reads and forwarded proposals. They start at a random point, so
+   * a late answer to a request of an earlier RaftNode for this member (one
+   * restarted in this process) cannot match a new request.
+   */
+  private requestIds = Math.floor(Math.random() * 2 ** 40);
   private leader: NodeId | null = null;
   private role = 'follower';
 
@@ -352,6 +367,12 @@ export class RaftNode {
           'ERR_RAFTLINE_STATE',
         );
       }
+      // A follower may sync entries of a new term before its save of that
+      // term lands (the two writes go to different files), and a received
+      // snapshot likewise. A term on disk must never be newer than the saved
+      // one; no vote in it can have been cast without that save.
+      const newestTerm = Math.max(log.termAt(log.lastIndex) ?? 0, snap?.meta.term ?? 0);
+      if (newestTerm > meta.term) await meta.save({ term: newestTerm, vote: null });
       return new RaftNode(opts, { log, meta, store, configuration, applied });
     } catch (err) {
       await log.close();
@@ -387,6 +408,8 @@ export class RaftNode {
   readBarrier(options: { mode?: 'readIndex' | 'lease' } = {}): Promise<void> {
     if (this.stopped) return Promise.reject(this.stopped);
     const requestId = ++this.requestIds;
+    // A lease is judged by the core's tick count: it must be current.
+    if (options.mode === 'lease') this.catchUpTicks();
     return new Promise<void>((resolve, reject) => {
       this.readWaiters.set(requestId, { resolve, reject, index: Number.MAX_SAFE_INTEGER, deadlineMs: Date.now() + this.applyTimeoutMs });
       this.core.readIndex(requestId, options.mode ?? 'readIndex');
@@ -574,12 +597,28 @@ export class RaftNode {
   }
 
   private tick(): void {
-    this.ticks++;
-    this.core.tick();
+    this.catchUpTicks();
     this.checkSenders();
     this.expireWaiters();
     this.maybeSnapshot();
     this.schedule();
+  }
+
+  /**
+   * Gives the core one tick for every tickMs that has passed. Timers fire
+   * late, and a stalled event loop (a long GC pause, SIGSTOP, a slow
+   * synchronous apply) misses them altogether; the core counts time only in
+   * ticks, for election timeouts and for the lease of lease reads, so a
+   * leader stalled past its lease would otherwise resume believing it holds it.
+   */
+  private catchUpTicks(): void {
+    const due = Math.floor((performance.now() - this.tickEpochMs) / this.tickMs);
+    // After a very long stall every timeout has run out many times over: more ticks change nothing.
+    const first = Math.max(this.ticks, due - MAX_CATCH_UP_TICKS);
+    for (this.ticks = first; this.ticks < due; ) {
+      this.ticks++;
+      this.core.tick();
+    }
   }
 
   private changeConfiguration(change: ConfChange): Promise<unknown> {

@@ -257,6 +257,10 @@ export class SnapshotStore {
     const newest = snapshots.pop();
     if (newest) store.latestFile = await inspect(path.join(dir, newest));
     for (const n of snapshots) await fs.rm(path.join(dir, n), { force: true });
+    // A process killed between renaming a snapshot into place and syncing
+    // the directory left a rename the disk may not hold yet; this start is
+    // about to trust it (the log may be reset past it).
+    if (names.length > 0) await fsyncDir(dir);
     return store;
   }
 
