@@ -79,9 +79,15 @@ void SegmentLog::WriterLoop() {
     const uint64_t last_seq = batch.back().seq;
     if (err.ok()) err = WriteBatch(batch);
     batch.clear();
+    {
+      // Released before the completion is delivered, so that the caller it
+      // wakes can write in the writer's place at once. Its own completion
+      // then settles this batch too, which is already on disk (or failed_
+      // is set and it does not write).
+      std::lock_guard<std::mutex> lock(mu_);
+      writer_busy_ = false;
+    }
     on_complete_(last_seq, err);
-    std::lock_guard<std::mutex> lock(mu_);
-    writer_busy_ = false;
   }
 }
 
