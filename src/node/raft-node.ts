@@ -708,8 +708,9 @@ export class RaftNode {
   }
 
   private wait(index: number, term: number, resolve: (value: unknown) => void, reject: (err: Error) => void): void {
-    // An earlier proposal at this index (an older term) was overwritten by this one.
-    this.waiters.get(index)?.reject(new NotLeaderError(this.core.currentLeader));
+    // An earlier proposal at this index (an older term) was overwritten in
+    // this node's log; another member may still hold it and commit it.
+    this.waiters.get(index)?.reject(new OutcomeUnknownError(index, 'a later proposal took its place in this member\'s log, but another member may still commit it'));
     this.waiters.set(index, { term, resolve, reject, deadlineMs: Date.now() + this.applyTimeoutMs });
   }
 
