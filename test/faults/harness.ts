@@ -31,6 +31,8 @@ interface Answer {
 }
 
 const THINK_MS = 20;
+/** Writes and reads the workload must complete after a scenario's last fault. */
+const WORK_AFTER_FAULTS = 10;
 /** The cluster secret of every FaultCluster. */
 export const CLUSTER_SECRET = 'fault-tests-secret-0123456789';
 
@@ -46,6 +48,8 @@ export class FaultCluster {
   private lab: NetnsLab | undefined;
   clientUrl: Record<string, string> = {};
   faults = 0;
+  /** Members stopped by SIGSTOP and not yet continued. */
+  private readonly paused = new Set<string>();
 
   constructor(
     private readonly dir: string,
@@ -126,6 +130,16 @@ export class FaultCluster {
     return c !== undefined && c.exitCode === null && c.signalCode === null;
   }
 
+  /**
+   * Whether the workload should send to a member: running and not stopped
+   * by SIGSTOP. A stopped process still counts as running, and clients sent
+   * to it would all hang there while the others elect a new leader and take
+   * writes, leaving the history blind to what a deposed leader does next.
+   */
+  reachable(id: string): boolean {
+    return this.running(id) && !this.paused.has(id);
+  }
+
   /** How a member's last process ended; null while it runs. */
   exit(id: string): { code: number | null; signal: NodeJS.Signals | null } | null {
     const c = this.children.get(id);
@@ -137,6 +151,8 @@ export class FaultCluster {
     this.faults++;
     if (signal === 'SIGSTOP' || signal === 'SIGCONT') {
       c.kill(signal);
+      if (signal === 'SIGSTOP') this.paused.add(id);
+      else this.paused.delete(id);
       return;
     }
     const exited = new Promise((r) => c.once('exit', r));
@@ -217,9 +233,20 @@ export class Workload {
     return this.history.filter((h) => h.ret !== Infinity && (h.op.kind === 'put' || (h.op.kind === 'cas' && h.op.result))).length;
   }
 
+  /** Reads that completed with an answer. */
+  get completedReads(): number {
+    return this.history.filter((h) => h.ret !== Infinity && h.op.kind === 'get').length;
+  }
+
+  /** Reads every key of the workload from one member at once, into the history (as client -2). */
+  async readAllFrom(id: string): Promise<void> {
+    const base = this.cluster.clientUrl[id];
+    await Promise.all(Array.from({ length: this.keys }, (_, k) => this.get(base, -2, `k${k}`, performance.now())));
+  }
+
   private async loop(client: number, rng: Prng): Promise<void> {
     while (!this.stopped) {
-      const live = this.cluster.ids.filter((id) => this.cluster.running(id));
+      const live = this.cluster.ids.filter((id) => this.cluster.reachable(id));
       if (live.length === 0) {
         await new Promise((r) => setTimeout(r, 50));
         continue;
@@ -269,8 +296,10 @@ export class Workload {
       this.history.push({ client, key, op, call, ret: performance.now() });
       return;
     }
-    const code = a ? (JSON.parse(a.body || '{}') as { code?: string }).code : undefined;
-    if (code && NOT_APPLIED.has(code)) return;
+    // raftline's code: `code` on /v1, `reason` on the etcd gateway (whose `code` is gRPC's number).
+    const body = a ? (JSON.parse(a.body || '{}') as { code?: string | number; reason?: string }) : {};
+    const code = body.reason ?? body.code;
+    if (typeof code === 'string' && NOT_APPLIED.has(code)) return;
     // A compare-and-set whose outcome is unknown may have applied either way.
     const unknown: KvOp = op.kind === 'cas' ? { ...op, result: true } : op;
     this.history.push({ client, key, op: unknown, call, ret: Infinity });
@@ -321,15 +350,21 @@ export async function verify(scenario: string, cluster: FaultCluster, workload: 
   const lin = checkLinearizable(history);
   let anomalies = lin.ok ? 0 : 1;
   const details: string[] = lin.ok ? [] : [`history not linearizable on ${lin.key}`];
-  // Every key's final value, read linearizably, must be one that some write could have left.
-  const live = cluster.ids.filter((id) => cluster.running(id));
+  // Every key's final value, read linearizably from every member in turn
+  // (one that restarted or rejoined must agree too), must be one that some
+  // write could have left.
+  const live = cluster.ids.filter((id) => cluster.reachable(id));
   for (const key of new Set(history.map((h) => h.key))) {
-    const value = await finalRead(cluster.clientUrl[live[0]], key);
-    const final: HistoryOp = { client: -1, key, op: { kind: 'get', result: value }, call: performance.now(), ret: performance.now() };
-    const withFinal = checkLinearizable([...history.filter((h) => h.key === key), final]);
+    const finals: HistoryOp[] = [];
+    for (const id of live) {
+      const call = performance.now();
+      const value = await finalRead(cluster.clientUrl[id], key);
+      finals.push({ client: -1, key, op: { kind: 'get', result: value }, call, ret: performance.now() });
+    }
+    const withFinal = checkLinearizable([...history.filter((h) => h.key === key), ...finals]);
     if (!withFinal.ok) {
       anomalies++;
-      details.push(`final value of ${key} (${value}) contradicts the history`);
+      details.push(`final values of ${key} (${finals.map((f, i) => `${live[i]}: ${f.op.kind === 'get' ? f.op.result : ''}`).join(', ')}) contradict the history`);
     }
   }
   return { scenario, operations: history.length, acknowledged: workload.acknowledged, faults: cluster.faults, anomalies, detail: details.join('; ') };
@@ -337,6 +372,10 @@ export async function verify(scenario: string, cluster: FaultCluster, workload: 
 
 /** Stops the workload, checks the history, adds the report to `reports`, and asserts that writes were acknowledged and nothing anomalous happened. */
 export async function conclude(scenario: string, cluster: FaultCluster, workload: Workload, reports: ScenarioReport[]): Promise<void> {
+  // The history must show the cluster working after the last fault, not only before the first.
+  const writes = workload.acknowledged;
+  const reads = workload.completedReads;
+  await cluster.until('the workload completes writes and reads after the last fault', async () => workload.acknowledged >= writes + WORK_AFTER_FAULTS && workload.completedReads >= reads + WORK_AFTER_FAULTS);
   await workload.stop();
   const report = await verify(scenario, cluster, workload);
   reports.push(report);

@@ -24,7 +24,7 @@ after(() => {
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs `inject` ROUNDS times under load on a fresh cluster, then checks the history. */
-async function scenario(name: string, inject: (c: FaultCluster, round: number) => Promise<void>): Promise<void> {
+async function scenario(name: string, inject: (c: FaultCluster, round: number, workload: Workload) => Promise<void>): Promise<void> {
   const cluster = new FaultCluster(`${dir}/${name.replace(/\W+/g, '-')}`);
   await cluster.start(10_000 + (reports.length % 3) * 5000);
   const workload = new Workload(cluster, LONG ? 16 : 6, reports.length + 1);
@@ -32,7 +32,7 @@ async function scenario(name: string, inject: (c: FaultCluster, round: number) =
     workload.start(CLIENTS);
     await pause(LOAD_MS);
     for (let round = 0; round < ROUNDS; round++) {
-      await inject(cluster, round);
+      await inject(cluster, round, workload);
       await pause(LOAD_MS);
     }
     await cluster.until('all members serving and a leader elected', async () => (await cluster.allServing()) && (await cluster.leader()) !== null);
@@ -63,15 +63,20 @@ test('kill -9 of every node under load, then restart them all', () =>
   }));
 
 test('SIGSTOP of the leader beyond the election timeout, then SIGCONT: no stale reads, nothing lost', () =>
-  scenario('SIGSTOP leader', async (c) => {
+  scenario('SIGSTOP leader', async (c, _round, workload) => {
     const leader = (await c.leader())!;
     await c.signal(leader, 'SIGSTOP');
     await c.until('the others elect a new leader', async () => {
       const l = await c.leader();
       return l !== null && l !== leader;
     });
+    // The history must hold writes the old leader missed, or a stale read from it after SIGCONT would go unseen.
+    const acknowledged = workload.acknowledged;
+    await c.until('the new leader acknowledges writes while the old one is stopped', async () => workload.acknowledged >= acknowledged + 10);
     await pause(LOAD_MS);
     await c.signal(leader, 'SIGCONT');
+    // Straight to the deposed leader, before it hears of the new term: the moment a stale read would come from.
+    await workload.readAllFrom(leader);
   }));
 
 test('rolling restart under load', () =>
