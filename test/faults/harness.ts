@@ -50,6 +50,7 @@ export class FaultCluster {
   faults = 0;
   /** Members stopped by SIGSTOP and not yet continued. */
   private readonly paused = new Set<string>();
+  private readonly hidden = new Set<string>();
 
   constructor(
     private readonly dir: string,
@@ -137,7 +138,16 @@ export class FaultCluster {
    * writes, leaving the history blind to what a deposed leader does next.
    */
   reachable(id: string): boolean {
-    return this.running(id) && !this.paused.has(id);
+    return this.running(id) && !this.paused.has(id) && !this.hidden.has(id);
+  }
+
+  /** Keeps the workload away from a member (one cut off by a partition: writes to it would hang in doubt) until `showAll`. */
+  hide(id: string): void {
+    this.hidden.add(id);
+  }
+
+  showAll(): void {
+    this.hidden.clear();
   }
 
   /** How a member's last process ended; null while it runs. */
