@@ -21,7 +21,7 @@ class ScriptedEndpoint {
   readonly received: Received[] = [];
   /** Requests held back, answered by `release`. */
   private readonly held: { ws: { send(data: Uint8Array, isBinary: boolean): number }; id: number }[] = [];
-  policy: (r: Received) => 'answer' | 'hold' = () => 'answer';
+  policy: (r: Received) => 'answer' | 'hold' | { errorCode: string; error: string } = () => 'answer';
   maxRequestBytes = 2 << 20;
   url = '';
   private listenSocket: unknown;
@@ -43,8 +43,10 @@ class ScriptedEndpoint {
             const command = request.command ? decodeCommand(request.command) : undefined;
             const r: Received = { request, clientId: command?.clientId, sequence: command?.sequence };
             this.received.push(r);
-            if (this.policy(r) === 'hold') this.held.push({ ws, id: request.id });
-            else answers.push(answer(request.id));
+            const what = this.policy(r);
+            if (what === 'hold') this.held.push({ ws, id: request.id });
+            else if (what === 'answer') answers.push(answer(request.id));
+            else answers.push(encodeResponse({ id: request.id, errorCode: what.errorCode, error: what.error, leader: null, revision: 0, succeeded: false, duplicate: false, results: [] }));
           }
           if (answers.length > 0) for (const frame of packFrames(answers)) ws.send(frame, true);
         },
@@ -160,6 +162,31 @@ test('an unknown read consistency and a request over the servers\' limit are ref
     assert.equal(endpoint.received.length, 1);
   } finally {
     endpoint.maxRequestBytes = 2 << 20;
+    await client.close();
+  }
+});
+
+test('a write refused because the servers forgot its session is of unknown outcome, and later writes go under a new session from sequence 1', async () => {
+  endpoint.received.length = 0;
+  const client = await RaftlineClient.connect({ endpoints: [endpoint.url], clientId: 'svc' });
+  try {
+    await client.put('a', '1');
+    await client.put('a', '2');
+    const before = client.clientId;
+    endpoint.policy = (r) => (r.sequence === 3 ? { errorCode: 'session_expired', error: 'the cluster no longer remembers this session' } : 'answer');
+    const refused = await client.put('a', '3').then(() => null, (err: unknown) => err);
+    assert.ok(refused instanceof RaftlineClientError, String(refused));
+    assert.equal(refused.code, 'outcome_unknown', 'an earlier attempt may have applied before the session was forgotten');
+    assert.equal(refused.serverCode, 'session_expired');
+    endpoint.policy = () => 'answer';
+    await client.put('a', '4');
+    const last = endpoint.received.at(-1)!;
+    assert.notEqual(last.clientId, before, 'a new session');
+    assert.match(last.clientId!, /^svc\//, 'under the same label');
+    assert.equal(last.sequence, 1);
+    assert.equal(client.clientId, last.clientId);
+  } finally {
+    endpoint.policy = () => 'answer';
     await client.close();
   }
 });

@@ -143,6 +143,13 @@ test('beyond the session limit, the least recently active client is forgotten fi
   assert.equal(write('c0', 1).duplicate, true, 'c0 is remembered');
   assert.equal(write('c2', 1).duplicate, true, 'c2 is remembered');
   assert.equal(write('c1', 1).duplicate, undefined, 'c1 was forgotten, so its retry applies again');
+  // A forgotten session past the sequences a session can start at is refused, not applied: it may be a retry.
+  assert.equal(write('c3', 600).error, undefined, 'c3 is remembered');
+  for (let i = 0; i < MAX_SESSIONS; i++) write(`d${i}`, 1);
+  const refused = write('c3', 601);
+  assert.equal(refused.error, 'unknownSession');
+  assert.equal(s.get(b('k'))?.value.toString(), `d${MAX_SESSIONS - 1}`, 'the refused write changed nothing');
+  assert.equal(write('fresh', 512).error, undefined, 'a new session may start anywhere up to 512');
 });
 
 test('a snapshot restores keys, revisions and client sessions exactly', async () => {

@@ -46,10 +46,20 @@ export class RaftlineClientError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    /** The servers' own code, where `code` generalizes it (`sequence_too_old` and `session_expired` are `outcome_unknown`). */
+    readonly serverCode: string = code,
   ) {
     super(message);
     this.name = 'RaftlineClientError';
   }
+}
+
+/** A client session: the id the servers deduplicate its writes by, and its sequences. */
+interface Session {
+  readonly id: string;
+  sequence: number;
+  /** Sequences sent and not yet settled, in increasing order (a Set keeps insertion order). */
+  readonly inFlight: Set<number>;
 }
 
 export interface TxnResponse {
@@ -103,15 +113,14 @@ const bytes = (v: string | Uint8Array): Uint8Array => (typeof v === 'string' ? B
  * ```
  */
 export class RaftlineClient {
-  readonly clientId: string;
+  private readonly label: string | undefined;
+  private session: Session;
   private readonly endpoints: string[];
   private readonly requestTimeoutMs: number;
   private readonly headers: Record<string, string>;
   private readonly pending = new Map<number, Pending>();
   /** Writes waiting until the sequences in flight leave room (MAX_SEQUENCE_SPAN). */
   private readonly writeQueue: QueuedWrite[] = [];
-  /** Sequences sent and not yet settled, in increasing order (a Set keeps insertion order). */
-  private readonly sequencesInFlight = new Set<number>();
   /** When the current connection last received anything, and was last pinged. */
   private heardAtMs = 0;
   private pingedAtMs = 0;
@@ -125,14 +134,14 @@ export class RaftlineClient {
   private leaderLookupAtMs = 0;
   private endpointIndex = 0;
   private nextId = 1;
-  private sequence = 0;
   private closed = false;
   private readonly sweeper: NodeJS.Timeout;
 
   private constructor(opts: ClientOptions) {
     if (opts.endpoints.length === 0) throw new RaftlineClientError('bad_request', 'at least one endpoint is needed');
     this.endpoints = opts.endpoints.map((e) => e.replace(/\/+$/, ''));
-    this.clientId = opts.clientId ? `${opts.clientId}/${randomUUID()}` : randomUUID();
+    this.label = opts.clientId;
+    this.session = this.newSession();
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.headers = opts.token === undefined ? {} : { Authorization: `Bearer ${opts.token}` };
     this.sweeper = setInterval(() => this.expire(), 250);
@@ -223,36 +232,49 @@ export class RaftlineClient {
 
   // --------------------------------------------------------------- internals
 
+  /** The id the servers know this client's writes by: the label given (if any) and a random part. */
+  get clientId(): string {
+    return this.session.id;
+  }
+
+  private newSession(): Session {
+    return { id: this.label ? `${this.label}/${randomUUID()}` : randomUUID(), sequence: 0, inFlight: new Set() };
+  }
+
   /** Whether the next sequence keeps the sequences in flight within MAX_SEQUENCE_SPAN. */
   private sequenceFree(): boolean {
-    const lowest = this.sequencesInFlight.values().next();
-    return lowest.done === true || this.sequence + 1 - lowest.value < MAX_SEQUENCE_SPAN;
+    const lowest = this.session.inFlight.values().next();
+    return lowest.done === true || this.session.sequence + 1 - lowest.value < MAX_SEQUENCE_SPAN;
   }
 
   /** Sends one write under the next sequence, which stays in flight until it settles. */
   private write(txn: Txn, deadlineMs: number): Promise<TxnResponse> {
+    const session = this.session;
     let command: Uint8Array;
     try {
-      command = encodeCommand({ clientId: this.clientId, sequence: this.sequence + 1, txn });
+      command = encodeCommand({ clientId: session.id, sequence: session.sequence + 1, txn });
     } catch (err) {
       return Promise.reject(err);
     }
-    const sequence = ++this.sequence;
-    this.sequencesInFlight.add(sequence);
+    const sequence = ++session.sequence;
+    session.inFlight.add(sequence);
     return this.send((id) => encodeRequest({ id, command }), true, deadlineMs).then(
       (r) => {
-        this.settleSequence(sequence);
+        this.settleSequence(session, sequence);
         return { revision: r.revision, succeeded: r.succeeded, results: r.results, duplicate: r.duplicate };
       },
       (err: Error) => {
-        this.settleSequence(sequence);
+        // The servers forgot this session (100,000 others were active since):
+        // later writes go under a new one, which they will take.
+        if (err instanceof RaftlineClientError && err.serverCode === 'session_expired' && session === this.session) this.session = this.newSession();
+        this.settleSequence(session, sequence);
         throw err;
       },
     );
   }
 
-  private settleSequence(sequence: number): void {
-    this.sequencesInFlight.delete(sequence);
+  private settleSequence(session: Session, sequence: number): void {
+    session.inFlight.delete(sequence);
     while (this.writeQueue.length > 0 && this.sequenceFree()) {
       const w = this.writeQueue.shift()!;
       this.write(w.txn, w.deadlineMs).then(w.resolve, w.reject);
@@ -316,10 +338,11 @@ export class RaftlineClient {
     }
     if (!RETRYABLE.has(r.errorCode)) {
       this.pending.delete(r.id);
-      // The servers no longer remember whether a write that old applied: a
-      // retry could not tell either, so its fate stays unknown.
-      const code = r.errorCode === 'sequence_too_old' ? 'outcome_unknown' : r.errorCode;
-      p.reject(new RaftlineClientError(code, r.error));
+      // The servers no longer remember whether a write that old (or of a
+      // session they forgot) applied: a retry could not tell either, so its
+      // fate stays unknown.
+      const unknown = r.errorCode === 'sequence_too_old' || r.errorCode === 'session_expired';
+      p.reject(new RaftlineClientError(unknown ? 'outcome_unknown' : r.errorCode, r.error, r.errorCode));
       return;
     }
     // The same frame again (a write keeps its sequence), after a pause;

@@ -746,6 +746,13 @@ export class HttpApi {
           'this write is older than the last 1024 its client made: the cluster no longer remembers whether it was applied, so it was not applied now (it may have been before)',
         );
       }
+      if (r.error === 'unknownSession') {
+        throw new HttpError(
+          409,
+          'session_expired',
+          "the cluster no longer remembers this write's client session (100,000 others were active since): it was not applied now (it may have been before); start a new session",
+        );
+      }
       return r;
     } catch (err) {
       throw this.answerFor(err, true);

@@ -53,8 +53,12 @@ export interface TxnResult {
   responses: OperationResult[];
   /** Set when this answers a retry of a command already applied: only revision and succeeded are known. */
   duplicate?: boolean;
-  /** Set when the command was refused: its sequence is older than every one the client's session still remembers. */
-  error?: 'staleSequence';
+  /**
+   * Set when the command was refused: its sequence is older than every one
+   * the client's session still remembers (staleSequence), or the session is
+   * unknown and the sequence too high to be its start (unknownSession).
+   */
+  error?: 'staleSequence' | 'unknownSession';
 }
 
 /**
@@ -75,6 +79,8 @@ const outcome = (revision: number, succeeded: boolean): number => (succeeded ? r
 export const MAX_SESSIONS = 100_000;
 /** Applied sequences remembered per client: a client keeps fewer writes than this outstanding. */
 export const SESSION_WINDOW = 1024;
+/** The highest sequence a session may start at (raftline/client's span of sequences in flight). */
+export const NEW_SESSION_MAX_SEQUENCE = 512;
 const SNAPSHOT_CHUNK_BYTES = 1 << 20;
 /** Per key in a snapshot: key and value lengths (u32 each), create and mod revision and version (f64 each). */
 const KV_META_BYTES = 32;
@@ -298,6 +304,12 @@ export class KvStore implements StateMachine {
       const earlier = session.applied.get(c.sequence);
       if (earlier !== undefined) return { revision: Math.abs(earlier), succeeded: earlier > 0, responses: [], duplicate: true };
       if (c.sequence <= session.floor) return { revision: this.revisionValue, succeeded: false, responses: [], error: 'staleSequence' };
+    } else if (c.clientId && c.sequence > NEW_SESSION_MAX_SEQUENCE) {
+      // A client keeps its writes in flight within 512 sequences, so a new
+      // session's first applied write is among its first 512: this one is
+      // from a session forgotten since (MAX_SESSIONS), and may be a retry of
+      // a write that applied then.
+      return { revision: this.revisionValue, succeeded: false, responses: [], error: 'unknownSession' };
     }
     const succeeded = c.txn.compare.every((cmp) => this.holds(cmp));
     const ops = succeeded ? c.txn.success : c.txn.failure;
