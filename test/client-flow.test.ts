@@ -61,6 +61,11 @@ class ScriptedEndpoint {
     );
   }
 
+  /** Forgets the held requests of a connection that is gone. */
+  dropHeld(): void {
+    this.held.length = 0;
+  }
+
   /** Answers every held request. */
   release(): void {
     for (const { ws, id } of this.held.splice(0)) ws.send(packFrames([answer(id)])[0], true);
@@ -188,5 +193,23 @@ test('a write refused because the servers forgot its session is of unknown outco
   } finally {
     endpoint.policy = () => 'answer';
     await client.close();
+  }
+});
+
+test('closing the client says which writes were sent (and may still apply) and which were never sent', async () => {
+  endpoint.received.length = 0;
+  const client = await RaftlineClient.connect({ endpoints: [endpoint.url] });
+  endpoint.policy = () => 'hold';
+  try {
+    const writes = Array.from({ length: 600 }, (_, i) => client.put(`c${i}`, 'v').then(() => null, (err: unknown) => err as RaftlineClientError));
+    await eventually('the writes the span allows were sent', () => endpoint.received.length >= 512);
+    await client.close();
+    const errors = await Promise.all(writes);
+    assert.ok(errors.every((e) => e instanceof RaftlineClientError && e.code === 'closed'));
+    assert.equal(errors.filter((e) => /sent and may still apply/.test(e!.message)).length, 512);
+    assert.equal(errors.filter((e) => /never sent/.test(e!.message)).length, 88);
+  } finally {
+    endpoint.policy = () => 'answer';
+    endpoint.dropHeld();
   }
 });

@@ -218,14 +218,15 @@ export class RaftlineClient {
     return this.range(p.length ? p : Buffer.from([0]), end, opts);
   }
 
-  /** Closes the connection; pending requests reject. */
+  /** Closes the connection; pending requests reject (a write already sent may still apply; one still queued was never sent). */
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.sweeper);
     const closed = new RaftlineClientError('closed', 'the client was closed');
-    for (const p of this.pending.values()) p.reject(closed);
+    const closedInFlight = new RaftlineClientError('closed', 'the client was closed; the write was sent and may still apply');
+    for (const p of this.pending.values()) p.reject(p.isWrite ? closedInFlight : closed);
     this.pending.clear();
-    for (const w of this.writeQueue.splice(0)) w.reject(closed);
+    for (const w of this.writeQueue.splice(0)) w.reject(new RaftlineClientError('closed', 'the client was closed; the write was never sent'));
     this.socket?.close();
     this.socket = null;
   }

@@ -282,7 +282,9 @@ export class Workload {
   private async get(base: string, client: number, key: string, call: number): Promise<void> {
     const a = await this.request(base, 'GET', `/v1/kv/${key}`);
     if (a?.status === 200) this.history.push({ client, key, op: { kind: 'get', result: a.body }, call, ret: performance.now() });
-    else if (a?.status === 404) this.history.push({ client, key, op: { kind: 'get', result: null }, call, ret: performance.now() });
+    else if (a?.status === 404 && (JSON.parse(a.body || '{}') as { code?: string }).code === 'key_not_found') {
+      this.history.push({ client, key, op: { kind: 'get', result: null }, call, ret: performance.now() });
+    }
   }
 
   private async cas(base: string, client: number, key: string, call: number, rng: Prng): Promise<void> {
