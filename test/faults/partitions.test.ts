@@ -69,6 +69,12 @@ async function scenario(name: string, partition: (c: FaultCluster, lab: NetnsLab
   }
 }
 
+/** The leader a member names on its status page (client traffic is never cut, only traffic between members). */
+async function leaderSeenBy(c: FaultCluster, id: string): Promise<string | null> {
+  const status = (await (await fetch(`${c.clientUrl[id]}/status`, { signal: AbortSignal.timeout(2000) })).json()) as { leader: string | null };
+  return status.leader;
+}
+
 test('a partition that isolates the leader: the rest elect a new one; the old one serves no stale read and loses nothing', { skip }, () =>
   scenario('partition: leader isolated', async (c, lab, workload) => {
     const leader = (await c.leader())!;
@@ -91,6 +97,8 @@ test('a bridge partition: two members that cannot reach each other both reach th
     const leader = (await c.leader())!;
     const [cutOff, bridge] = c.ids.filter((id) => id !== leader);
     lab.cut(leader, cutOff);
+    // The cut is real: the member on the far side stops hearing from the leader.
+    await c.until(`${cutOff} loses the leader`, async () => (await leaderSeenBy(c, cutOff)) === null);
     await c.until(`a leader that reaches a majority (through ${bridge})`, async () => {
       const l = await c.leader();
       return l !== null && l !== cutOff;
@@ -102,6 +110,7 @@ test('a follower cut off from everyone, then healed: it catches up and the group
     const leader = (await c.leader())!;
     const follower = c.ids.find((id) => id !== leader)!;
     lab.isolate(follower);
+    await c.until(`${follower} loses the leader`, async () => (await leaderSeenBy(c, follower)) === null);
     await c.until('a leader on the majority side', async () => {
       const l = await c.leader();
       return l !== null && l !== follower;
