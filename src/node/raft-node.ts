@@ -614,8 +614,8 @@ export class RaftNode {
   private catchUpTicks(): void {
     const due = Math.floor((performance.now() - this.tickEpochMs) / this.tickMs);
     // After a very long stall every timeout has run out many times over: more ticks change nothing.
-    const first = Math.max(this.ticks, due - MAX_CATCH_UP_TICKS);
-    for (this.ticks = first; this.ticks < due; ) {
+    this.ticks = Math.max(this.ticks, due - MAX_CATCH_UP_TICKS);
+    while (this.ticks < due) {
       this.ticks++;
       this.core.tick();
     }

@@ -181,17 +181,9 @@ export class KvStore implements StateMachine {
   /** A read at the current state (after a read barrier for linearizable reads). */
   range(op: Extract<Operation, { type: 'range' }>): Extract<OperationResult, { type: 'range' }> {
     const limit = op.countOnly ? 0 : op.limit && op.limit > 0 ? op.limit : Infinity;
+    const keys = this.keysIn(op.key, op.rangeEnd, limit);
     const span = this.span(op.key, op.rangeEnd);
-    let keys: string[];
-    let count: number;
-    if (span) {
-      keys = this.ordered().keys(span.from, span.to, limit);
-      count = this.ordered().count(span.from, span.to);
-    } else {
-      const key = binaryString(op.key);
-      count = this.data.has(key) ? 1 : 0;
-      keys = count > 0 && limit > 0 ? [key] : [];
-    }
+    const count = span ? this.ordered().count(span.from, span.to) : Number(this.data.has(binaryString(op.key)));
     const kvs = keys.map((k): KeyValue => {
       const kv = this.data.get(k)!;
       return op.keysOnly ? { key: kv.key, value: Buffer.alloc(0), createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version } : kv;
@@ -397,11 +389,11 @@ export class KvStore implements StateMachine {
     return this.order;
   }
 
-  /** Keys in etcd's range, in order. */
-  private keysIn(key: Bytes, rangeEnd: Bytes | undefined): string[] {
+  /** The first `limit` keys in etcd's range, in order. */
+  private keysIn(key: Bytes, rangeEnd: Bytes | undefined, limit = Infinity): string[] {
     const span = this.span(key, rangeEnd);
-    if (span) return this.ordered().keys(span.from, span.to);
+    if (span) return this.ordered().keys(span.from, span.to, limit);
     const k = binaryString(key);
-    return this.data.has(k) ? [k] : [];
+    return limit > 0 && this.data.has(k) ? [k] : [];
   }
 }
