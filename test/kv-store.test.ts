@@ -263,6 +263,72 @@ test('ranges stay right as keys come and go after the first range, and after a s
   assert.deepEqual(after.kvs.map((kv) => kv.key.toString()), before.kvs.map((kv) => kv.key.toString()), 'a loaded store lists the same keys in the same order');
 });
 
+/** Every byte a capture of `store` writes. */
+async function captureBytes(store: KvStore): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  await store.onSnapshotCapture()({ write: async (c: Uint8Array) => void parts.push(Buffer.from(c)) } as never);
+  return Buffer.concat(parts);
+}
+
+/** A snapshot reader over `bytes` in chunks of `chunkBytes`. */
+const chunked = (bytes: Buffer, chunkBytes: number) =>
+  ({
+    async *chunks() {
+      for (let at = 0; at < bytes.length; at += chunkBytes) yield bytes.subarray(at, at + chunkBytes);
+    },
+  }) as never;
+
+test('client sessions survive a snapshot read in any chunking: every remembered write, floor and the order of activity', async () => {
+  const s = new KvStore();
+  const rng = new Prng(23);
+  const clients = ['a', 'ünïcode-客户', 'c'.repeat(300), 'd'];
+  const sequences = new Map(clients.map((c) => [c, 0]));
+  for (let i = 0; i < 6 * SESSION_WINDOW; i++) {
+    const client = clients[rng.int(0, clients.length - 1)];
+    const sequence = sequences.get(client)! + 1;
+    sequences.set(client, sequence);
+    // Some comparisons fail, so both outcomes are remembered.
+    const compare = rng.chance(0.3) ? [{ key: b('missing'), target: 'version' as const, result: 'greater' as const, number: 0 }] : [];
+    apply(s, { compare, success: [put(`k${rng.int(0, 50)}`, 'v')], failure: [] }, client, sequence);
+  }
+  const bytes = await captureBytes(s);
+  for (const chunkBytes of [1, 7, 4096, bytes.length]) {
+    const restored = new KvStore();
+    await restored.onSnapshotLoad(chunked(bytes, chunkBytes));
+    assert.ok((await captureBytes(restored)).equals(bytes), `chunks of ${chunkBytes} bytes: the restored store captures to the same bytes`);
+  }
+  const restored = new KvStore();
+  await restored.onSnapshotLoad(chunked(bytes, 7));
+  for (const client of clients) {
+    const last = sequences.get(client)!;
+    assert.ok(last > SESSION_WINDOW, 'every session has a floor');
+    assert.equal(apply(restored, txn(put('k', 'v')), client, last).duplicate, true, `${client}: its last write is remembered`);
+    assert.equal(apply(restored, txn(put('k', 'v')), client, last - SESSION_WINDOW).error, 'staleSequence', `${client}: its floor came along`);
+  }
+  const sessionsEnd = bytes.indexOf('k0') - 1;
+  await assert.rejects(new KvStore().onSnapshotLoad(chunked(bytes.subarray(0, sessionsEnd - 3), 100)), /truncated/, 'a snapshot cut inside the sessions is refused');
+});
+
+test('a snapshot written with the sessions in its JSON header (before they were binary records) still loads', async () => {
+  const json = Buffer.from(JSON.stringify({ revision: 7, sessions: [['old-client', 2, [[3, 5, true], [4, 6, false]]]], members: [['n1', '127.0.0.1:7101']] }));
+  const header = Buffer.alloc(4);
+  header.writeUInt32LE(json.length);
+  const key = Buffer.alloc(32);
+  key.writeUInt32LE(1, 0);
+  key.writeUInt32LE(2, 4);
+  key.writeDoubleLE(3, 8);
+  key.writeDoubleLE(6, 16);
+  key.writeDoubleLE(2, 24);
+  const store = new KvStore();
+  await store.onSnapshotLoad(chunked(Buffer.concat([header, json, key, b('kvv')]), 5));
+  assert.equal(store.revision, 7);
+  assert.deepEqual(store.addresses, { n1: '127.0.0.1:7101' });
+  assert.equal(store.get(b('k'))?.value.toString(), 'vv');
+  assert.equal(store.get(b('k'))?.modRevision, 6);
+  assert.deepEqual(apply(store, txn(put('x', 'y')), 'old-client', 4), { revision: 6, succeeded: false, responses: [], duplicate: true });
+  assert.equal(apply(store, txn(put('x', 'y')), 'old-client', 2).error, 'staleSequence');
+});
+
 test('a snapshot loads out of sight: reads between its chunks see the state before it, and a truncated one changes nothing', async () => {
   const source = new KvStore();
   for (let i = 0; i < 2000; i++) apply(source, txn(put(`k${String(i).padStart(5, '0')}`, 'x'.repeat(500))));
