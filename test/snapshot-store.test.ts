@@ -65,6 +65,27 @@ test('a transfer interrupted by a restart resumes from the bytes already held', 
   await reader.close();
 });
 
+test('a partial transfer of a snapshot no newer than the latest is deleted, when a newer one is saved and at open', async () => {
+  const { file } = await saved(path.join(root, 'source3'), payload(20_000, 4));
+  const bytes = await fs.readFile(file.path);
+  const id = { meta: file.meta, bytes: file.bytes, crc: file.crc };
+  const dir = path.join(root, 'receiver3');
+  const parts = async () => (await fs.readdir(dir)).filter((n) => n.endsWith('.part'));
+  const store = await SnapshotStore.open(dir);
+  await store.receive(id, 0, bytes.subarray(0, 5000));
+  assert.equal((await parts()).length, 1);
+  await store.save({ ...meta, index: 999 }, (w) => w.write(Buffer.from('older')));
+  assert.equal((await parts()).length, 1, 'a partial transfer of a newer snapshot is kept');
+  await store.save({ ...meta, index: 1000, term: 4 }, (w) => w.write(Buffer.from('as new')));
+  assert.deepEqual(await parts(), [], 'a snapshot at its index made it useless');
+  assert.equal(await store.offer({ ...id, meta: { ...id.meta, index: 1001 } }), 0);
+  await store.close();
+  await fs.writeFile(path.join(dir, 'incoming-7-1-100-5.part'), 'left by a transfer of an old snapshot');
+  const reopened = await SnapshotStore.open(dir);
+  assert.deepEqual(await parts(), [`incoming-1001-3-${id.bytes}-${id.crc >>> 0}.part`], 'at open only the partial transfer newer than the latest stays');
+  await reopened.close();
+});
+
 test('a received file whose bytes differ from the announced checksum is refused and discarded', async () => {
   const { file } = await saved(path.join(root, 'source2'), payload(5000, 3));
   const bytes = Buffer.from(await fs.readFile(file.path));

@@ -252,15 +252,17 @@ export class SnapshotStore {
     // directory's entry must be durable before a snapshot in it lets the log
     // be compacted (as the log's own directory, native/fs_util.cc MakeDirs).
     if (names.length === 0) await fsyncDir(path.dirname(dir));
+    // A process killed between renaming a snapshot into place and syncing
+    // the directory left a rename the disk may not hold yet; this start is
+    // about to trust it (the log may be reset past it), and to delete the
+    // snapshot it replaced, which must not reach the disk first.
+    else await fsyncDir(dir);
     const snapshots = names.filter((n) => n.endsWith('.snap'));
     for (const n of names) if (n.endsWith('.tmp')) await fs.rm(path.join(dir, n), { force: true });
     const newest = snapshots.pop();
     if (newest) store.latestFile = await inspect(path.join(dir, newest));
     for (const n of snapshots) await fs.rm(path.join(dir, n), { force: true });
-    // A process killed between renaming a snapshot into place and syncing
-    // the directory left a rename the disk may not hold yet; this start is
-    // about to trust it (the log may be reset past it).
-    if (names.length > 0) await fsyncDir(dir);
+    await store.removeOutdatedIncoming(names);
     return store;
   }
 
@@ -401,7 +403,22 @@ export class SnapshotStore {
     }
     this.latestFile = file;
     if (previous && previous.path !== file.path) await fs.rm(previous.path, { force: true });
+    await this.removeOutdatedIncoming(await fs.readdir(this.dir));
     return file;
+  }
+
+  /**
+   * Deletes partial transfers of snapshots no newer than the latest: a
+   * follower that caught up another way would otherwise keep one (as large as
+   * a whole snapshot) until some later transfer replaced it.
+   */
+  private async removeOutdatedIncoming(names: string[]): Promise<void> {
+    const latestIndex = this.latestFile?.meta.index ?? 0;
+    if (this.incoming && this.incoming.id.meta.index <= latestIndex) await this.dropIncoming();
+    for (const n of names) {
+      const index = /^incoming-(\d+)-/.exec(n)?.[1];
+      if (index !== undefined && Number(index) <= latestIndex) await fs.rm(path.join(this.dir, n), { force: true });
+    }
   }
 
   /** Forgets a partial transfer (after a write error), so the next offer starts from nothing. */
