@@ -433,24 +433,70 @@ describe('thesis chapter 4: membership changes', () => {
   test('a removed leader steps down once the configuration without it commits', () => {
     const c = new Cluster(ABC);
     c.elect('a');
-    assert.ok(c.node('a').core.proposeConfChange({ type: 'removeVoter', id: 'a' }).ok);
+    const r = c.node('a').core.proposeConfChange({ type: 'removeVoter', id: 'a' });
+    assert.ok(r.ok);
     c.stabilize();
     assert.equal(c.node('a').core.currentRole, 'follower');
     assert.deepEqual(status(c, 'b').voters, ['b', 'c']);
-    c.elect('b');
-    c.propose('b', 'after');
+    // It hands leadership on as it goes: no voter waits out an election timeout.
+    const [successor] = c.leaders();
+    assert.ok(successor === 'b' || successor === 'c', `a voter of the new configuration leads without a tick (leaders: ${c.leaders().join(', ')})`);
+    for (const id of ['b', 'c']) assert.ok(c.node(id).core.commitIndex >= r.index, `${id} learned that the removal committed`);
+    c.propose(successor, 'after');
     c.stabilize();
     assert.deepEqual(texts(c.node('c').applied), ['after']);
+  });
+
+  test('a change whose voters would have no quorum in touch with the leader is refused, not left uncommittable', () => {
+    const c = new Cluster(['a', 'b', 'c', 'd'], {}, ABC);
+    c.elect('a');
+    c.isolate('c');
+    c.tick('a', 3);
+    c.stabilize();
+    // With c down, {a, b, c, d} would need three of a, b and an unreachable d.
+    const add = c.node('a').core.proposeConfChange({ type: 'addVoter', id: 'd' });
+    assert.equal(add.ok, false);
+    assert.match(String((add as { detail?: string }).detail), /no quorum .*not in touch: c, d/);
+    assert.equal(c.node('a').core.proposeConfChange({ type: 'removeVoter', id: 'b' }).ok, false, '{a, c} without c is no quorum either');
+    // As a learner d costs no quorum; once it replicates it may be promoted.
+    assert.ok(c.node('a').core.proposeConfChange({ type: 'addLearner', id: 'd' }).ok);
+    c.stabilize();
+    assert.ok(c.node('a').core.proposeConfChange({ type: 'promoteLearner', id: 'd' }).ok);
+    c.stabilize();
+    assert.deepEqual(status(c, 'a').voters, ['a', 'b', 'c', 'd']);
+    c.propose('a', 'with-d');
+    c.stabilize();
+    assert.deepEqual(texts(c.node('d').applied), ['with-d'], 'three of four in touch commit');
+  });
+
+  test('leadership goes only to a voter of the configuration being entered', () => {
+    const c = new Cluster(['a', 'b', 'c', 'd', 'e'], {}, ABC);
+    c.elect('a');
+    for (const id of ['d', 'e']) {
+      assert.ok(c.node('a').core.proposeConfChange({ type: 'addLearner', id }).ok);
+      c.stabilize();
+    }
+    assert.ok(c.node('a').core.proposeConfChange({ type: 'changeVoters', voters: ['a', 'd', 'e'] }).ok);
+    c.isolate('d');
+    c.isolate('e');
+    c.stabilize();
+    assert.ok(c.node('a').core.configuration.outgoing, 'joint while d and e are cut off');
+    assert.deepEqual(c.node('a').core.transferLeadership('b'), { ok: false, reason: 'b is not a voter of the configuration being entered' });
+    assert.deepEqual(c.node('a').core.transferLeadership('e'), { ok: true });
   });
 
   test('changing several voters goes through a joint configuration that needs both majorities', () => {
     const c = new Cluster(['a', 'b', 'c', 'd', 'e'], {}, ABC);
     c.elect('a');
-    c.isolate('d');
-    c.isolate('e');
+    for (const id of ['d', 'e']) {
+      assert.ok(c.node('a').core.proposeConfChange({ type: 'addLearner', id }).ok);
+      c.stabilize();
+    }
     const r = c.node('a').core.proposeConfChange({ type: 'changeVoters', voters: ['a', 'd', 'e'] });
     assert.ok(r.ok);
     assert.deepEqual(c.node('a').core.configuration.outgoing?.slice().sort(), ['a', 'b', 'c']);
+    c.isolate('d');
+    c.isolate('e');
     c.stabilize();
     // The old majority alone cannot commit the joint entry: the new one is missing.
     assert.ok(c.node('a').core.commitIndex < r.index);

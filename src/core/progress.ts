@@ -85,6 +85,8 @@ export class Progress {
   probeSent = false;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
+  /** The leader's tick when it last heard from the follower. */
+  heardTick = -Infinity;
   /** Highest heartbeat round the follower acknowledged in the current term. */
   ackedRound = 0;
   /** In snapshot state: the snapshot index being sent. */

@@ -181,6 +181,8 @@ export class RaftCore {
 
   /** Highest index the runtime reported applied to the state machine. */
   private appliedIndex: number;
+  /** The index of this leader's first entry (its no-op). */
+  private termStartIndex = 0;
   private transferee: NodeId | null = null;
   /** A TimeoutNow went out in this term of leadership: lease reads are off until the next. */
   private timeoutNowSent = false;
@@ -352,6 +354,15 @@ export class RaftCore {
     if (isJoint(this.conf)) return refuse('a joint configuration is being left');
     const next = applyConfChange(this.conf, change);
     if (typeof next === 'string') return { ok: false, reason: 'confChangeInvalid', detail: next };
+    // A configuration takes effect when appended, and while its entry is
+    // uncommitted no other change may follow: one whose quorum this leader
+    // does not hear from could never commit nor be undone, leaving the
+    // cluster without a leader until enough of its members came up.
+    const live = (id: NodeId): boolean => id === this.id || this.inTouch(id);
+    if (!hasQuorum({ voters: next.voters, learners: [] }, live)) {
+      const silent = next.voters.filter((id) => !live(id));
+      return refuse(`the new voters would have no quorum the leader hears from (not in touch: ${silent.join(', ')}); bring members up or add them as learners first`);
+    }
     return this.appendConf(next);
   }
 
@@ -359,7 +370,8 @@ export class RaftCore {
   transferLeadership(to: NodeId): { ok: true } | { ok: false; reason: string } {
     if (this.role !== 'leader') return { ok: false, reason: 'notLeader' };
     if (to === this.id) return { ok: false, reason: 'already leader' };
-    if (!isVoter(this.conf, to)) return { ok: false, reason: `${to} is not a voter` };
+    // A voter only of the configuration being left would win, then step down on leaving it.
+    if (!this.conf.voters.includes(to)) return { ok: false, reason: `${to} is not a voter${isVoter(this.conf, to) ? ' of the configuration being entered' : ''}` };
     if (this.transferee === to) return { ok: true };
     this.transferee = to;
     this.transferElapsed = 0;
@@ -639,6 +651,7 @@ export class RaftCore {
     this.uncommittedBytes = 0;
     // Commits entries of earlier terms once this one commits (§5.4.2), and
     // lets reads proceed once it has.
+    this.termStartIndex = next;
     this.appendEntry({ index: next, term: this.term, type: EntryType.Noop, data: new Uint8Array(0) });
     this.bcastAppend();
     this.maybeCommit();
@@ -808,6 +821,7 @@ export class RaftCore {
     const pr = this.progress.get(m.from);
     if (!pr) return;
     pr.recentActive = true;
+    pr.heardTick = this.ticks;
     if (m.reject) {
       const probeFrom = m.hintTerm > 0 ? this.log.findConflictByTerm(m.hintIndex, m.hintTerm) : m.hintIndex;
       if (pr.maybeDecrease(m.index, probeFrom)) {
@@ -838,6 +852,12 @@ export class RaftCore {
   }
 
   /** Tells every follower about the new commit index. */
+  /** Whether `id` answered within the last two heartbeat intervals and holds an entry of this leader's term. */
+  private inTouch(id: NodeId): boolean {
+    const pr = this.progress.get(id);
+    return pr !== undefined && this.ticks - pr.heardTick <= 2 * this.opts.heartbeatTicks && pr.match >= this.termStartIndex;
+  }
+
   private announceCommit(): void {
     for (const id of this.progress.keys()) this.sendCommit(id);
   }
@@ -888,7 +908,13 @@ export class RaftCore {
         // The joint configuration is committed: move on to the new one (§4.3).
         this.appendConf({ voters: this.conf.voters, learners: this.conf.learners });
       } else if (!isVoter(this.conf, this.id)) {
-        // Removed: lead no longer, now that the new configuration no longer needs us (§4.2.2).
+        // Removed: lead no longer, now that the new configuration no longer
+        // needs us (§4.2.2). The voters still believe in this leader's lease
+        // and would refuse to elect another for an election timeout: tell
+        // them of the commit and hand leadership to the most caught-up (§3.10).
+        this.announceCommit();
+        const successor = this.conf.voters.reduce<NodeId | null>((best, id) => (best === null || this.progress.get(id)!.match > this.progress.get(best)!.match ? id : best), null);
+        if (successor !== null && this.progress.get(successor)!.match === this.log.lastIndex()) this.sendTimeoutNow(successor);
         this.becomeFollower(this.term, null);
         return true;
       }
@@ -981,6 +1007,7 @@ export class RaftCore {
     const pr = this.progress.get(m.from);
     if (!pr) return;
     pr.recentActive = true;
+    pr.heardTick = this.ticks;
     pr.ackedRound = Math.max(pr.ackedRound, m.round);
     pr.probeSent = false;
     // An append lost in flight never frees its slot; a heartbeat answer
