@@ -14,6 +14,7 @@ import { ClientFrameError, decodeRequest, encodeResponse, type ClientResponse, t
 import { packFrames, unpackFrame } from '../transport/frame.js';
 import { decodeCommand, encodeCommand, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
 import { ClientTokenCheck } from './client-auth.js';
+import { jsonWithRows } from './json-rows.js';
 import type { KeyValue, KvStore, OperationResult, TxnResult } from './kv-store.js';
 import { encodeMemberInfo, parseMemberInfo, type MemberInfo } from './members.js';
 import type { ServerMetrics } from './metrics.js';
@@ -352,12 +353,15 @@ export class HttpApi {
     const limit = int(query.get('limit') ?? undefined, 'limit');
     await this.readBarrier(query.get('consistency') ?? 'linearizable');
     const r = this.store.range({ type: 'range', key: prefix.length ? prefix : Buffer.from('\0'), rangeEnd: prefixEnd(prefix), limit });
-    return json({
-      revision: this.store.revision,
-      count: r.count,
-      more: r.more,
-      kvs: r.kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString(), createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version })),
-    });
+    return jsonBody(
+      await jsonWithRows({ revision: this.store.revision, count: r.count, more: r.more }, 'kvs', r.kvs, (kv) => ({
+        key: kv.key.toString(),
+        value: kv.value.toString(),
+        createRevision: kv.createRevision,
+        modRevision: kv.modRevision,
+        version: kv.version,
+      })),
+    );
   }
 
   /** The node as JSON: role, term, leader, commit and applied index, configuration, and on the leader each follower's progress. */
@@ -518,7 +522,11 @@ export class HttpApi {
       case '/v3/kv/range': {
         const op = this.v3Range(req);
         await this.readBarrier(bool(req.serializable, 'serializable') ? 'stale' : 'linearizable');
-        return json({ header: this.header(this.store.revision), ...this.v3Response(this.store.range(op)) });
+        const header = this.header(this.store.revision);
+        const r = this.store.range(op);
+        // v3Response's answer, its rows built in turns.
+        const rest = this.v3Response({ ...r, kvs: [] });
+        return jsonBody(r.kvs.length ? await jsonWithRows({ header }, 'kvs', r.kvs, etcdKv, rest) : JSON.stringify({ header, ...rest }));
       }
       case '/v3/kv/txn': {
         const txn = this.v3Txn(req);
@@ -896,7 +904,11 @@ interface Reply {
 }
 
 function json(value: unknown, status = 200): Reply {
-  return { status, body: JSON.stringify(value), headers: { 'Content-Type': 'application/json' } };
+  return jsonBody(JSON.stringify(value), status);
+}
+
+function jsonBody(body: string | Buffer, status = 200): Reply {
+  return { status, body, headers: { 'Content-Type': 'application/json' } };
 }
 
 /** gRPC status codes for the HTTP statuses raftline answers with, paired as etcd's JSON gateway pairs them. */
