@@ -8,6 +8,7 @@ import path from 'node:path';
 import { MemoryNetwork } from '../src/transport/index.js';
 import {
   NotLeaderError,
+  RaftError,
   RaftNode,
   TermMismatchError,
   TimeoutError,
@@ -170,6 +171,12 @@ describe('RaftNode', () => {
       await c.shutdown();
     }
   }
+
+  test('a peer list naming a node twice is refused at start (it would count twice toward every quorum)', async () => {
+    const c = new TestCluster(path.join(root, 'repeated-peers'), ['n1', 'n2', 'n1']);
+    await assert.rejects(c.start('n1'), (err: RaftError) => err.code === 'ERR_RAFTLINE_CONFIG' && /peers lists n1 more than once/.test(err.message));
+    assert.equal(c.members.size, 0);
+  });
 
   test('three nodes elect a leader, replicate, and answer with the state machine result', async () => {
     await withCluster('basic', async (c) => {
