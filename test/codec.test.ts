@@ -3,7 +3,7 @@ import * as flatbuffers from 'flatbuffers';
 import assert from 'node:assert/strict';
 import type { PeerMessage } from '../src/transport/index.js';
 import { decodeEnvelope, encodeEnvelope, FrameError } from '../src/transport/codec.js';
-import { ClientFrameError, decodeRequest, decodeResponse, encodeRequest, encodeResponse } from '../src/transport/client-codec.js';
+import { ClientFrameError, decodeRequest, decodeResponse, encodeRequest, encodeResponse, encodeResponseInTurns, KVS_PER_TURN } from '../src/transport/client-codec.js';
 import { KeyValue as WireKeyValue } from '../src/transport/generated/raftline/client/key-value.js';
 import { Response as WireResponse } from '../src/transport/generated/raftline/client/response.js';
 import { Result as WireResult } from '../src/transport/generated/raftline/client/result.js';
@@ -176,4 +176,35 @@ test('client messages encoded one after another stay intact, whatever their size
   assert.equal(Buffer.from(decodeRequest(again).read!.key).toString(), 'other');
   // A success carries no strings and still decodes them as empty.
   assert.deepEqual(decodeResponse(encodeResponse({ id: 5, errorCode: '', error: '', leader: null, revision: 1, succeeded: true, duplicate: false, results: [] })).errorCode, '');
+});
+
+test('a response encoded in turns is the bytes encodeResponse makes, whatever is encoded between its turns', async () => {
+  const kv = (i: number) => ({ key: Buffer.from(`key-${i}`), value: Buffer.alloc(i % 50, i % 256), createRevision: i + 1, modRevision: i + 2, version: (i % 7) + 1 });
+  for (const count of [0, 1, KVS_PER_TURN, KVS_PER_TURN + 1, 3 * KVS_PER_TURN + 5]) {
+    const response = {
+      id: 7,
+      errorCode: '',
+      error: '',
+      leader: null,
+      revision: 99,
+      succeeded: true,
+      duplicate: false,
+      results: [{ type: 'range' as const, deleted: 0, count: count + 3, more: true, kvs: Array.from({ length: count }, (_, i) => kv(i)), prevKvs: [] }],
+    };
+    let between = 0;
+    let encoding = true;
+    // Other answers encoded meanwhile share the codec's builder.
+    const other = () => {
+      if (!encoding) return;
+      between++;
+      encodeResponse({ ...response, id: between, results: [{ ...response.results[0], kvs: [kv(between)] }] });
+      setImmediate(other);
+    };
+    setImmediate(other);
+    const inTurns = await encodeResponseInTurns(response);
+    encoding = false;
+    assert.ok(Buffer.from(inTurns).equals(Buffer.from(encodeResponse(response))), `${count} key-values: the same bytes`);
+    assert.equal(decodeResponse(inTurns).results[0].kvs.length, count);
+    if (count > 2 * KVS_PER_TURN) assert.ok(between >= 2, `other answers were encoded between its turns (${between})`);
+  }
 });

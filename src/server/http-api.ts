@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '@trufflesuite/uws-js-unofficial';
 import { BusyError, InvalidChangeError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TimeoutError, type RaftNode } from '../node/index.js';
 import type { UwsTransportStats } from '../transport/index.js';
-import { ClientFrameError, decodeRequest, encodeResponse, type ClientResponse, type ClientResult } from '../transport/client-codec.js';
+import { ClientFrameError, decodeRequest, encodeResponse, encodeResponseInTurns, KVS_PER_TURN, type ClientResponse, type ClientResult } from '../transport/client-codec.js';
 import { packFrames, unpackFrame } from '../transport/frame.js';
 import { decodeCommand, encodeCommand, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
 import { ClientTokenCheck } from './client-auth.js';
@@ -687,7 +687,11 @@ export class HttpApi {
 
   private clientAnswer(id: number, route: string, status: number, fields: Partial<ClientResponse>): Uint8Array {
     this.opts.metrics.request(route, status);
-    return encodeResponse({ id, errorCode: '', error: '', leader: null, revision: this.store.revision, succeeded: true, duplicate: false, results: [], ...fields });
+    return encodeResponse(this.clientResponse(id, fields));
+  }
+
+  private clientResponse(id: number, fields: Partial<ClientResponse>): ClientResponse {
+    return { id, errorCode: '', error: '', leader: null, revision: this.store.revision, succeeded: true, duplicate: false, results: [], ...fields };
   }
 
   /** One binary-protocol request; always answers (errors included), never throws. */
@@ -725,7 +729,11 @@ export class HttpApi {
       this.checkKey(read.key);
       await this.readBarrier(read.consistency === 'lease' ? 'lease' : read.consistency === 'stale' ? 'stale' : 'linearizable');
       const range = this.store.range({ type: 'range', key: read.key, rangeEnd: read.rangeEnd, limit: read.limit, keysOnly: read.keysOnly, countOnly: read.countOnly });
-      return answer({ results: [toClientResult(range)] });
+      if (range.kvs.length <= KVS_PER_TURN) return answer({ results: [toClientResult(range)] });
+      // Taken at the read: stored key-values are never modified, so writes applied between its turns do not show.
+      const response = this.clientResponse(id, { results: [toClientResult(range)] });
+      this.opts.metrics.request(route, 200);
+      return await encodeResponseInTurns(response);
     } catch (err) {
       const e = err instanceof ClientFrameError ? new HttpError(400, 'bad_request', err.message) : this.answerFor(err, route === 'ws:write');
       return answer({ errorCode: e.code, error: e.message, leader: e.leader, succeeded: false }, e.status);

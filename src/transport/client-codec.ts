@@ -188,10 +188,20 @@ export function decodeRequest(bytes: Uint8Array): ClientRequest {
   }
 }
 
-/** The vector of `kvs`, or 0 (no vector) when there are none: an absent vector reads as empty. */
-function encodeKvs(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[]): flatbuffers.Offset {
+/**
+ * Key-values encoded per event-loop turn by encodeResponseInTurns: a range
+ * answer of 300,000 took 2-3 s in one piece, long enough for a leader's
+ * missed heartbeats to cost it its leadership.
+ */
+export const KVS_PER_TURN = 2_000;
+
+/** The vector of `kvs`, or 0 (no vector) when there are none: an absent vector reads as empty. Pauses (yields) every KVS_PER_TURN. */
+function* encodeKvs(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[]): Generator<void, flatbuffers.Offset> {
   if (kvs.length === 0) return 0;
-  const offsets = kvs.map((kv) => {
+  const offsets = new Array<flatbuffers.Offset>(kvs.length);
+  for (let i = 0; i < kvs.length; i++) {
+    if (i > 0 && i % KVS_PER_TURN === 0) yield;
+    const kv = kvs[i];
     const key = b.createByteVector(kv.key);
     const value = b.createByteVector(kv.value);
     WireKeyValue.startKeyValue(b);
@@ -200,16 +210,17 @@ function encodeKvs(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[]): flat
     addSafeInteger(b, KEY_VALUE_INT64.createRevision, kv.createRevision);
     addSafeInteger(b, KEY_VALUE_INT64.modRevision, kv.modRevision);
     addSafeInteger(b, KEY_VALUE_INT64.version, kv.version);
-    return WireKeyValue.endKeyValue(b);
-  });
+    offsets[i] = WireKeyValue.endKeyValue(b);
+  }
   return Result.createKvsVector(b, offsets);
 }
 
-export function encodeResponse(r: ClientResponse): Uint8Array {
-  const b = builder();
-  const results = r.results.map((res) => {
-    const kvs = encodeKvs(b, res.kvs);
-    const prevKvs = encodeKvs(b, res.prevKvs);
+/** Encodes `r` into `b`, pausing (yielding) every KVS_PER_TURN key-values. */
+function* encodeResponseSteps(b: flatbuffers.Builder, r: ClientResponse): Generator<void, Uint8Array> {
+  const results: flatbuffers.Offset[] = [];
+  for (const res of r.results) {
+    const kvs = yield* encodeKvs(b, res.kvs);
+    const prevKvs = yield* encodeKvs(b, res.prevKvs);
     Result.startResult(b);
     Result.addType(b, RESULT_TYPES.indexOf(res.type));
     addSafeInteger(b, RESULT_INT64.deleted, res.deleted);
@@ -217,8 +228,8 @@ export function encodeResponse(r: ClientResponse): Uint8Array {
     Result.addMore(b, res.more);
     if (kvs) Result.addKvs(b, kvs);
     if (prevKvs) Result.addPrevKvs(b, prevKvs);
-    return Result.endResult(b);
-  });
+    results.push(Result.endResult(b));
+  }
   const resultsVector = Response.createResultsVector(b, results);
   // Absent strings decode as empty: a success carries none.
   const errorCode = r.errorCode ? b.createString(r.errorCode) : 0;
@@ -234,6 +245,28 @@ export function encodeResponse(r: ClientResponse): Uint8Array {
   Response.addDuplicate(b, r.duplicate);
   Response.addResults(b, resultsVector);
   return finished(b, Response.endResponse(b));
+}
+
+export function encodeResponse(r: ClientResponse): Uint8Array {
+  const steps = encodeResponseSteps(builder(), r);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * encodeResponse for a response that may carry many key-values: other work
+ * runs between its turns. Its builder is its own (the shared one is taken
+ * by every encoding in between).
+ */
+export async function encodeResponseInTurns(r: ClientResponse): Promise<Uint8Array> {
+  const steps = encodeResponseSteps(new flatbuffers.Builder(1024), r);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
 }
 
 function decodeKvs(length: number, at: (i: number) => WireKeyValue | null, { vector, count }: Bounds): ClientKeyValue[] {
