@@ -195,12 +195,9 @@ export function decodeRequest(bytes: Uint8Array): ClientRequest {
  */
 export const KVS_PER_TURN = 2_000;
 
-/** The vector of `kvs`, or 0 (no vector) when there are none: an absent vector reads as empty. Pauses (yields) every KVS_PER_TURN. */
-function* encodeKvs(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[]): Generator<void, flatbuffers.Offset> {
-  if (kvs.length === 0) return 0;
-  const offsets = new Array<flatbuffers.Offset>(kvs.length);
-  for (let i = 0; i < kvs.length; i++) {
-    if (i > 0 && i % KVS_PER_TURN === 0) yield;
+/** Key-value tables for kvs[from, to), their offsets into `offsets`. */
+function encodeKvTables(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[], from: number, to: number, offsets: flatbuffers.Offset[]): void {
+  for (let i = from; i < to; i++) {
     const kv = kvs[i];
     const key = b.createByteVector(kv.key);
     const value = b.createByteVector(kv.value);
@@ -212,24 +209,32 @@ function* encodeKvs(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[]): Gen
     addSafeInteger(b, KEY_VALUE_INT64.version, kv.version);
     offsets[i] = WireKeyValue.endKeyValue(b);
   }
-  return Result.createKvsVector(b, offsets);
 }
 
-/** Encodes `r` into `b`, pausing (yielding) every KVS_PER_TURN key-values. */
-function* encodeResponseSteps(b: flatbuffers.Builder, r: ClientResponse): Generator<void, Uint8Array> {
-  const results: flatbuffers.Offset[] = [];
-  for (const res of r.results) {
-    const kvs = yield* encodeKvs(b, res.kvs);
-    const prevKvs = yield* encodeKvs(b, res.prevKvs);
+/** The vector of tables at `offsets`, or 0 (no vector) when there are none: an absent vector reads as empty. */
+function kvsVector(b: flatbuffers.Builder, offsets: flatbuffers.Offset[]): flatbuffers.Offset {
+  return offsets.length === 0 ? 0 : Result.createKvsVector(b, offsets);
+}
+
+function kvsVectorAtOnce(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[]): flatbuffers.Offset {
+  if (kvs.length === 0) return 0;
+  const offsets = new Array<flatbuffers.Offset>(kvs.length);
+  encodeKvTables(b, kvs, 0, kvs.length, offsets);
+  return kvsVector(b, offsets);
+}
+
+/** The response around its results' key-value vectors (kvs and prevKvs of each result, in order). */
+function finishResponse(b: flatbuffers.Builder, r: ClientResponse, vectors: flatbuffers.Offset[]): Uint8Array {
+  const results = r.results.map((res, i) => {
     Result.startResult(b);
     Result.addType(b, RESULT_TYPES.indexOf(res.type));
     addSafeInteger(b, RESULT_INT64.deleted, res.deleted);
     addSafeInteger(b, RESULT_INT64.count, res.count);
     Result.addMore(b, res.more);
-    if (kvs) Result.addKvs(b, kvs);
-    if (prevKvs) Result.addPrevKvs(b, prevKvs);
-    results.push(Result.endResult(b));
-  }
+    if (vectors[2 * i]) Result.addKvs(b, vectors[2 * i]);
+    if (vectors[2 * i + 1]) Result.addPrevKvs(b, vectors[2 * i + 1]);
+    return Result.endResult(b);
+  });
   const resultsVector = Response.createResultsVector(b, results);
   // Absent strings decode as empty: a success carries none.
   const errorCode = r.errorCode ? b.createString(r.errorCode) : 0;
@@ -248,25 +253,31 @@ function* encodeResponseSteps(b: flatbuffers.Builder, r: ClientResponse): Genera
 }
 
 export function encodeResponse(r: ClientResponse): Uint8Array {
-  const steps = encodeResponseSteps(builder(), r);
-  for (;;) {
-    const step = steps.next();
-    if (step.done) return step.value;
-  }
+  const b = builder();
+  const vectors: flatbuffers.Offset[] = [];
+  for (const res of r.results) vectors.push(kvsVectorAtOnce(b, res.kvs), kvsVectorAtOnce(b, res.prevKvs));
+  return finishResponse(b, r, vectors);
 }
 
 /**
- * encodeResponse for a response that may carry many key-values: other work
- * runs between its turns. Its builder is its own (the shared one is taken
- * by every encoding in between).
+ * encodeResponse for a response that may carry many key-values, KVS_PER_TURN
+ * per event-loop turn: other work runs in between. Its builder is its own
+ * (the shared one is taken by every encoding in between). The same bytes.
  */
 export async function encodeResponseInTurns(r: ClientResponse): Promise<Uint8Array> {
-  const steps = encodeResponseSteps(new flatbuffers.Builder(1024), r);
-  for (;;) {
-    const step = steps.next();
-    if (step.done) return step.value;
-    await new Promise((resolve) => setImmediate(resolve));
+  const b = new flatbuffers.Builder(1024);
+  const vectors: flatbuffers.Offset[] = [];
+  for (const res of r.results) {
+    for (const kvs of [res.kvs, res.prevKvs]) {
+      const offsets = new Array<flatbuffers.Offset>(kvs.length);
+      for (let from = 0; from < kvs.length; from += KVS_PER_TURN) {
+        if (from > 0) await new Promise((resolve) => setImmediate(resolve));
+        encodeKvTables(b, kvs, from, Math.min(kvs.length, from + KVS_PER_TURN), offsets);
+      }
+      vectors.push(kvsVector(b, offsets));
+    }
   }
+  return finishResponse(b, r, vectors);
 }
 
 function decodeKvs(length: number, at: (i: number) => WireKeyValue | null, { vector, count }: Bounds): ClientKeyValue[] {
