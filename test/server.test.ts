@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { eventually } from './support/eventually.js';
 import { clusterArgs, freePorts, MAIN, spawnServer, writableThroughEvery } from './support/servers.js';
@@ -122,6 +123,41 @@ describe('raftline serve', () => {
     assert.equal(list.kvs[0].value, 'DIR/A');
     assert.equal(list.more, true);
     assert.equal(list.count, 3);
+  });
+
+  test('a range answer of many megabytes arrives whole through /v3 and /v1, to a client that reads it slowly', async () => {
+    const value = (i: number) => Buffer.alloc(3000, `big-${i}-`).toString();
+    const keys = Array.from({ length: 2500 }, (_, i) => `big/${String(i).padStart(4, '0')}`);
+    for (let from = 0; from < keys.length; from += 400) {
+      const success = keys.slice(from, from + 400).map((k, j) => ({ request_put: { key: Buffer.from(k).toString('base64'), value: Buffer.from(value(from + j)).toString('base64') } }));
+      assert.equal((await v3('n1', 'txn', { success })).status, 200);
+    }
+    // Read with pauses, so the server meets a full socket and must wait for the client.
+    const slowly = (url: string, body?: string) =>
+      new Promise<Buffer>((resolve, reject) => {
+        const req = httpRequest(url, { method: body === undefined ? 'GET' : 'POST' }, (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => {
+            parts.push(chunk);
+            res.pause();
+            setTimeout(() => res.resume(), 2);
+          });
+          res.on('end', () => resolve(Buffer.concat(parts)));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    const v3Answer = JSON.parse((await slowly(`${clientUrl.n2}/v3/kv/range`, JSON.stringify({ key: Buffer.from('big/').toString('base64'), range_end: Buffer.from('big0').toString('base64') }))).toString());
+    assert.equal(v3Answer.count, '2500');
+    assert.deepEqual(v3Answer.kvs.map((kv: { key: string }) => Buffer.from(kv.key, 'base64').toString()), keys);
+    assert.ok(v3Answer.kvs.every((kv: { value: string }, i: number) => Buffer.from(kv.value, 'base64').toString() === value(i)), 'every value intact');
+    const v1Bytes = await slowly(`${clientUrl.n3}/v1/kv?prefix=big/`);
+    assert.ok(v1Bytes.length > 7_000_000, `${v1Bytes.length} bytes`);
+    const v1Answer = JSON.parse(v1Bytes.toString());
+    assert.deepEqual(v1Answer.kvs.map((kv: { key: string }) => kv.key), keys);
+    assert.ok(v1Answer.kvs.every((kv: { value: string }, i: number) => kv.value === value(i)), 'every value intact');
+    assert.equal(v3Answer.header.revision, String(v1Answer.revision), 'no write in between');
   });
 
   test('bad requests get a 4xx with a JSON reason, and the servers keep serving', async () => {

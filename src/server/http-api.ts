@@ -856,11 +856,18 @@ export class HttpApi {
   private respond(res: HttpResponse, routeName: string, reply: Reply, aborted = false): void {
     this.opts.metrics.request(routeName, reply.status);
     if (aborted) return;
+    const body = reply.body;
+    let done = true;
     res.cork(() => {
       res.writeStatus(STATUS_TEXT[reply.status] ?? `${reply.status} Error`);
       for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v);
-      res.end(reply.body);
+      if (typeof body === 'string' || body.byteLength <= STREAMED_BODY_BYTES) res.end(body);
+      else done = res.tryEnd(body, body.byteLength)[1];
     });
+    // end() copies what the socket does not take at once into uWS's own
+    // buffer: 300 ms of the event loop for a 134 MB range answer. tryEnd
+    // leaves the rest here, and it goes out as the client reads.
+    if (!done) res.onWritable((offset) => res.tryEnd((body as Uint8Array).subarray(offset), body.length)[0]);
   }
 }
 
@@ -885,6 +892,9 @@ interface ClientSocketData {
   unsent: Uint8Array[];
   unsentBytes: number;
 }
+
+/** An HTTP answer larger than this is written as the client reads it (HttpApi.respond). */
+const STREAMED_BODY_BYTES = 1 << 20;
 
 /** Answer bytes a client connection may hold in uWS's send buffer; more wait for it to drain. */
 const REPLY_BUFFER_BYTES = 16 << 20;
