@@ -178,6 +178,8 @@ describe('raftline serve', () => {
       ['/v3/kv/txn', { method: 'POST', body: JSON.stringify({ success: [{ request_nothing: {} }] }) }, 400, 'bad_request'],
       ['/v3/kv/lease', { method: 'POST', body: '{}' }, 404, 'not_found'],
       ['/v1/admin/promote', { method: 'POST', body: 'null' }, 400, 'bad_request'],
+      ['/v1/admin/change-peers', { method: 'POST', body: JSON.stringify({ voters: ['n1', 'n2', 'n2'] }) }, 400, 'bad_request'],
+      ['/v1/admin/reset-peers', { method: 'POST', body: JSON.stringify({ voters: ['n1', 'n1'] }) }, 400, 'bad_request'],
     ];
     for (const [url, init, status, code] of cases) {
       const r = await fetch(`${clientUrl.n2}${url}`, init);

@@ -259,6 +259,12 @@ interface Recovered {
  * const result = await node.apply(Buffer.from('set x 1'));
  * ```
  */
+/** A voter listed twice would count twice toward every quorum. */
+function refuseRepeats(ids: readonly NodeId[], what: string): void {
+  const repeated = ids.filter((id, i) => ids.indexOf(id) !== i);
+  if (repeated.length > 0) throw new RaftError(`${what} lists ${[...new Set(repeated)].join(', ')} more than once`, 'ERR_RAFTLINE_CONFIG');
+}
+
 export class RaftNode {
   readonly groupId: string;
   readonly id: NodeId;
@@ -339,9 +345,7 @@ export class RaftNode {
   static async start(opts: RaftNodeOptions): Promise<RaftNode> {
     const peers = opts.peers ?? [];
     if (peers.length > 0 && !peers.includes(opts.id)) throw new RaftError(`peers must include this node (${opts.id})`, 'ERR_RAFTLINE_CONFIG');
-    // A voter listed twice would count twice toward every quorum.
-    const repeated = peers.filter((id, i) => peers.indexOf(id) !== i);
-    if (repeated.length > 0) throw new RaftError(`peers lists ${[...new Set(repeated)].join(', ')} more than once`, 'ERR_RAFTLINE_CONFIG');
+    refuseRepeats(peers, 'peers');
     const log = await SegmentLog.open(path.join(opts.dataDir, 'log'), { segmentBytes: opts.segmentBytes, sync: opts.sync });
     try {
       const meta = await MetaStore.open(opts.dataDir);
@@ -510,7 +514,7 @@ export class RaftNode {
   async resetPeers(voters: NodeId[]): Promise<void> {
     if (this.stopped) throw this.stopped;
     if (voters.length === 0) throw new RaftError('resetPeers needs at least one voter', 'ERR_RAFTLINE_CONFIG');
-    voters = [...new Set(voters)];
+    refuseRepeats(voters, 'resetPeers');
     // Let every queued write land, so the new entry follows the durable log,
     // and every handed-out entry be applied, so the new core starts where the state machine is.
     await this.persistTail;

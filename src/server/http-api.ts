@@ -427,6 +427,7 @@ export class HttpApi {
     const ids = (field: string): string[] => {
       const v = req[field];
       if (!Array.isArray(v) || v.length === 0 || v.some((x) => typeof x !== 'string' || !NODE_ID.test(x))) throw new HttpError(400, 'bad_request', `${field} must be a non-empty array of node ids`);
+      if (new Set(v).size !== v.length) throw new HttpError(400, 'bad_request', `${field} names a node more than once`);
       return v as string[];
     };
     const address = (): string => {

@@ -101,14 +101,22 @@ export class ProcessCluster {
     const deadline = Date.now() + boundMs;
     for (;;) {
       const statuses = await Promise.all(
-        this.ids.map((id) => this.request<{ role: string; leader: string | null; term: number }>(id, { op: 'status', group }).catch(() => null)),
+        this.ids.map((id) =>
+          this.request<{ role: string; leader: string | null; term: number; configuration: { voters: string[]; learners: string[] } }>(id, { op: 'status', group }).catch(() => null),
+        ),
       );
       const leaders = statuses.filter((s) => s?.role === 'leader');
       if (leaders.length === 1) {
+        const { term, configuration } = leaders[0]!;
         const leader = this.ids[statuses.indexOf(leaders[0])];
-        if (statuses.every((s) => s === null || s.leader === leader || s.term < leaders[0]!.term)) return leader;
+        // A member removed (or not yet added) hears from no leader: it need not agree.
+        const members = new Set([...configuration.voters, ...configuration.learners]);
+        if (statuses.every((s, i) => s === null || !members.has(this.ids[i]) || s.leader === leader || s.term < term)) return leader;
       }
-      if (Date.now() > deadline) throw new Error(`no single leader of ${group} within ${boundMs} ms`);
+      if (Date.now() > deadline) {
+        const seen = statuses.map((s, i) => `${this.ids[i]}: ${s ? `${s.role} term ${s.term} leader ${s.leader}` : 'no answer'}`);
+        throw new Error(`no single leader of ${group} within ${boundMs} ms (${seen.join('; ')})`);
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
   }
