@@ -3,7 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RaftlineClient, RaftlineClientError } from '../src/client/index.js';
-import { decodeCommand } from '../src/server/kv-command.js';
+import { decodeCommand, isSessionRegistration } from '../src/server/kv-command.js';
 import { decodeRequest, encodeResponse, type ClientRequest } from '../src/transport/client-codec.js';
 import { packFrames, unpackFrame } from '../src/transport/frame.js';
 import { loadUws } from '../src/transport/uws.js';
@@ -16,9 +16,13 @@ interface Received {
   sequence?: number;
 }
 
-/** One fake member: reports itself leader with `maxRequestBytes`, and answers requests as `policy` says. */
+/** One fake member: reports itself leader with `maxRequestBytes`, registers sessions, and answers other requests as `policy` says. */
 class ScriptedEndpoint {
   readonly received: Received[] = [];
+  /** Session registrations answered (not in `received`). */
+  registrations = 0;
+  /** Session registrations are answered with this error while it is set. */
+  refuseRegistration: { errorCode: string; error: string } | null = null;
   /** Requests held back, answered by `release`. */
   private readonly held: { ws: { send(data: Uint8Array, isBinary: boolean): number }; id: number }[] = [];
   policy: (r: Received) => 'answer' | 'hold' | { errorCode: string; error: string } = () => 'answer';
@@ -40,13 +44,21 @@ class ScriptedEndpoint {
           const answers: Uint8Array[] = [];
           for (const bytes of envelopes) {
             const request = decodeRequest(bytes);
+            if (request.command && isSessionRegistration(request.command)) {
+              if (this.refuseRegistration) {
+                answers.push(refusal(request.id, this.refuseRegistration));
+                continue;
+              }
+              answers.push(encodeResponse({ ...success(request.id), session: `#${++this.registrations}` }));
+              continue;
+            }
             const command = request.command ? decodeCommand(request.command) : undefined;
             const r: Received = { request, clientId: command?.clientId, sequence: command?.sequence };
             this.received.push(r);
             const what = this.policy(r);
             if (what === 'hold') this.held.push({ ws, id: request.id });
             else if (what === 'answer') answers.push(answer(request.id));
-            else answers.push(encodeResponse({ id: request.id, errorCode: what.errorCode, error: what.error, leader: null, revision: 0, succeeded: false, duplicate: false, results: [] }));
+            else answers.push(refusal(request.id, what));
           }
           if (answers.length > 0) for (const frame of packFrames(answers)) ws.send(frame, true);
         },
@@ -76,9 +88,12 @@ class ScriptedEndpoint {
   }
 }
 
-function answer(id: number): Uint8Array {
-  return encodeResponse({ id, errorCode: '', error: '', leader: null, revision: 1, succeeded: true, duplicate: false, results: [] });
-}
+const success = (id: number) => ({ id, errorCode: '', error: '', leader: null, revision: 1, succeeded: true, duplicate: false, results: [], session: '' });
+
+const answer = (id: number): Uint8Array => encodeResponse(success(id));
+
+const refusal = (id: number, { errorCode, error }: { errorCode: string; error: string }): Uint8Array =>
+  encodeResponse({ ...success(id), errorCode, error, revision: 0, succeeded: false });
 
 const endpoint = new ScriptedEndpoint();
 before(() => endpoint.start());
@@ -136,22 +151,48 @@ test('a write waiting for room times out from its call and is never sent', async
   }
 });
 
-test('two clients given the same clientId label keep separate sessions', async () => {
+test('a client registers one session before its first write, and writes made meanwhile go out under it', async () => {
   endpoint.received.length = 0;
-  const a = await RaftlineClient.connect({ endpoints: [endpoint.url], clientId: 'svc' });
-  const b = await RaftlineClient.connect({ endpoints: [endpoint.url], clientId: 'svc' });
+  const registered = endpoint.registrations;
+  const a = await RaftlineClient.connect({ endpoints: [endpoint.url] });
+  const b = await RaftlineClient.connect({ endpoints: [endpoint.url] });
   try {
-    await a.put('x', '1');
-    await b.put('x', '2');
-    const [first, second] = endpoint.received;
-    assert.equal(first.sequence, 1);
-    assert.equal(second.sequence, 1);
-    assert.match(first.clientId!, /^svc\//);
-    assert.match(second.clientId!, /^svc\//);
-    assert.notEqual(first.clientId, second.clientId, 'the servers would take the second write for a retry of the first');
+    assert.equal(a.sessionId, null);
+    assert.equal(endpoint.registrations, registered, 'connecting registers nothing');
+    await Promise.all([a.put('x', '1'), a.put('x', '2'), a.put('x', '3')]);
+    await b.put('x', '4');
+    assert.equal(endpoint.registrations, registered + 2, 'one registration per client');
+    const ofA = endpoint.received.filter((r) => r.clientId === a.sessionId);
+    assert.deepEqual(ofA.map((r) => r.sequence), [1, 2, 3]);
+    assert.equal(endpoint.received.at(-1)!.clientId, b.sessionId);
+    assert.equal(endpoint.received.at(-1)!.sequence, 1);
+    assert.notEqual(a.sessionId, b.sessionId);
   } finally {
     await a.close();
     await b.close();
+  }
+});
+
+test('a registration the servers refuse fails the writes waiting for it, unsent, and the next write asks again', async () => {
+  endpoint.received.length = 0;
+  const client = await RaftlineClient.connect({ endpoints: [endpoint.url] });
+  endpoint.refuseRegistration = { errorCode: 'unauthorized', error: 'a client token is required' };
+  try {
+    const outcomes = await Promise.allSettled([client.put('r', '1'), client.put('r', '2')]);
+    for (const o of outcomes) {
+      assert.equal(o.status, 'rejected');
+      const err = o.reason as RaftlineClientError;
+      assert.equal(err.code, 'unauthorized');
+      assert.match(err.message, /no client session could be registered \(a client token is required\); the write was never sent/);
+    }
+    assert.equal(endpoint.received.length, 0);
+    endpoint.refuseRegistration = null;
+    await client.put('r', '3');
+    assert.equal(endpoint.received.length, 1);
+    assert.equal(endpoint.received[0].clientId, client.sessionId);
+  } finally {
+    endpoint.refuseRegistration = null;
+    await client.close();
   }
 });
 
@@ -171,13 +212,14 @@ test('an unknown read consistency and a request over the servers\' limit are ref
   }
 });
 
-test('a write refused because the servers forgot its session is of unknown outcome, and later writes go under a new session from sequence 1', async () => {
+test('a write refused because the servers forgot its session is of unknown outcome, and later writes go under a newly registered session from sequence 1', async () => {
   endpoint.received.length = 0;
-  const client = await RaftlineClient.connect({ endpoints: [endpoint.url], clientId: 'svc' });
+  const client = await RaftlineClient.connect({ endpoints: [endpoint.url] });
   try {
     await client.put('a', '1');
     await client.put('a', '2');
-    const before = client.clientId;
+    const before = client.sessionId;
+    const registered = endpoint.registrations;
     endpoint.policy = (r) => (r.sequence === 3 ? { errorCode: 'session_expired', error: 'the cluster no longer remembers this session' } : 'answer');
     const refused = await client.put('a', '3').then(() => null, (err: unknown) => err);
     assert.ok(refused instanceof RaftlineClientError, String(refused));
@@ -187,9 +229,9 @@ test('a write refused because the servers forgot its session is of unknown outco
     await client.put('a', '4');
     const last = endpoint.received.at(-1)!;
     assert.notEqual(last.clientId, before, 'a new session');
-    assert.match(last.clientId!, /^svc\//, 'under the same label');
+    assert.equal(endpoint.registrations, registered + 1, 'registered anew');
     assert.equal(last.sequence, 1);
-    assert.equal(client.clientId, last.clientId);
+    assert.equal(client.sessionId, last.clientId);
   } finally {
     endpoint.policy = () => 'answer';
     await client.close();

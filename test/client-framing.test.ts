@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { RaftlineClient } from '../src/client/index.js';
 import { decodeRequest, encodeResponse, type ClientRequest } from '../src/transport/client-codec.js';
 import { packFrame, unpackFrame } from '../src/transport/frame.js';
-import { decodeCommand } from '../src/server/kv-command.js';
+import { decodeCommand, isSessionRegistration } from '../src/server/kv-command.js';
 import { loadUws } from '../src/transport/uws.js';
 import type { us_listen_socket } from '@trufflesuite/uws-js-unofficial';
 
@@ -24,7 +24,10 @@ let endpoint = '';
 const revisionFor = (r: ClientRequest) => (r.command ? Number(Buffer.from(decodeCommand(r.command).txn.success[0]!.key).toString().slice(1)) : 0);
 
 const answerAll = (requests: ClientRequest[], send: (bytes: Uint8Array) => void) => {
-  const answers = requests.map((r) => encodeResponse({ id: r.id, errorCode: '', error: '', leader: null, revision: revisionFor(r), succeeded: true, duplicate: false, results: [] }));
+  const answers = requests.map((r) => {
+    const registration = r.command !== undefined && isSessionRegistration(r.command);
+    return encodeResponse({ id: r.id, errorCode: '', error: '', leader: null, revision: registration ? 0 : revisionFor(r), succeeded: true, duplicate: false, results: [], session: registration ? '#1' : '' });
+  });
   send(packFrame(answers, 0, answers.length));
 };
 
@@ -58,6 +61,7 @@ test('the requests of one turn go out in one frame, and every answer of a shared
   onFrame = answerAll;
   const client = await RaftlineClient.connect({ endpoints: [endpoint] });
   try {
+    await client.put('k0', 'v'); // registers the session, with a frame of its own
     frames.length = 0;
     const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
     const answers = await Promise.all(keys.map((k, i) => (i % 2 ? client.put(k, 'v') : client.get(k, { consistency: 'stale' }))));
@@ -74,15 +78,17 @@ test('the requests of one turn go out in one frame, and every answer of a shared
 });
 
 test('a frame from the server that cannot be split drops the connection; unanswered requests go out again on the next one', async () => {
-  let damaged = false;
-  onFrame = (requests, send) => {
-    if (damaged) return answerAll(requests, send);
-    damaged = true;
-    // A length prefix that runs past the end of the frame.
-    send(Buffer.from([200, 0, 0, 0, 1, 2]));
-  };
+  onFrame = answerAll;
   const client = await RaftlineClient.connect({ endpoints: [endpoint] });
   try {
+    await client.put('k1', 'v');
+    let damaged = false;
+    onFrame = (requests, send) => {
+      if (damaged) return answerAll(requests, send);
+      damaged = true;
+      // A length prefix that runs past the end of the frame.
+      send(Buffer.from([200, 0, 0, 0, 1, 2]));
+    };
     const before = connections;
     const r = await client.put('k7', 'v');
     assert.equal(connections, before + 1, 'the client reconnected once');

@@ -143,7 +143,9 @@ test('a damaged client request or response decodes the same wherever it sits in 
   const response = encodeResponse({
     id: 3, errorCode: '', error: '', leader: 'n1', revision: 9, succeeded: true, duplicate: false,
     results: [{ type: 'range', deleted: 0, count: 1, more: false, kvs: [kv], prevKvs: [kv] }],
+    session: '#17',
   });
+  assert.equal(decodeResponse(response).session, '#17');
   decodesTheSameAnywhere([response], decodeResponse, ClientFrameError);
 });
 
@@ -153,7 +155,7 @@ test('a client response naming one large vector many times (shared tables) is re
   const kvs = WireResult.createKvsVector(b, Array.from({ length: 2000 }, () => kv));
   const result = WireResult.createResult(b, 2, 0n, 0n, false, kvs, kvs);
   const results = WireResponse.createResultsVector(b, Array.from({ length: 2000 }, () => result));
-  b.finish(WireResponse.createResponse(b, 1n, 0, 0, 0, 1n, true, false, results));
+  b.finish(WireResponse.createResponse(b, 1n, 0, 0, 0, 1n, true, false, results, 0));
   const bytes = b.asUint8Array();
   // Each vector alone fits the message; together they would make 8 million key-values.
   assert.ok(2000 * 4 <= bytes.byteLength);
@@ -164,7 +166,7 @@ test('client messages encoded one after another stay intact, whatever their size
   const read = (key: Uint8Array) => ({ key, limit: 0, keysOnly: false, countOnly: false, consistency: 'stale' as const });
   const big = encodeRequest({ id: 1, command: Buffer.alloc(300_000, 7) });
   const small = encodeRequest({ id: 2, read: read(Buffer.from('k')) });
-  const after = encodeResponse({ id: 3, errorCode: 'busy', error: 'try again', leader: 'n2', revision: 9, succeeded: false, duplicate: false, results: [] });
+  const after = encodeResponse({ id: 3, errorCode: 'busy', error: 'try again', leader: 'n2', revision: 9, succeeded: false, duplicate: false, results: [], session: '' });
   const again = encodeRequest({ id: 4, read: read(Buffer.from('other')) });
   const bigDecoded = decodeRequest(big);
   assert.equal(bigDecoded.id, 1);
@@ -172,10 +174,10 @@ test('client messages encoded one after another stay intact, whatever their size
   const smallDecoded = decodeRequest(small);
   assert.equal(smallDecoded.id, 2);
   assert.equal(Buffer.from(smallDecoded.read!.key).toString(), 'k');
-  assert.deepEqual(decodeResponse(after), { id: 3, errorCode: 'busy', error: 'try again', leader: 'n2', revision: 9, succeeded: false, duplicate: false, results: [] });
+  assert.deepEqual(decodeResponse(after), { id: 3, errorCode: 'busy', error: 'try again', leader: 'n2', revision: 9, succeeded: false, duplicate: false, results: [], session: '' });
   assert.equal(Buffer.from(decodeRequest(again).read!.key).toString(), 'other');
   // A success carries no strings and still decodes them as empty.
-  assert.deepEqual(decodeResponse(encodeResponse({ id: 5, errorCode: '', error: '', leader: null, revision: 1, succeeded: true, duplicate: false, results: [] })).errorCode, '');
+  assert.deepEqual(decodeResponse(encodeResponse({ id: 5, errorCode: '', error: '', leader: null, revision: 1, succeeded: true, duplicate: false, results: [], session: '' })).errorCode, '');
 });
 
 test('a response encoded in turns is the bytes encodeResponse makes, whatever is encoded between its turns', async () => {
@@ -189,6 +191,7 @@ test('a response encoded in turns is the bytes encodeResponse makes, whatever is
       revision: 99,
       succeeded: true,
       duplicate: false,
+      session: '',
       results: [{ type: 'range' as const, deleted: 0, count: count + 3, more: true, kvs: Array.from({ length: count }, (_, i) => kv(i)), prevKvs: [] }],
     };
     let between = 0;

@@ -75,7 +75,7 @@ test('a 64-bit field that is negative or above MAX_SAFE_INTEGER reads as -1, and
   for (const value of [2n ** 53n, 2n ** 63n - 1n, -1n, -(2n ** 40n)]) {
     assert.equal(readSafeInteger(table(cls, (b) => Response.addRevision(b, value)).root, INT64_SLOTS.Response.revision), -1, String(value));
   }
-  const response = encodeResponse({ id: 1, errorCode: '', error: '', leader: null, revision: 7, succeeded: true, duplicate: false, results: [] });
+  const response = encodeResponse({ id: 1, errorCode: '', error: '', leader: null, revision: 7, succeeded: true, duplicate: false, results: [], session: '' });
   const revisionAt = Buffer.from(response).indexOf(Buffer.from([7, 0, 0, 0, 0, 0, 0, 0]));
   assert.ok(revisionAt > 0);
   const tooLarge = Buffer.from(response);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import type { ApplyIterator, Command, SnapshotWrite } from '../src/node/index.js';
 import { SnapshotStore } from '../src/node/snapshot-store.js';
-import { decodeCommand, encodeCommand, type KvCommand, type Operation, type Txn } from '../src/server/kv-command.js';
+import { decodeCommand, encodeCommand, SESSION_REGISTRATION, type KvCommand, type Operation, type Txn } from '../src/server/kv-command.js';
 import { KvStore, MAX_SESSIONS, SESSION_WINDOW, type TxnResult } from '../src/server/kv-store.js';
 import { Prng } from './support/prng.js';
 import { tempDir } from './support/tmp.js';
@@ -15,8 +15,12 @@ const b = (s: string) => Buffer.from(s);
 let index = 0;
 
 function apply(store: KvStore, txn: Txn, clientId = '', sequence = 0): TxnResult {
+  return applyEntry(store, encodeCommand({ clientId, sequence, txn }));
+}
+
+function applyEntry(store: KvStore, data: Uint8Array): TxnResult {
   let result: unknown;
-  const cmd: Command = { index: ++index, term: 1, data: encodeCommand({ clientId, sequence, txn }), respond: (r) => (result = r) };
+  const cmd: Command = { index: ++index, term: 1, data, respond: (r) => (result = r) };
   const batch: ApplyIterator = { length: 1, [Symbol.iterator]: () => [cmd][Symbol.iterator]() };
   store.onApply(batch);
   return result as TxnResult;
@@ -152,18 +156,52 @@ test('beyond the session limit, the least recently active client is forgotten fi
   assert.equal(write('fresh', 512).error, undefined, 'a new session may start anywhere up to 512');
 });
 
+test('a registered session is named by its entry\'s index; once forgotten, none of its writes applies, not even its first', () => {
+  const s = new KvStore();
+  const registration = applyEntry(s, SESSION_REGISTRATION);
+  assert.equal(registration.session, `#${index}`);
+  assert.equal(registration.succeeded, true);
+  const id = registration.session!;
+  assert.equal(apply(s, txn(put('k', 'first')), id, 1).error, undefined);
+  assert.equal(apply(s, txn(put('k', 'first')), id, 1).duplicate, true);
+  assert.equal(apply(s, txn(put('k', 'x')), '#999999999', 1).error, 'unknownSession', 'a registered-form id is never started by a write');
+  for (let i = 0; i < MAX_SESSIONS; i++) applyEntry(s, SESSION_REGISTRATION);
+  const retry = apply(s, txn(put('k', 'first')), id, 1);
+  assert.equal(retry.error, 'unknownSession', 'the retry of a write that applied is refused, not applied again');
+  assert.equal(s.get(b('k'))?.version, 1);
+  assert.equal(apply(s, txn(put('k', 'next')), id, 2).error, 'unknownSession');
+  const fresh = applyEntry(s, SESSION_REGISTRATION).session!;
+  assert.notEqual(fresh, id);
+  assert.equal(apply(s, txn(put('k', 'new')), fresh, 1).error, undefined);
+  assert.equal(s.get(b('k'))?.value.toString(), 'new');
+});
+
+test('an entry that does not decode is answered with why, and changes nothing', () => {
+  const s = new KvStore();
+  apply(s, txn(put('k', 'v')));
+  const r = applyEntry(s, Uint8Array.of(9, 1, 2));
+  assert.match(r.undecodable ?? '', /unknown version 9/);
+  assert.equal(r.succeeded, false);
+  assert.equal(s.revision, 2);
+});
+
 test('a snapshot restores keys, revisions and client sessions exactly', async () => {
   const s = new KvStore();
   const rng = new Prng(9);
   for (let i = 0; i < 3000; i++) apply(s, txn(put(`key-${rng.int(0, 999)}`, 'v'.repeat(rng.int(0, 2000)))), `c${i % 7}`, i);
   // Larger than a snapshot chunk, between keys that share chunks.
   apply(s, txn(put('key-500x', 'w'.repeat(3 << 19))), 'c8', 1);
+  const registered = applyEntry(s, SESSION_REGISTRATION).session!;
+  apply(s, txn(put('r', '1')), registered, 1);
+  const idle = applyEntry(s, SESSION_REGISTRATION).session!;
   const restored = await restore(s.onSnapshotCapture(), 'snap', 3000);
   assert.equal(restored.revision, s.revision);
   assert.equal(restored.size, s.size);
   const all = { type: 'range' as const, key: b('\0'), rangeEnd: b('\0') };
   assert.deepEqual(restored.range(all), s.range(all));
   assert.equal(apply(restored, txn(put('k', 'v')), 'c3', 2999).duplicate, true, 'sessions came along');
+  assert.equal(apply(restored, txn(put('r', '1')), registered, 1).duplicate, true, 'registered sessions came along');
+  assert.equal(apply(restored, txn(put('r', '2')), idle, 1).error, undefined, 'so did one registered with no write yet');
 });
 
 test('keys and values of any bytes survive puts, ranges, value comparisons and snapshots, in byte order', async () => {

@@ -2,11 +2,11 @@
 // WebSocket protocol (schema/client.fbs). It pipelines requests on one
 // connection, prefers the leader (saving the followers' forwarding hop),
 // reconnects to another endpoint when a connection fails, and retries
-// safely: every write carries this client's id and a sequence number, and the
-// server's state machine applies a given (id, sequence) at most once.
-import { randomUUID } from 'node:crypto';
+// safely: every write carries the id of a session the cluster registered for
+// this client and a sequence number, and the server's state machine applies a
+// given (session, sequence) at most once.
 import WebSocket from 'ws';
-import { encodeCommand, type Operation, type Txn } from '../server/kv-command.js';
+import { encodeCommand, SESSION_REGISTRATION, type Operation, type Txn } from '../server/kv-command.js';
 import {
   decodeResponse,
   encodeRequest,
@@ -25,13 +25,6 @@ export type { Compare, Operation, Txn } from '../server/kv-command.js';
 export interface ClientOptions {
   /** Servers' client URLs, e.g. `http://127.0.0.1:7201`. */
   endpoints: string[];
-  /**
-   * A label for this client's writes. The session the servers keep for
-   * at-most-once retries is this label plus a random part: two clients (or
-   * two runs of one program) given the same label never take each other's
-   * writes for retries. Default: none, the random part alone.
-   */
-  clientId?: string;
   /**
    * A request that has not succeeded this long after the call (waiting for
    * a write slot included) rejects with RaftlineClientError('timeout'). Default 30000.
@@ -54,7 +47,7 @@ export class RaftlineClientError extends Error {
   }
 }
 
-/** A client session: the id the servers deduplicate its writes by, and its sequences. */
+/** A client session: the id the cluster registered it under (it deduplicates its writes by it), and its sequences. */
 interface Session {
   readonly id: string;
   sequence: number;
@@ -113,8 +106,9 @@ const bytes = (v: string | Uint8Array): Uint8Array => (typeof v === 'string' ? B
  * ```
  */
 export class RaftlineClient {
-  private readonly label: string | undefined;
-  private session: Session;
+  /** None before the first write, and after the cluster forgot the last one; the next write registers one. */
+  private session: Session | null = null;
+  private registering = false;
   private readonly endpoints: string[];
   private readonly requestTimeoutMs: number;
   private readonly headers: Record<string, string>;
@@ -140,8 +134,6 @@ export class RaftlineClient {
   private constructor(opts: ClientOptions) {
     if (opts.endpoints.length === 0) throw new RaftlineClientError('bad_request', 'at least one endpoint is needed');
     this.endpoints = opts.endpoints.map((e) => e.replace(/\/+$/, ''));
-    this.label = opts.clientId;
-    this.session = this.newSession();
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.headers = opts.token === undefined ? {} : { Authorization: `Bearer ${opts.token}` };
     this.sweeper = setInterval(() => this.expire(), 250);
@@ -175,7 +167,10 @@ export class RaftlineClient {
     // Without async/await: on a busy client the promises and frames they add
     // per call were a good part of its garbage.
     if (this.writeQueue.length === 0 && this.sequenceFree()) return this.write(txn, deadlineMs);
-    return new Promise((resolve, reject) => this.writeQueue.push({ txn, deadlineMs, resolve, reject }));
+    return new Promise((resolve, reject) => {
+      this.writeQueue.push({ txn, deadlineMs, resolve, reject });
+      this.sendQueued();
+    });
   }
 
   async get(key: string | Uint8Array, opts: { consistency?: ReadConsistency } = {}): Promise<(ClientKeyValue & { revision: number }) | null> {
@@ -233,24 +228,54 @@ export class RaftlineClient {
 
   // --------------------------------------------------------------- internals
 
-  /** The id the servers know this client's writes by: the label given (if any) and a random part. */
-  get clientId(): string {
-    return this.session.id;
+  /** The id of the session the cluster knows this client's writes by; null before the first write. */
+  get sessionId(): string | null {
+    return this.session?.id ?? null;
   }
 
-  private newSession(): Session {
-    return { id: this.label ? `${this.label}/${randomUUID()}` : randomUUID(), sequence: 0, inFlight: new Set() };
+  /**
+   * Asks the cluster for a session, through the log like a write: its id is
+   * the registering entry's index, so it is never given out again, not even
+   * by a late copy of this request after the cluster has forgotten it.
+   * Queued writes go out under it.
+   */
+  private register(): void {
+    if (this.registering) return;
+    this.registering = true;
+    this.send((id) => encodeRequest({ id, command: SESSION_REGISTRATION }), true, Date.now() + this.requestTimeoutMs).then(
+      (r) => {
+        this.registering = false;
+        if (!r.session) {
+          this.failQueued(new RaftlineClientError('unsupported', 'the server registered no client session: it is older than this client'));
+          return;
+        }
+        this.session = { id: r.session, sequence: 0, inFlight: new Set() };
+        this.sendQueued();
+      },
+      (err: Error) => {
+        this.registering = false;
+        // Writes queued after the registration began still have time left.
+        if (err instanceof RaftlineClientError && err.code === 'timeout') this.sendQueued();
+        else this.failQueued(err);
+      },
+    );
   }
 
-  /** Whether the next sequence keeps the sequences in flight within MAX_SEQUENCE_SPAN. */
+  private failQueued(err: Error): void {
+    const code = err instanceof RaftlineClientError ? err.code : 'internal';
+    for (const w of this.writeQueue.splice(0)) w.reject(new RaftlineClientError(code, `no client session could be registered (${err.message}); the write was never sent`));
+  }
+
+  /** Whether the next sequence keeps the sequences in flight within MAX_SEQUENCE_SPAN (false without a session). */
   private sequenceFree(): boolean {
+    if (!this.session) return false;
     const lowest = this.session.inFlight.values().next();
     return lowest.done === true || this.session.sequence + 1 - lowest.value < MAX_SEQUENCE_SPAN;
   }
 
   /** Sends one write under the next sequence, which stays in flight until it settles. */
   private write(txn: Txn, deadlineMs: number): Promise<TxnResponse> {
-    const session = this.session;
+    const session = this.session!;
     let command: Uint8Array;
     try {
       command = encodeCommand({ clientId: session.id, sequence: session.sequence + 1, txn });
@@ -266,8 +291,8 @@ export class RaftlineClient {
       },
       (err: Error) => {
         // The servers forgot this session (100,000 others were active since):
-        // later writes go under a new one, which they will take.
-        if (err instanceof RaftlineClientError && err.serverCode === 'session_expired' && session === this.session) this.session = this.newSession();
+        // later writes go under a new one.
+        if (err instanceof RaftlineClientError && err.serverCode === 'session_expired' && session === this.session) this.session = null;
         this.settleSequence(session, sequence);
         throw err;
       },
@@ -276,6 +301,13 @@ export class RaftlineClient {
 
   private settleSequence(session: Session, sequence: number): void {
     session.inFlight.delete(sequence);
+    this.sendQueued();
+  }
+
+  /** Sends queued writes while the sequences in flight leave room, first registering a session if there is none. */
+  private sendQueued(): void {
+    if (this.writeQueue.length === 0) return;
+    if (!this.session) return this.register();
     while (this.writeQueue.length > 0 && this.sequenceFree()) {
       const w = this.writeQueue.shift()!;
       this.write(w.txn, w.deadlineMs).then(w.resolve, w.reject);

@@ -12,7 +12,7 @@ import { BusyError, InvalidChangeError, NotLeaderError, OutcomeUnknownError, Raf
 import type { UwsTransportStats } from '../transport/index.js';
 import { ClientFrameError, decodeRequest, encodeResponse, encodeResponseInTurns, KVS_PER_TURN, type ClientResponse, type ClientResult } from '../transport/client-codec.js';
 import { packFrames, unpackFrame } from '../transport/frame.js';
-import { decodeCommand, encodeCommand, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
+import { decodeCommand, encodeCommand, isSessionRegistration, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
 import { ClientTokenCheck } from './client-auth.js';
 import { jsonWithRows } from './json-rows.js';
 import type { KeyValue, KvStore, OperationResult, TxnResult } from './kv-store.js';
@@ -692,7 +692,7 @@ export class HttpApi {
   }
 
   private clientResponse(id: number, fields: Partial<ClientResponse>): ClientResponse {
-    return { id, errorCode: '', error: '', leader: null, revision: this.store.revision, succeeded: true, duplicate: false, results: [], ...fields };
+    return { id, errorCode: '', error: '', leader: null, revision: this.store.revision, succeeded: true, duplicate: false, results: [], session: '', ...fields };
   }
 
   /** One binary-protocol request; always answers (errors included), never throws. */
@@ -711,6 +711,11 @@ export class HttpApi {
       }
       id = req.id;
       route = req.command ? 'ws:write' : 'ws:read';
+      if (req.command && isSessionRegistration(req.command)) {
+        route = 'ws:register';
+        const r = await this.propose(req.command);
+        return answer({ revision: r.revision, session: r.session ?? '' });
+      }
       if (req.command) {
         let command;
         try {
@@ -762,6 +767,9 @@ export class HttpApi {
           'sequence_too_old',
           'this write is older than the last 1024 its client made: the cluster no longer remembers whether it was applied, so it was not applied now (it may have been before)',
         );
+      }
+      if (r.undecodable !== undefined) {
+        throw new HttpError(500, 'not_applied', `the leader's state machine could not decode the command, so it was not applied (${r.undecodable}); are the members on different versions?`);
       }
       if (r.error === 'unknownSession') {
         throw new HttpError(

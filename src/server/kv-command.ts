@@ -6,6 +6,11 @@
 // transaction: varint count + comparisons, varint count + success operations,
 // varint count + failure operations. Strings and byte strings are a varint
 // length then the bytes; numbers are varints (at most 2^53 - 1).
+//
+// A client session is registered by an entry of one byte, 2 (a version 1
+// decoder refuses it): its id is then the entry's log index, unique for the
+// cluster's life, so a session the state machine forgot can never be
+// registered again by a late copy of its registration.
 
 /** A key or value: raw bytes. */
 export type Bytes = Uint8Array;
@@ -39,13 +44,30 @@ export interface Txn {
 }
 
 export interface KvCommand {
-  /** With `sequence`, makes a retried command apply at most once; '' for none. */
+  /**
+   * With `sequence`, makes a retried command apply at most once; '' for none.
+   * A registered session's id (`sessionIdFor`), or any other string for a
+   * session the state machine starts at its first write (clients of earlier
+   * versions; weaker, see docs/server.md).
+   */
   clientId: string;
   sequence: number;
   txn: Txn;
 }
 
 const VERSION = 1;
+const SESSION_REGISTRATION_VERSION = 2;
+
+/** The log entry that registers a client session. */
+export const SESSION_REGISTRATION: Uint8Array = Uint8Array.of(SESSION_REGISTRATION_VERSION);
+
+export const isSessionRegistration = (bytes: Uint8Array): boolean => bytes.length === 1 && bytes[0] === SESSION_REGISTRATION_VERSION;
+
+/** The id of the session registered by the entry at `index`. */
+export const sessionIdFor = (index: number): string => `#${index}`;
+
+/** Whether `id` has the form of a registered session's id: such a session is never started by a write. */
+export const isRegisteredSessionId = (id: string): boolean => /^#[1-9][0-9]*$/.test(id);
 const TARGETS: CompareTarget[] = ['value', 'version', 'create', 'mod'];
 const RESULTS: CompareResult[] = ['equal', 'notEqual', 'greater', 'less'];
 const OPS = ['put', 'delete', 'range', 'member'] as const;

@@ -5,7 +5,7 @@
 // same client id and sequence apply at most once.
 import type { Configuration } from '../core/quorum.js';
 import type { ApplyIterator, RaftError, SnapshotReader, SnapshotWrite, SnapshotWriter, StateMachine } from '../node/index.js';
-import { decodeCommand, type Bytes, type Compare, type KvCommand, type Operation } from './kv-command.js';
+import { decodeCommand, isRegisteredSessionId, isSessionRegistration, sessionIdFor, type Bytes, type Compare, type KvCommand, type Operation } from './kv-command.js';
 import { SortedKeys } from './sorted-keys.js';
 
 export interface KeyValue {
@@ -56,9 +56,14 @@ export interface TxnResult {
   /**
    * Set when the command was refused: its sequence is older than every one
    * the client's session still remembers (staleSequence), or the session is
-   * unknown and the sequence too high to be its start (unknownSession).
+   * not known (unknownSession): registered and forgotten since, or, for a
+   * session started by its first write, the sequence is too high to be its start.
    */
   error?: 'staleSequence' | 'unknownSession';
+  /** The id of the session this entry registered. */
+  session?: string;
+  /** Why the entry was not applied: it could not be decoded (proposed by a newer member than the leader, say). */
+  undecodable?: string;
 }
 
 /**
@@ -79,7 +84,7 @@ const outcome = (revision: number, succeeded: boolean): number => (succeeded ? r
 export const MAX_SESSIONS = 100_000;
 /** Applied sequences remembered per client: a client keeps fewer writes than this outstanding. */
 export const SESSION_WINDOW = 1024;
-/** The highest sequence a session may start at (raftline/client's span of sequences in flight). */
+/** The highest sequence an unregistered session may start at (the span of sequences in flight of raftline/client before 0.2). */
 export const NEW_SESSION_MAX_SEQUENCE = 512;
 const SNAPSHOT_CHUNK_BYTES = 1 << 20;
 /** Per key in a snapshot: key and value lengths (u32 each), create and mod revision and version (f64 each). */
@@ -175,13 +180,19 @@ export class KvStore implements StateMachine {
 
   onApply(batch: ApplyIterator): void {
     for (const cmd of batch) {
+      if (isSessionRegistration(cmd.data)) {
+        const id = sessionIdFor(cmd.index);
+        this.markActive(id, { floor: 0, applied: new Map() });
+        cmd.respond({ revision: this.revisionValue, succeeded: true, responses: [], session: id } satisfies TxnResult);
+        continue;
+      }
       let command: KvCommand;
       try {
         command = decodeCommand(cmd.data);
       } catch (err) {
         // The server validates before proposing; a damaged command must not
         // stop the group, and every replica refuses it the same way.
-        cmd.respond({ revision: this.revisionValue, succeeded: false, responses: [], error: (err as Error).message });
+        cmd.respond({ revision: this.revisionValue, succeeded: false, responses: [], undecodable: (err as Error).message } satisfies TxnResult);
         continue;
       }
       cmd.respond(this.applyCommand(command));
@@ -344,11 +355,11 @@ export class KvStore implements StateMachine {
       const earlier = session.applied.get(c.sequence);
       if (earlier !== undefined) return { revision: Math.abs(earlier), succeeded: earlier > 0, responses: [], duplicate: true };
       if (c.sequence <= session.floor) return { revision: this.revisionValue, succeeded: false, responses: [], error: 'staleSequence' };
-    } else if (c.clientId && c.sequence > NEW_SESSION_MAX_SEQUENCE) {
-      // A client keeps its writes in flight within 512 sequences, so a new
-      // session's first applied write is among its first 512: this one is
-      // from a session forgotten since (MAX_SESSIONS), and may be a retry of
-      // a write that applied then.
+    } else if (c.clientId && (c.sequence > NEW_SESSION_MAX_SEQUENCE || isRegisteredSessionId(c.clientId))) {
+      // A registered session not known was forgotten (MAX_SESSIONS), and
+      // this may be a retry of a write that applied then. So may a write of
+      // an unregistered session past the start of sequences: its clients
+      // keep their writes in flight within 512 sequences.
       return { revision: this.revisionValue, succeeded: false, responses: [], error: 'unknownSession' };
     }
     const succeeded = c.txn.compare.every((cmp) => this.holds(cmp));
@@ -405,6 +416,11 @@ export class KvStore implements StateMachine {
       session.applied.delete(oldest);
       session.floor = Math.max(session.floor, oldest);
     }
+    this.markActive(clientId, session);
+  }
+
+  /** Makes `session` the most recently active, forgetting the least recently active beyond MAX_SESSIONS. */
+  private markActive(clientId: string, session: Session): void {
     // Most recently active last, so the least recently active is evicted first.
     // Moving a session that is already last would cost two map operations per write.
     if (clientId !== this.lastActiveSession) {

@@ -62,6 +62,8 @@ export interface ClientResponse {
   succeeded: boolean;
   duplicate: boolean;
   results: ClientResult[];
+  /** A registration's answer: the session's id; '' otherwise. */
+  session: string;
 }
 
 export class ClientFrameError extends Error {
@@ -240,6 +242,7 @@ function finishResponse(b: flatbuffers.Builder, r: ClientResponse, vectors: flat
   const errorCode = r.errorCode ? b.createString(r.errorCode) : 0;
   const error = r.error ? b.createString(r.error) : 0;
   const leader = r.leader ? b.createString(r.leader) : 0;
+  const session = r.session ? b.createString(r.session) : 0;
   Response.startResponse(b);
   addSafeInteger(b, RESPONSE_INT64.id, r.id);
   if (errorCode) Response.addErrorCode(b, errorCode);
@@ -249,6 +252,7 @@ function finishResponse(b: flatbuffers.Builder, r: ClientResponse, vectors: flat
   Response.addSucceeded(b, r.succeeded);
   Response.addDuplicate(b, r.duplicate);
   Response.addResults(b, resultsVector);
+  if (session) Response.addSession(b, session);
   return finished(b, Response.endResponse(b));
 }
 
@@ -324,6 +328,7 @@ export function decodeResponse(bytes: Uint8Array): ClientResponse {
       succeeded: r.succeeded(),
       duplicate: r.duplicate(),
       results,
+      session: r.session() ?? '',
     };
   });
 }

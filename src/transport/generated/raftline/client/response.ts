@@ -74,8 +74,15 @@ resultsLength():number {
   return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
 }
 
+session():string|null
+session(optionalEncoding:flatbuffers.Encoding):string|Uint8Array|null
+session(optionalEncoding?:any):string|Uint8Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 20);
+  return offset ? this.bb!.__string(this.bb_pos + offset, optionalEncoding) : null;
+}
+
 static startResponse(builder:flatbuffers.Builder) {
-  builder.startObject(8);
+  builder.startObject(9);
 }
 
 static addId(builder:flatbuffers.Builder, id:bigint) {
@@ -122,12 +129,16 @@ static startResultsVector(builder:flatbuffers.Builder, numElems:number) {
   builder.startVector(4, numElems, 4);
 }
 
+static addSession(builder:flatbuffers.Builder, sessionOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(8, sessionOffset, 0);
+}
+
 static endResponse(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createResponse(builder:flatbuffers.Builder, id:bigint, errorCodeOffset:flatbuffers.Offset, errorOffset:flatbuffers.Offset, leaderOffset:flatbuffers.Offset, revision:bigint, succeeded:boolean, duplicate:boolean, resultsOffset:flatbuffers.Offset):flatbuffers.Offset {
+static createResponse(builder:flatbuffers.Builder, id:bigint, errorCodeOffset:flatbuffers.Offset, errorOffset:flatbuffers.Offset, leaderOffset:flatbuffers.Offset, revision:bigint, succeeded:boolean, duplicate:boolean, resultsOffset:flatbuffers.Offset, sessionOffset:flatbuffers.Offset):flatbuffers.Offset {
   Response.startResponse(builder);
   Response.addId(builder, id);
   Response.addErrorCode(builder, errorCodeOffset);
@@ -137,6 +148,7 @@ static createResponse(builder:flatbuffers.Builder, id:bigint, errorCodeOffset:fl
   Response.addSucceeded(builder, succeeded);
   Response.addDuplicate(builder, duplicate);
   Response.addResults(builder, resultsOffset);
+  Response.addSession(builder, sessionOffset);
   return Response.endResponse(builder);
 }
 }
