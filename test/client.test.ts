@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { RaftlineClient, RaftlineClientError } from '../src/client/index.js';
-import { encodeCommand } from '../src/server/kv-command.js';
+import { encodeCommand, SESSION_REGISTRATION } from '../src/server/kv-command.js';
 import { decodeResponse, encodeRequest, type ClientResponse, type ReadConsistency } from '../src/transport/client-codec.js';
 import { packFrame, packFrames, unpackFrame } from '../src/transport/frame.js';
 import { eventually } from './support/eventually.js';
@@ -133,6 +133,41 @@ describe('raftline/client', () => {
       assert.equal(Buffer.from((await client.get('seq/k'))!.value).toString(), 'v1030', 'the late write was not applied');
     } finally {
       await client.close();
+    }
+  });
+
+  test('a session registered through any member is named by its log index; writes under it apply once, and an id never registered is refused', async () => {
+    for (const id of ['n1', 'n2']) {
+      const { ws, answers } = await rawConnection(id);
+      const answer = async (requestId: number) => {
+        await eventually(`answer ${requestId}`, () => answers.some((a) => a.id === requestId));
+        return answers.find((a) => a.id === requestId)!;
+      };
+      const write = (requestId: number, clientId: string, sequence: number) =>
+        encodeRequest({ id: requestId, command: encodeCommand({ clientId, sequence, txn: { compare: [], success: [{ type: 'put', key: Buffer.from(`reg/${id}`), value: Buffer.from(String(requestId)) }], failure: [] } }) });
+      ws.send(packFrame([encodeRequest({ id: 1, command: SESSION_REGISTRATION })], 0, 1), { binary: true });
+      const registration = await answer(1);
+      assert.equal(registration.errorCode, '', registration.error);
+      assert.match(registration.session, /^#[1-9][0-9]*$/);
+      ws.send(packFrame([write(2, registration.session, 1)], 0, 1), { binary: true });
+      const first = await answer(2);
+      ws.send(packFrame([write(3, registration.session, 1)], 0, 1), { binary: true });
+      const retry = await answer(3);
+      assert.equal(retry.duplicate, true);
+      assert.equal(retry.revision, first.revision);
+      // The cluster's first entry (a new leader's empty entry) is no registration.
+      ws.send(packFrame([write(4, '#1', 1)], 0, 1), { binary: true });
+      const stranger = await answer(4);
+      assert.equal(stranger.errorCode, 'session_expired');
+      ws.close();
+      const client = await RaftlineClient.connect({ endpoints });
+      try {
+        const kv = (await client.get(`reg/${id}`))!;
+        assert.equal(Buffer.from(kv.value).toString(), '2');
+        assert.equal(kv.version, 1, 'the retry and the stranger applied nothing');
+      } finally {
+        await client.close();
+      }
     }
   });
 
