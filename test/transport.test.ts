@@ -156,6 +156,23 @@ test('500 heartbeats sent in one turn arrive in order in at most two frames', as
   }
 });
 
+test('with maxFrameBytes under a frame\'s usual size, a burst of small messages goes out in frames the peer takes', async () => {
+  const maxFrameBytes = 64 * 1024;
+  const ts = await mesh(['a', 'b'], { maxFrameBytes });
+  try {
+    const rounds = heartbeatRounds(ts.get('b')!, 'b');
+    const a = ts.get('a')!;
+    for (let i = 1; i <= 5000; i++) a.send('g', heartbeat('a', 'b', i));
+    await eventually('every heartbeat', () => rounds.length >= 5000);
+    assert.deepEqual(rounds, Array.from({ length: 5000 }, (_, i) => i + 1));
+    assert.ok(a.stats().peers.b!.framesSent > 1, 'more than one frame');
+    assert.equal(ts.get('b')!.stats().rejected.oversized, 0);
+    assert.equal(a.stats().peers.b!.reconnects, 0);
+  } finally {
+    await closeAll(ts);
+  }
+});
+
 test('flush() writes what was sent at once, not at the end of the turn; a later flush has nothing left to write', async () => {
   const ts = await mesh(['a', 'b']);
   try {
@@ -343,26 +360,39 @@ test('a raw client is closed without a handshake; after one, malformed frames ar
     // No upgrade token, or one made with another secret: refused before a
     // WebSocket opens, so nothing it sends is ever buffered.
     const secret = Buffer.from(SECRET);
-    const strangers: Record<string, string>[] = [{}, { [UPGRADE_TOKEN_HEADER]: upgradeToken(Buffer.from('another-secret-0123456789')) }];
+    // Nor one made for another member: an endpoint that a member dialed
+    // by mistake cannot pass its token on to b.
+    const strangers: Record<string, string>[] = [
+      {},
+      { [UPGRADE_TOKEN_HEADER]: upgradeToken(Buffer.from('another-secret-0123456789'), 'b') },
+      { [UPGRADE_TOKEN_HEADER]: upgradeToken(Buffer.from(SECRET), 'a') },
+    ];
     for (const headers of strangers) {
       const stranger = rawClient(b.port, headers);
       assert.match((await within(stranger.error, 'the upgrade to be refused')).message, /Unexpected server response: 401/);
     }
-    assert.equal(b.stats().rejected.auth, 2);
+    assert.equal(b.stats().rejected.auth, 3);
 
     // A valid token (replayed, say), then garbage instead of a proof.
-    const attacker = rawClient(b.port, { [UPGRADE_TOKEN_HEADER]: upgradeToken(secret) });
+    const attacker = rawClient(b.port, { [UPGRADE_TOKEN_HEADER]: upgradeToken(secret, 'b') });
     await within(attacker.next(), 'hello');
     attacker.ws.send(packFrame([encodeEnvelope('g', heartbeat('x', 'b', 1))], 0, 1));
     await within(attacker.closed, 'the attacker to be closed');
-    assert.equal(b.stats().rejected.auth, 3);
+    assert.equal(b.stats().rejected.auth, 4);
+
+    // A proof made with the secret, but for another member (relayed to b).
+    const relay = rawClient(b.port, { [UPGRADE_TOKEN_HEADER]: upgradeToken(secret, 'b') });
+    const relayNonceS = decodeHello(await within(relay.next(), 'hello'));
+    relay.ws.send(encodeProof(secret, 'a', 'c', relayNonceS, newNonce()));
+    await within(relay.closed, 'the relayed proof to be refused');
+    assert.equal(b.stats().rejected.auth, 5);
     assert.equal(got.length, 0);
 
     // A correct handshake by hand.
-    const raw = rawClient(b.port, { [UPGRADE_TOKEN_HEADER]: upgradeToken(secret) });
+    const raw = rawClient(b.port, { [UPGRADE_TOKEN_HEADER]: upgradeToken(secret, 'b') });
     const nonceS = decodeHello(await within(raw.next(), 'hello'));
     const nonceC = newNonce();
-    raw.ws.send(encodeProof(secret, 'raw', nonceS, nonceC));
+    raw.ws.send(encodeProof(secret, 'raw', 'b', nonceS, nonceC));
     verifyWelcome(secret, await within(raw.next(), 'welcome'), nonceC, nonceS);
 
     // An envelope the codec refuses, then a length prefix that runs past the frame.
@@ -419,6 +449,26 @@ test('a peer that restarts on the same port is reconnected to', async () => {
   } finally {
     await closeAll(ts);
     await b2?.close();
+  }
+});
+
+test('a link the peer closes as soon as it is used backs off instead of reconnecting at the first delay', async () => {
+  // b takes smaller frames than a sends: every connection dies on its first append.
+  const b = await UwsTransport.listen(options('b', { maxFrameBytes: 64 * 1024 }));
+  const a = await UwsTransport.listen(options('a', { reconnectInitialMs: 20, reconnectMaxMs: 1000 }));
+  let sender: NodeJS.Timeout | undefined;
+  try {
+    a.setPeer('b', `127.0.0.1:${b.port}`);
+    await eventually('a connected to b', () => a.stats().peers.b?.connected === true);
+    sender = setInterval(() => a.send('g', append('a', 'b', [200 * 1024])), 5);
+    await new Promise((r) => setTimeout(r, 2000));
+    const { reconnects } = a.stats().peers.b!;
+    assert.ok(b.stats().rejected.oversized >= 2, 'the connections were closed for their frames');
+    // Delays of at least 10, 20, 40, 80, 160, 320 and 500 ms fit in 2 s at most 7 times; at 10-20 ms each, about 100.
+    assert.ok(reconnects <= 8, `${reconnects} reconnects in 2 s`);
+  } finally {
+    clearInterval(sender);
+    await closeAll([a, b]);
   }
 });
 

@@ -1,7 +1,10 @@
 // The challenge-response that authenticates a peer connection in both
 // directions before any Raft message crosses it. Both sides prove they hold
 // the cluster secret by an HMAC over fresh nonces; the secret itself never
-// travels. Byte layouts are documented in docs/transport.md.
+// travels. The client's token and proof name the member it means to reach,
+// so an endpoint that is not that member (a stale address now someone
+// else's) cannot pass them on to another member as its own. Byte layouts are
+// documented in docs/transport.md.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const HANDSHAKE_MAGIC = Buffer.from('RLH1', 'latin1');
@@ -78,8 +81,22 @@ function body(bytes: Uint8Array, kind: HandshakeKind, name: string): Buffer {
   return b.subarray(HEADER_BYTES);
 }
 
-function clientMac(secret: Buffer, nonceS: Buffer, nonceC: Buffer, clientId: Buffer): Buffer {
-  return createHmac('sha256', secret).update(CLIENT_LABEL).update(nonceS).update(nonceC).update(clientId).digest();
+/** A node id as it enters a MAC: u16 LE length, then its UTF-8 bytes, so that two ids in a row cannot be read another way. */
+function idField(id: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(2 + id.length);
+  out.writeUInt16LE(id.length, 0);
+  out.set(id, 2);
+  return out;
+}
+
+function clientMac(secret: Buffer, nonceS: Buffer, nonceC: Buffer, clientId: Uint8Array, serverId: string): Buffer {
+  return createHmac('sha256', secret)
+    .update(CLIENT_LABEL)
+    .update(nonceS)
+    .update(nonceC)
+    .update(idField(clientId))
+    .update(idField(Buffer.from(serverId, 'utf8')))
+    .digest();
 }
 
 function serverMac(secret: Buffer, nonceC: Buffer, nonceS: Buffer): Buffer {
@@ -99,8 +116,8 @@ export function decodeHello(bytes: Uint8Array): Buffer {
   return Buffer.from(b);
 }
 
-/** Client → server: who the client is, its own challenge, and its answer to the server's. */
-export function encodeProof(secret: Buffer, clientId: string, nonceS: Buffer, nonceC: Buffer): Buffer {
+/** Client → server: who the client is, its own challenge, and its answer to the server's, for the member `serverId` alone. */
+export function encodeProof(secret: Buffer, clientId: string, serverId: string, nonceS: Buffer, nonceC: Buffer): Buffer {
   const id = Buffer.from(clientId, 'utf8');
   if (id.length === 0 || id.length > MAX_PEER_ID_BYTES) {
     throw new RangeError(`node id must be 1..${MAX_PEER_ID_BYTES} bytes of UTF-8, got ${id.length}`);
@@ -110,15 +127,16 @@ export function encodeProof(secret: Buffer, clientId: string, nonceS: Buffer, no
   at = out.writeUInt16LE(id.length, at);
   at += id.copy(out, at);
   at += nonceC.copy(out, at);
-  clientMac(secret, nonceS, nonceC, id).copy(out, at);
+  clientMac(secret, nonceS, nonceC, id, serverId).copy(out, at);
   return out;
 }
 
 /**
- * Verifies a proof against the challenge `nonceS`; returns the client's node
- * id and nonce, or throws HandshakeError (a wrong secret included).
+ * Verifies a proof made for the member `selfId` against the challenge
+ * `nonceS`; returns the client's node id and nonce, or throws HandshakeError
+ * (a wrong secret, or a proof made for another member, included).
  */
-export function verifyProof(secret: Buffer, bytes: Uint8Array, nonceS: Buffer): { clientId: string; nonceC: Buffer } {
+export function verifyProof(secret: Buffer, bytes: Uint8Array, nonceS: Buffer, selfId: string): { clientId: string; nonceC: Buffer } {
   const b = body(bytes, HandshakeKind.Proof, 'proof');
   if (b.length < 2) throw new HandshakeError('proof too short for its id length');
   const idBytes = b.readUInt16LE(0);
@@ -128,7 +146,9 @@ export function verifyProof(secret: Buffer, bytes: Uint8Array, nonceS: Buffer): 
   const nonceC = Buffer.from(b.subarray(2 + idBytes, 2 + idBytes + NONCE_BYTES));
   const mac = b.subarray(2 + idBytes + NONCE_BYTES);
   // The id is unproven, but naming it tells an operator which misconfigured process is knocking.
-  if (!timingSafeEqual(mac, clientMac(secret, nonceS, nonceC, id))) throw new HandshakeError(`wrong cluster secret (from a process calling itself ${JSON.stringify(id.toString('utf8'))})`);
+  if (!timingSafeEqual(mac, clientMac(secret, nonceS, nonceC, id, selfId))) {
+    throw new HandshakeError(`wrong cluster secret, or a proof meant for another member (from a process calling itself ${JSON.stringify(id.toString('utf8'))})`);
+  }
   return { clientId: id.toString('utf8'), nonceC };
 }
 
@@ -157,24 +177,25 @@ export function isBye(bytes: Uint8Array): boolean {
   return bytes.byteLength === HEADER_BYTES && body(bytes, HandshakeKind.Bye, 'bye').length === 0;
 }
 
-function upgradeMac(secret: Buffer, nonce: Buffer): Buffer {
-  return createHmac('sha256', secret).update(UPGRADE_LABEL).update(nonce).digest();
+function upgradeMac(secret: Buffer, nonce: Buffer, serverId: string): Buffer {
+  return createHmac('sha256', secret).update(UPGRADE_LABEL).update(nonce).update(idField(Buffer.from(serverId, 'utf8'))).digest();
 }
 
 /**
- * A token for the WebSocket upgrade request: a fresh nonce and its HMAC under
- * the cluster secret. The server checks it before it accepts the connection,
- * so a process without the secret cannot open one and make uWS buffer frames
- * of up to maxFrameBytes, nor hold a handshake slot. Whoever sees the traffic
- * can replay it; the challenge-response after it is what authenticates.
+ * A token for the WebSocket upgrade request to the member `serverId`: a fresh
+ * nonce and its HMAC under the cluster secret. The server checks it before it
+ * accepts the connection, so a process without the secret cannot open one
+ * and make uWS buffer frames of up to maxFrameBytes, nor hold a handshake
+ * slot. Whoever sees the traffic can replay it to that member; the
+ * challenge-response after it is what authenticates.
  */
-export function upgradeToken(secret: Buffer): string {
+export function upgradeToken(secret: Buffer, serverId: string): string {
   const nonce = randomBytes(UPGRADE_NONCE_BYTES);
-  return `${nonce.toString('hex')}.${upgradeMac(secret, nonce).toString('hex')}`;
+  return `${nonce.toString('hex')}.${upgradeMac(secret, nonce, serverId).toString('hex')}`;
 }
 
-export function verifyUpgradeToken(secret: Buffer, token: string): boolean {
+export function verifyUpgradeToken(secret: Buffer, token: string, selfId: string): boolean {
   const m = UPGRADE_TOKEN_PATTERN.exec(token);
   if (!m) return false;
-  return timingSafeEqual(Buffer.from(m[2], 'hex'), upgradeMac(secret, Buffer.from(m[1], 'hex')));
+  return timingSafeEqual(Buffer.from(m[2], 'hex'), upgradeMac(secret, Buffer.from(m[1], 'hex'), selfId));
 }

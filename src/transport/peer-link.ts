@@ -3,7 +3,7 @@
 // authenticates, keeps two lanes of queued envelopes (control before bulk),
 // applies backpressure to the bulk lane and reconnects with backoff.
 import WebSocket from 'ws';
-import { frameEnd, packFrame, LENGTH_PREFIX_BYTES } from './frame.js';
+import { FRAME_TARGET_BYTES, frameEnd, packFrame, LENGTH_PREFIX_BYTES } from './frame.js';
 import {
   decodeHello,
   encodeProof,
@@ -75,9 +75,9 @@ class Lane {
     this.bytes += e.byteLength;
   }
 
-  /** Removes the first frame's worth of envelopes and returns them packed. */
-  takeFrame(): { frame: Buffer; messages: number } {
-    const end = frameEnd(this.items, this.head);
+  /** Removes the first frame's worth of envelopes (at most `maxBytes`, or one envelope) and returns them packed. */
+  takeFrame(maxBytes: number): { frame: Buffer; messages: number } {
+    const end = frameEnd(this.items, this.head, maxBytes);
     const frame = packFrame(this.items, this.head, end);
     const messages = end - this.head;
     for (let i = this.head; i < end; i++) this.bytes -= this.items[i]!.byteLength;
@@ -108,7 +108,9 @@ export class PeerLink {
   private livenessTimer: NodeJS.Timeout | undefined;
   private heardAtMs = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** Connections tried since one last stayed up for reconnectMaxMs: the exponent of the backoff. */
   private attempt = 0;
+  private readyAtMs = 0;
   private lastError = '';
   private readonly control = new Lane();
   private readonly bulk = new Lane();
@@ -173,8 +175,10 @@ export class PeerLink {
       this.dropQueued();
       return;
     }
-    while (this.control.length > 0) this.write(ws, this.control.takeFrame());
-    while (this.bulk.length > 0 && ws.bufferedAmount < this.settings.highWaterBytes) this.write(ws, this.bulk.takeFrame());
+    // The peer's uWS closes the connection on a message over maxFrameBytes.
+    const frameBytes = Math.min(FRAME_TARGET_BYTES, this.settings.maxFrameBytes);
+    while (this.control.length > 0) this.write(ws, this.control.takeFrame(frameBytes));
+    while (this.bulk.length > 0 && ws.bufferedAmount < this.settings.highWaterBytes) this.write(ws, this.bulk.takeFrame(frameBytes));
     // A peer that reads nothing would otherwise let control frames pile up
     // in the socket without bound.
     if (ws.bufferedAmount > this.settings.highWaterBytes + this.settings.maxQueuedBytes) {
@@ -216,7 +220,7 @@ export class PeerLink {
         handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
         followRedirects: false,
         generateMask: zeroMask,
-        headers: { [UPGRADE_TOKEN_HEADER]: upgradeToken(this.settings.secret), [UPGRADE_PEER_ID_HEADER]: encodeURIComponent(this.settings.selfId) },
+        headers: { [UPGRADE_TOKEN_HEADER]: upgradeToken(this.settings.secret, this.peerId), [UPGRADE_PEER_ID_HEADER]: encodeURIComponent(this.settings.selfId) },
       });
     } catch (err) {
       // A malformed address throws synchronously.
@@ -264,7 +268,7 @@ export class PeerLink {
     switch (this.state) {
       case 'awaitHello': {
         const nonceS = decodeHello(bytes);
-        ws.send(encodeProof(this.settings.secret, this.settings.selfId, nonceS, this.nonceC), { binary: true });
+        ws.send(encodeProof(this.settings.secret, this.settings.selfId, this.peerId, nonceS, this.nonceC), { binary: true });
         this.nonceS = nonceS;
         this.state = 'awaitWelcome';
         return;
@@ -280,7 +284,7 @@ export class PeerLink {
         this.handshakeTimer = undefined;
         this.livenessTimer = setInterval(() => this.checkLiveness(ws), this.settings.silenceMs / 4);
         this.state = 'ready';
-        this.attempt = 0;
+        this.readyAtMs = Date.now();
         this.settings.log({ level: 'info', message: `connected to ${this.address}`, peer: this.peerId });
         return;
       case 'ready':
@@ -328,6 +332,9 @@ export class PeerLink {
       for (const w of this.closeWaiters.splice(0)) w();
       return;
     }
+    // Only a connection that lasted resets the backoff: one the peer closes
+    // as soon as it is used (a message it refuses) must not be retried every 50 ms.
+    if (wasReady && Date.now() - this.readyAtMs >= this.settings.reconnectMaxMs) this.attempt = 0;
     if (wasReady) this.settings.log({ level: 'warn', message: `disconnected from ${this.address} (code ${code})`, peer: this.peerId });
     else this.settings.log({ level: 'info', message: `cannot reach ${this.address}: ${this.lastError || `closed with code ${code}`}`, peer: this.peerId });
     this.retry();

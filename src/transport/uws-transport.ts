@@ -219,7 +219,7 @@ export class UwsTransport implements Transport {
         try {
           const remote = Buffer.from(res.getRemoteAddressAsText()).toString();
           const token = req.getHeader(UPGRADE_TOKEN_HEADER);
-          if (!verifyUpgradeToken(this.secret, token)) {
+          if (!verifyUpgradeToken(this.secret, token, this.linkSettings.selfId)) {
             const claimedId = decodedPeerId(req.getHeader(UPGRADE_PEER_ID_HEADER));
             this.rejected.auth++;
             this.log({
@@ -227,7 +227,7 @@ export class UwsTransport implements Transport {
               message: token === '' ? 'refused a connection without a peer token (not a raftline peer)' : `wrong cluster secret (from a process calling itself ${JSON.stringify(claimedId)})`,
               remote,
             });
-            res.cork(() => res.writeStatus('401 Unauthorized').end('raftline peer port: the upgrade request lacks a valid x-raftline-peer token (wrong cluster secret?)\n', true));
+            res.cork(() => res.writeStatus('401 Unauthorized').end('raftline peer port: the upgrade request lacks a valid x-raftline-peer token (wrong cluster secret, or meant for another member?)\n', true));
             return;
           }
           const conn: Inbound = { remote, state: 'hello', nonceS: newNonce() };
@@ -235,6 +235,12 @@ export class UwsTransport implements Transport {
           res.upgrade(data, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
         } catch (err) {
           this.internalError('upgrade', err);
+          // uWS aborts the process when a handler returns without answering.
+          try {
+            res.cork(() => res.writeStatus('500 Internal Server Error').end('raftline peer port: internal error\n', true));
+          } catch {
+            res.close();
+          }
         }
       },
       open: (ws) => this.guard('open', () => this.onOpen(ws)),
@@ -385,6 +391,8 @@ export class UwsTransport implements Transport {
     conn.ws = ws;
     this.inbound.add(conn);
     if (this.closing) {
+      // Took no handshake slot, so its close must not give one back.
+      conn.state = 'closed';
       ws.close();
       return;
     }
@@ -426,7 +434,7 @@ export class UwsTransport implements Transport {
   private onProof(conn: Inbound, message: ArrayBuffer, isBinary: boolean): void {
     try {
       if (!isBinary) throw new HandshakeError('text message before authentication');
-      const { clientId, nonceC } = verifyProof(this.secret, new Uint8Array(message), conn.nonceS);
+      const { clientId, nonceC } = verifyProof(this.secret, new Uint8Array(message), conn.nonceS, this.linkSettings.selfId);
       this.handshakeDone(conn);
       conn.state = 'ready';
       conn.peerId = clientId;

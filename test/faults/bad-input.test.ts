@@ -223,48 +223,53 @@ function expectedCounts(frame: Uint8Array, members: string[]): { malformed: numb
   return counts;
 }
 
-/** The upgrade header a process holding the cluster secret sends (or one that saw such a request replays). */
-function peerToken(): Record<string, string> {
-  return { [UPGRADE_TOKEN_HEADER]: upgradeToken(secretBytes(CLUSTER_SECRET)) };
+/** The upgrade header a process holding the cluster secret sends to member `id` (or one that saw such a request replays). */
+function peerToken(id: string): Record<string, string> {
+  return { [UPGRADE_TOKEN_HEADER]: upgradeToken(secretBytes(CLUSTER_SECRET), id) };
 }
 
-/** Upgrade headers a process without the cluster secret could send. */
-function badPeerToken(rng: Prng): Record<string, string> {
-  const good = peerToken()[UPGRADE_TOKEN_HEADER]!;
-  switch (rng.int(0, 3)) {
+/** Upgrade headers to member `id` from a process without the cluster secret (or passing on one meant for another member). */
+function badPeerToken(rng: Prng, id: string): Record<string, string> {
+  const good = peerToken(id)[UPGRADE_TOKEN_HEADER]!;
+  switch (rng.int(0, 4)) {
     case 0:
       return {};
     case 1:
-      return { [UPGRADE_TOKEN_HEADER]: upgradeToken(secretBytes('not-the-cluster-secret-0123')) };
+      return { [UPGRADE_TOKEN_HEADER]: upgradeToken(secretBytes('not-the-cluster-secret-0123'), id) };
     case 2:
+      return peerToken(`${id}-elsewhere`);
+    case 3:
       return { [UPGRADE_TOKEN_HEADER]: Buffer.from(mutate(rng, Buffer.from(good, 'latin1'))).toString('latin1').replace(/[^\x21-\x7e]/g, 'x') };
     default:
       return { [UPGRADE_TOKEN_HEADER]: rng.bytes(rng.int(0, 120)).reduce((t, b) => t + String.fromCharCode(0x21 + (b % 94)), '') };
   }
 }
 
-/** A peer connection that has passed the handshake with the cluster secret. */
-async function authenticatedPeer(address: string, clientId: string): Promise<WebSocket> {
-  const { ws, next } = await openSocket(`ws://${address}/raft`, peerToken());
+/** A peer connection to member `serverId` that has passed the handshake with the cluster secret. */
+async function authenticatedPeer(address: string, serverId: string, clientId: string): Promise<WebSocket> {
+  const { ws, next } = await openSocket(`ws://${address}/raft`, peerToken(serverId));
   const secret = secretBytes(CLUSTER_SECRET);
   const nonceS = decodeHello(await next());
   const nonceC = newNonce();
-  ws.send(encodeProof(secret, clientId, nonceS, nonceC), { binary: true });
+  ws.send(encodeProof(secret, clientId, serverId, nonceS, nonceC), { binary: true });
   verifyWelcome(secret, await next(), nonceC, nonceS);
   return ws;
 }
 
-/** What an unauthenticated client sends instead of a valid proof. */
-function badProof(rng: Prng, nonceS: Buffer, envelopes: Uint8Array[]): { data: Uint8Array; binary: boolean } {
-  const good = encodeProof(secretBytes(CLUSTER_SECRET), 'n1', nonceS, newNonce());
-  switch (rng.int(0, 4)) {
+/** What an unauthenticated client sends member `serverId` instead of a valid proof. */
+function badProof(rng: Prng, serverId: string, nonceS: Buffer, envelopes: Uint8Array[]): { data: Uint8Array; binary: boolean } {
+  const good = encodeProof(secretBytes(CLUSTER_SECRET), 'n1', serverId, nonceS, newNonce());
+  switch (rng.int(0, 5)) {
     case 0:
       return { data: rng.bytes(rng.int(0, 200)), binary: true };
     case 1:
-      return { data: encodeProof(secretBytes('not-the-cluster-secret-0123'), 'n1', nonceS, newNonce()), binary: true };
+      return { data: encodeProof(secretBytes('not-the-cluster-secret-0123'), 'n1', serverId, nonceS, newNonce()), binary: true };
     case 2:
       return { data: mutate(rng, good), binary: true };
     case 3:
+      // A proof made for another member, passed on.
+      return { data: encodeProof(secretBytes(CLUSTER_SECRET), 'n1', `${serverId}-elsewhere`, nonceS, newNonce()), binary: true };
+    case 4:
       return { data: packFrame([pick(rng, envelopes)], 0, 1), binary: true };
     default:
       return { data: good, binary: false };
@@ -302,7 +307,7 @@ test('peer port: random and damaged frames, unauthenticated and after the handsh
       16,
       c.ids.flatMap((id) =>
         Array.from({ length: tokenless }, () => async () => {
-          await assert.rejects(openSocket(`ws://${c.peerAddress(id)}/raft`, badPeerToken(rng)), /Unexpected server response: 401/);
+          await assert.rejects(openSocket(`ws://${c.peerAddress(id)}/raft`, badPeerToken(rng, id)), /Unexpected server response: 401/);
         }),
       ),
     );
@@ -311,9 +316,9 @@ test('peer port: random and damaged frames, unauthenticated and after the handsh
       16,
       c.ids.flatMap((id) =>
         Array.from({ length: perMember }, () => async () => {
-          const { ws, next, closed } = await openSocket(`ws://${c.peerAddress(id)}/raft`, peerToken());
+          const { ws, next, closed } = await openSocket(`ws://${c.peerAddress(id)}/raft`, peerToken(id));
           const nonceS = decodeHello(await next());
-          const { data, binary } = badProof(rng, nonceS, envelopes);
+          const { data, binary } = badProof(rng, id, nonceS, envelopes);
           ws.send(binary ? data : Buffer.from(data).toString('latin1'), { binary });
           return (await closed).code;
         }),
@@ -339,7 +344,7 @@ test('peer port: random and damaged frames, unauthenticated and after the handsh
     // Authenticated: damaged frames must be dropped and counted exactly as the codec judges them.
     for (const id of c.ids) {
       const before = await peerCounters(c, id);
-      const ws = await authenticatedPeer(c.peerAddress(id), `fuzzer-${id}`);
+      const ws = await authenticatedPeer(c.peerAddress(id), id, `fuzzer-${id}`);
       const expected = { malformed: 0, unroutable: 0 };
       let skipped = 0;
       for (let i = 0; i < 150; i++) {
