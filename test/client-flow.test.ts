@@ -25,7 +25,10 @@ class ScriptedEndpoint {
   refuseRegistration: { errorCode: string; error: string } | null = null;
   /** Requests held back, answered by `release`. */
   private readonly held: { ws: { send(data: Uint8Array, isBinary: boolean): number }; id: number }[] = [];
-  policy: (r: Received) => 'answer' | 'hold' | { errorCode: string; error: string } = () => 'answer';
+  /** 'disconnect' closes the connection the request came on, unanswered. */
+  policy: (r: Received) => 'answer' | 'hold' | 'disconnect' | { errorCode: string; error: string } = () => 'answer';
+  /** WebSocket connections opened. */
+  connections = 0;
   maxRequestBytes = 2 << 20;
   url = '';
   private listenSocket: unknown;
@@ -39,6 +42,9 @@ class ScriptedEndpoint {
       })
       .ws('/v1/ws', {
         maxPayloadLength: 64 << 20,
+        open: () => {
+          this.connections++;
+        },
         message: (ws, message) => {
           const { envelopes } = unpackFrame(Buffer.from(new Uint8Array(message)));
           const answers: Uint8Array[] = [];
@@ -56,6 +62,10 @@ class ScriptedEndpoint {
             const r: Received = { request, clientId: command?.clientId, sequence: command?.sequence };
             this.received.push(r);
             const what = this.policy(r);
+            if (what === 'disconnect') {
+              ws.end(1011, 'scripted disconnect');
+              return;
+            }
             if (what === 'hold') this.held.push({ ws, id: request.id });
             else if (what === 'answer') answers.push(answer(request.id));
             else answers.push(refusal(request.id, what));
@@ -232,6 +242,69 @@ test('a write refused because the servers forgot its session is of unknown outco
     assert.equal(endpoint.registrations, registered + 1, 'registered anew');
     assert.equal(last.sequence, 1);
     assert.equal(client.sessionId, last.clientId);
+  } finally {
+    endpoint.policy = () => 'answer';
+    await client.close();
+  }
+});
+
+test('a request whose connection closes each time it is sent fails after three connections, and the client goes on', async () => {
+  endpoint.received.length = 0;
+  const client = await RaftlineClient.connect({ endpoints: [endpoint.url], requestTimeoutMs: 10_000 });
+  const keyOf = (r: Received) => (r.request.command ? Buffer.from(decodeCommand(r.request.command).txn.success[0]!.key).toString() : '');
+  try {
+    await client.put('p', '0');
+    endpoint.policy = (r) => (keyOf(r) === 'poison' ? 'disconnect' : 'answer');
+    const connectionsBefore = endpoint.connections;
+    const err = await client.put('poison', 'v').then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof RaftlineClientError, String(err));
+    assert.equal(err.code, 'connection_lost');
+    assert.match(err.message, /3 connections closed while this request was in flight.*the write may have applied/);
+    assert.equal(endpoint.received.filter((r) => keyOf(r) === 'poison').length, 3);
+    assert.equal(endpoint.connections - connectionsBefore, 2, 'the open connection, then one new connection per attempt');
+    await client.put('after', 'v');
+  } finally {
+    endpoint.policy = () => 'answer';
+    await client.close();
+  }
+});
+
+test('a request refused as busy is retried at growing intervals, not every 50 ms', async () => {
+  endpoint.received.length = 0;
+  const client = await RaftlineClient.connect({ endpoints: [endpoint.url], requestTimeoutMs: 1500 });
+  endpoint.policy = () => ({ errorCode: 'busy', error: 'too many uncommitted entries' });
+  try {
+    const started = Date.now();
+    const refused = await client.put('b', 'v').then(() => null, (err: unknown) => err);
+    assert.ok(refused instanceof RaftlineClientError && refused.code === 'timeout', String(refused));
+    const elapsedMs = Date.now() - started;
+    // Pauses of at least 25, 50, 100, 200, 400 and then 500 ms: at most 7 attempts in 1.5 s (at 50 ms each, 30).
+    assert.ok(endpoint.received.length <= 8, `${endpoint.received.length} attempts in ${elapsedMs} ms`);
+    assert.ok(endpoint.received.length >= 2, 'it was retried');
+  } finally {
+    endpoint.policy = () => 'answer';
+    await client.close();
+  }
+});
+
+test('a connection idle for longer than the silence limit is kept when its next request takes a while', async (t) => {
+  endpoint.received.length = 0;
+  const client = await RaftlineClient.connect({ endpoints: [endpoint.url] });
+  try {
+    await client.put('i', '1');
+    const connections = endpoint.connections;
+    // Five idle seconds, on the client's clock.
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() + 5000 });
+    endpoint.policy = () => 'hold';
+    const write = client.put('i', '2');
+    await eventually('the write sent', () => endpoint.received.length === 2);
+    // Two sweeps of the client look at the connection meanwhile.
+    await new Promise((r) => setTimeout(r, 600));
+    endpoint.policy = () => 'answer';
+    endpoint.release();
+    await write;
+    assert.equal(endpoint.connections, connections, 'the same connection');
+    assert.equal(endpoint.received.length, 2, 'sent once');
   } finally {
     endpoint.policy = () => 'answer';
     await client.close();

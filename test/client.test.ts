@@ -14,6 +14,8 @@ import { clusterArgs, freePorts, spawnServer, writableThroughEvery } from './sup
 import { tempDir } from './support/tmp.js';
 
 const IDS = ['n1', 'n2', 'n3'];
+/** n3 sends answers of at most this many bytes on the binary protocol. */
+const ANSWER_LIMIT_N3 = 4 << 20;
 
 describe('raftline/client', () => {
   const { dir, cleanup } = tempDir('client');
@@ -28,6 +30,7 @@ describe('raftline/client', () => {
     const cluster = clusterArgs(IDS, ports, dir, secretFile);
     clientUrl = cluster.clientUrl;
     endpoints = IDS.map((id) => clientUrl[id]);
+    cluster.args.n3.push('--max-unread-answer-bytes', String(ANSWER_LIMIT_N3));
     for (const id of IDS) children.set(id, spawnServer(cluster.args[id]).child);
     await writableThroughEvery(clientUrl);
   });
@@ -168,6 +171,25 @@ describe('raftline/client', () => {
       } finally {
         await client.close();
       }
+    }
+  });
+
+  test('an answer larger than a member sends in one is refused as too_large; the connection keeps serving', async () => {
+    const writer = await RaftlineClient.connect({ endpoints });
+    try {
+      for (let i = 0; i < 5; i++) await writer.put(`cap/${i}`, Buffer.alloc(1000 * 1024, i));
+    } finally {
+      await writer.close();
+    }
+    const client = await RaftlineClient.connect({ endpoints: [clientUrl.n3] });
+    try {
+      await eventually('n3 applied the values', async () => (await client.range('cap/', 'cap0', { consistency: 'stale', countOnly: true })).count === 5);
+      await assert.rejects(client.prefix('cap/', { consistency: 'stale' }), (err: RaftlineClientError) => err.code === 'too_large' && new RegExp(`at most ${ANSWER_LIMIT_N3} go in one`).test(err.message));
+      const half = await client.prefix('cap/', { consistency: 'stale', limit: 2 });
+      assert.equal(half.kvs.length, 2);
+      assert.equal(half.more, true);
+    } finally {
+      await client.close();
     }
   });
 

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { MemoryNetwork } from '../src/transport/index.js';
 import {
   NotLeaderError,
+  OutcomeUnknownError,
   RaftError,
   RaftNode,
   TermMismatchError,
@@ -374,6 +375,23 @@ describe('RaftNode', () => {
       assert.notEqual(second.node.id, first.node.id);
       await second.node.apply(Buffer.from('after=1'));
       for (const key of acked) assert.ok(second.fsm.data.has(key), `${key} survived the failover`);
+    });
+  });
+
+  test('a leader shut down with a write in its log answers it as of unknown outcome (the others may commit it), not as never applied', async () => {
+    await withCluster('shutdown-in-flight', async (c) => {
+      const leader = await c.awaitLeader();
+      await leader.node.apply(Buffer.from('before=1'));
+      c.net.isolate(leader.node.id, c.peers);
+      const outcome = leader.node.apply(Buffer.from('inflight=1')).then(
+        () => null,
+        (err: unknown) => err,
+      );
+      await eventually('the write is in the leader\'s log', () => leader.node.status().lastIndex > leader.node.status().commit);
+      await c.stop(leader.node.id);
+      const err = await outcome;
+      assert.ok(err instanceof OutcomeUnknownError, String(err));
+      assert.match(err.message, /stopped before it was applied here.*another member may still commit it/);
     });
   });
 

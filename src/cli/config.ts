@@ -35,6 +35,7 @@ const SETTINGS: Setting[] = [
   { flag: 'max-key-bytes', env: 'RAFTLINE_MAX_KEY_BYTES', key: 'maxKeyBytes', kind: 'number' },
   { flag: 'max-value-bytes', env: 'RAFTLINE_MAX_VALUE_BYTES', key: 'maxValueBytes', kind: 'number' },
   { flag: 'segment-bytes', env: 'RAFTLINE_SEGMENT_BYTES', key: 'segmentBytes', kind: 'number' },
+  { flag: 'max-unread-answer-bytes', env: 'RAFTLINE_MAX_UNREAD_ANSWER_BYTES', key: 'maxUnreadAnswerBytes', kind: 'number' },
   { flag: 'log-level', env: 'RAFTLINE_LOG_LEVEL', key: 'logLevel', kind: 'string' },
 ];
 
@@ -46,7 +47,7 @@ const MAX_SEGMENT_BYTES = 1 << 30;
 export const SERVE_USAGE = `Usage: raftline serve --id ID --data DIR --peer-listen HOST:PORT --client-listen HOST:PORT
                       --peers ID=HOST:PORT,... [--secret-file FILE] [--client-token-file FILE] [--config FILE] [--join]
                       [--election-timeout-ms N] [--heartbeat-interval-ms N] [--max-key-bytes N] [--max-value-bytes N]
-                      [--segment-bytes N]
+                      [--segment-bytes N] [--max-unread-answer-bytes N]
                       [--log-level debug|info|warn|error|silent]
 
 Logs are JSON lines (pino) on stdout.
@@ -196,6 +197,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
     heartbeatIntervalMs,
     maxKeyBytes: optionalNumber('maxKeyBytes', 1536, 1),
     maxValueBytes: optionalNumber('maxValueBytes', 1 << 20, 0),
+    maxUnreadAnswerBytes: optionalNumber('maxUnreadAnswerBytes', 256 << 20, 1 << 20),
     segmentBytes: segmentBytes(),
     logLevel,
   };

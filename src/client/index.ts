@@ -77,6 +77,24 @@ const LEADER_LOOKUP_INTERVAL_MS = 250;
 const PING_AFTER_QUIET_MS = 1000;
 /** ...and given up for another endpoint after this long (a frozen or unreachable server). */
 const DEAD_AFTER_QUIET_MS = 4000;
+/** A retried request waits from RETRY_INITIAL_MS, doubling up to RETRY_MAX_MS (with jitter), so an overloaded cluster is not asked ever faster. */
+const RETRY_INITIAL_MS = 50;
+const RETRY_MAX_MS = 1000;
+/** The request size every server takes (`limits.maxRequestBytes` of /status is never below it), until /status says more. */
+const MIN_SERVER_REQUEST_BYTES = 2 << 20;
+/**
+ * The largest answer frame taken. The servers disconnect a client with more
+ * than 256 MiB of answers unread; ws's default of 100 MiB would refuse a
+ * large range's answer, and the range would be asked again on every reconnect.
+ */
+const MAX_ANSWER_FRAME_BYTES = 512 << 20;
+/**
+ * A request in flight on this many connections that closed fails: one the
+ * server cannot take, or whose answer this client cannot, would otherwise
+ * be sent again on every new connection until its deadline, taking the
+ * other requests on those connections down with it.
+ */
+const MAX_CONNECTIONS_LOST = 3;
 
 interface Pending {
   frame: Uint8Array;
@@ -84,6 +102,12 @@ interface Pending {
   deadlineMs: number;
   resolve: (r: ClientResponse) => void;
   reject: (err: Error) => void;
+  /** The connection it was last given to: it goes out once per connection. */
+  sentOn: WebSocket | null;
+  /** Set while it waits to be retried after an error answer. */
+  retryTimer: NodeJS.Timeout | undefined;
+  retries: number;
+  connectionsLost: number;
 }
 
 interface QueuedWrite {
@@ -119,10 +143,12 @@ export class RaftlineClient {
   private heardAtMs = 0;
   private pingedAtMs = 0;
   /** The smallest request any endpoint accepts (its /status), once known. */
-  private maxRequestBytes = Infinity;
+  private learnedMaxRequestBytes = Infinity;
   /** Request frames waiting for the current burst of calls to finish. */
   private outbox: Uint8Array[] = [];
   private socket: WebSocket | null = null;
+  /** The connection being opened, if any: close() ends it too. */
+  private opening: WebSocket | null = null;
   private connecting: Promise<void> | null = null;
   private leaderLookup: Promise<void> | null = null;
   private leaderLookupAtMs = 0;
@@ -143,8 +169,13 @@ export class RaftlineClient {
   /** Connects to the leader if one of the endpoints reports it, else to the first that answers. */
   static async connect(opts: ClientOptions): Promise<RaftlineClient> {
     const client = new RaftlineClient(opts);
-    await client.preferLeader();
-    await client.ensureConnected();
+    try {
+      await client.preferLeader();
+      await client.ensureConnected();
+    } catch (err) {
+      await client.close();
+      throw err;
+    }
     return client;
   }
 
@@ -219,11 +250,16 @@ export class RaftlineClient {
     clearInterval(this.sweeper);
     const closed = new RaftlineClientError('closed', 'the client was closed');
     const closedInFlight = new RaftlineClientError('closed', 'the client was closed; the write was sent and may still apply');
-    for (const p of this.pending.values()) p.reject(p.isWrite ? closedInFlight : closed);
+    for (const p of this.pending.values()) {
+      clearTimeout(p.retryTimer);
+      p.reject(p.isWrite ? closedInFlight : closed);
+    }
     this.pending.clear();
     for (const w of this.writeQueue.splice(0)) w.reject(new RaftlineClientError('closed', 'the client was closed; the write was never sent'));
     this.socket?.close();
     this.socket = null;
+    this.opening?.terminate();
+    this.opening = null;
   }
 
   // --------------------------------------------------------------- internals
@@ -320,25 +356,31 @@ export class RaftlineClient {
     const id = this.nextId++;
     const frame = frameFor(id);
     // The server would close the connection on a frame over its limit, failing every request on it.
-    if (LENGTH_PREFIX_BYTES + frame.byteLength > this.maxRequestBytes) {
-      return Promise.reject(new RaftlineClientError('too_large', `the request is ${frame.byteLength} bytes; the servers take at most ${this.maxRequestBytes - LENGTH_PREFIX_BYTES}`));
+    const maxRequestBytes = this.learnedMaxRequestBytes === Infinity ? MIN_SERVER_REQUEST_BYTES : this.learnedMaxRequestBytes;
+    if (LENGTH_PREFIX_BYTES + frame.byteLength > maxRequestBytes) {
+      return Promise.reject(new RaftlineClientError('too_large', `the request is ${frame.byteLength} bytes; the servers take at most ${maxRequestBytes - LENGTH_PREFIX_BYTES}`));
     }
     return new Promise<ClientResponse>((resolve, reject) => {
-      this.pending.set(id, { frame, isWrite, deadlineMs, resolve, reject });
-      if (this.socket?.readyState === WebSocket.OPEN) this.enqueue(frame);
-      else void this.transmit(id);
+      // Silence is counted from here when nothing else was waiting: an idle connection has had nothing to say.
+      if (this.pending.size === 0) this.heardAtMs = Date.now();
+      this.pending.set(id, { frame, isWrite, deadlineMs, resolve, reject, sentOn: null, retryTimer: undefined, retries: 0, connectionsLost: 0 });
+      void this.transmit(id);
     });
   }
 
-  /** Sends a pending request once connected. */
+  /** Sends a pending request on the current connection (once connected), unless it went out on that one already or waits for a retry. */
   private async transmit(id: number): Promise<void> {
-    try {
-      await this.ensureConnected();
-    } catch {
-      return; // The sweeper times it out; reconnection goes on meanwhile.
+    if (this.socket?.readyState !== WebSocket.OPEN) {
+      try {
+        await this.ensureConnected();
+      } catch {
+        return; // The sweeper times it out; reconnection goes on meanwhile.
+      }
     }
     const p = this.pending.get(id);
-    if (!p || this.socket?.readyState !== WebSocket.OPEN) return;
+    const socket = this.socket;
+    if (!p || p.retryTimer || socket?.readyState !== WebSocket.OPEN || p.sentOn === socket) return;
+    p.sentOn = socket;
     this.enqueue(p.frame);
   }
 
@@ -382,7 +424,18 @@ export class RaftlineClient {
     // through the leader when this member knows one, or when it cannot serve
     // (no leader: perhaps it is cut off from the rest; cannot write its data).
     this.lookForLeader();
-    setTimeout(() => void this.transmit(r.id), 50).unref();
+    if (p.retryTimer) return;
+    const ceilingMs = Math.min(RETRY_MAX_MS, RETRY_INITIAL_MS * 2 ** Math.min(p.retries, 10));
+    p.retries++;
+    p.sentOn = null;
+    p.retryTimer = setTimeout(
+      () => {
+        p.retryTimer = undefined;
+        void this.transmit(r.id);
+      },
+      ceilingMs / 2 + Math.random() * (ceilingMs / 2),
+    );
+    p.retryTimer.unref();
   }
 
   /** Runs every 250 ms: times out requests and queued writes, and checks that the connection is alive. */
@@ -441,7 +494,7 @@ export class RaftlineClient {
     statuses.forEach((s, i) => {
       if (s?.role === 'leader' && (leader < 0 || (s.term ?? 0) > (statuses[leader]!.term ?? 0))) leader = i;
       const limit = s?.limits?.maxRequestBytes;
-      if (typeof limit === 'number' && limit > 0) this.maxRequestBytes = Math.min(this.maxRequestBytes, limit);
+      if (typeof limit === 'number' && limit > 0) this.learnedMaxRequestBytes = Math.min(this.learnedMaxRequestBytes, limit);
     });
     if (leader >= 0 && leader !== this.endpointIndex) {
       this.endpointIndex = leader;
@@ -481,7 +534,14 @@ export class RaftlineClient {
   }
 
   private open(endpoint: string): Promise<void> {
-    const socket = new WebSocket(`${endpoint.replace(/^http/, 'ws')}/v1/ws`, { perMessageDeflate: false, handshakeTimeout: 2000, headers: this.headers, generateMask: zeroMask });
+    const socket = new WebSocket(`${endpoint.replace(/^http/, 'ws')}/v1/ws`, {
+      perMessageDeflate: false,
+      handshakeTimeout: 2000,
+      headers: this.headers,
+      generateMask: zeroMask,
+      maxPayload: MAX_ANSWER_FRAME_BYTES,
+    });
+    this.opening = socket;
     return new Promise<void>((resolve, reject) => {
       socket.on('error', reject);
       socket.on('unexpected-response', (_req, res) => {
@@ -493,7 +553,15 @@ export class RaftlineClient {
         const why = this.headers.Authorization ? 'the client token was refused' : 'the server needs a client token (the `token` option)';
         reject(new RaftlineClientError('unauthorized', `${endpoint}: ${why}`));
       });
+      socket.on('close', () => {
+        if (this.opening === socket) this.opening = null;
+      });
       socket.on('open', () => {
+        if (this.closed) {
+          socket.terminate();
+          reject(new RaftlineClientError('closed', 'the client was closed'));
+          return;
+        }
         this.socket = socket;
         this.heardAtMs = Date.now();
         socket.on('pong', () => {
@@ -511,8 +579,24 @@ export class RaftlineClient {
         });
         socket.on('close', () => {
           if (this.socket === socket) this.socket = null;
+          if (this.closed) return;
           // Everything unanswered goes out again on the next connection.
-          if (!this.closed && this.pending.size > 0) for (const id of [...this.pending.keys()]) void this.transmit(id);
+          for (const [id, p] of this.pending) {
+            if (p.sentOn === socket) {
+              p.sentOn = null;
+              if (++p.connectionsLost >= MAX_CONNECTIONS_LOST) {
+                this.pending.delete(id);
+                p.reject(
+                  new RaftlineClientError(
+                    'connection_lost',
+                    `${p.connectionsLost} connections closed while this request was in flight (is it, or its answer, too large?)${p.isWrite ? '; the write may have applied' : ''}`,
+                  ),
+                );
+                continue;
+              }
+            }
+            void this.transmit(id);
+          }
         });
         resolve();
       });

@@ -64,9 +64,10 @@ export class BusyError extends RaftError {
  */
 export class OutcomeUnknownError extends RaftError {
   constructor(
-    readonly index: number,
+    /** The command's index, or null for one forwarded to the leader that never said where it put it. */
+    readonly index: number | null,
     reason: string,
   ) {
-    super(`the outcome of the command at index ${index} is unknown: ${reason}`, 'ERR_RAFTLINE_OUTCOME_UNKNOWN');
+    super(`the outcome of the ${index === null ? 'forwarded command' : `command at index ${index}`} is unknown: ${reason}`, 'ERR_RAFTLINE_OUTCOME_UNKNOWN');
   }
 }

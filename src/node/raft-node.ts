@@ -390,8 +390,10 @@ export class RaftNode {
   /**
    * Replicates `data` and resolves with what the state machine's `respond`
    * gave it once applied here. Rejects with NotLeaderError (with a leader
-   * hint), TermMismatchError, BusyError, ShutdownError, TimeoutError, or
-   * OutcomeUnknownError (the entry's fate is unknown: a snapshot replaced it).
+   * hint), TermMismatchError, BusyError, ShutdownError (stopped before the
+   * command reached the log), TimeoutError, or OutcomeUnknownError (the
+   * entry's fate is unknown: a snapshot replaced it, or the node stopped
+   * with the command in its log or with the leader).
    *
    * The node keeps `data` without copying it, and the state machine may be
    * handed this very buffer: do not modify it after the call.
@@ -1108,10 +1110,12 @@ export class RaftNode {
   }
 
   private abandonRequests(reason: Error): void {
-    this.settleWaiters(() => true, () => reason);
+    // Entries in the log, or handed to the leader, may still be committed by the others.
+    const unknown = `this node stopped before it was applied here (${reason.message}); another member may still commit it`;
+    this.settleWaiters(() => true, (index) => new OutcomeUnknownError(index, unknown));
     for (const p of this.proposals) p.reject(reason);
     this.proposals = [];
-    for (const w of this.forwarded.values()) w.reject(reason);
+    for (const w of this.forwarded.values()) w.reject(new OutcomeUnknownError(null, unknown));
     this.forwarded.clear();
     for (const w of this.readWaiters.values()) w.reject(reason);
     this.readWaiters.clear();

@@ -30,6 +30,12 @@ export interface HttpApiOptions {
    * JSON or in a transaction beside another), and at least 2 MiB.
    */
   maxBodyBytes?: number;
+  /**
+   * Binary-protocol answers a connection may leave unread (queued in the
+   * server) before it is closed; a single answer larger than this is refused
+   * as too_large instead. Default 256 MiB.
+   */
+  maxUnreadAnswerBytes?: number;
   /** Numeric identity for etcd-shaped headers. */
   clusterId: string;
   memberId: string;
@@ -200,6 +206,7 @@ const RESULTS: Record<string, CompareResult> = { EQUAL: 'equal', GREATER: 'great
 export class HttpApi {
   private readonly maxKeyBytes: number;
   private readonly maxValueBytes: number;
+  private readonly maxUnreadAnswerBytes: number;
   private readonly maxBodyBytes: number;
   private readonly tokenCheck: ClientTokenCheck | null;
   /** Writes completed through this node, and their total latency, for the status page's chart. */
@@ -212,6 +219,7 @@ export class HttpApi {
   ) {
     this.maxKeyBytes = opts.maxKeyBytes ?? 1536;
     this.maxValueBytes = opts.maxValueBytes ?? 1 << 20;
+    this.maxUnreadAnswerBytes = opts.maxUnreadAnswerBytes ?? 256 << 20;
     this.maxBodyBytes = opts.maxBodyBytes ?? Math.max(2 << 20, 2 * this.maxValueBytes + (64 << 10));
     this.tokenCheck = opts.clientToken ? new ClientTokenCheck(opts.clientToken) : null;
   }
@@ -659,11 +667,11 @@ export class HttpApi {
       data.unsent.push(frame);
       data.unsentBytes += frame.byteLength;
     }
-    if (data.unsentBytes > MAX_UNSENT_REPLY_BYTES) {
+    if (data.unsentBytes > this.maxUnreadAnswerBytes) {
       // A client that asks for far more than it reads: it learns why, and its retries go elsewhere or later.
       data.closed = true;
       data.unsent = [];
-      ws.end(1008, `more than ${MAX_UNSENT_REPLY_BYTES} bytes of answers unread`);
+      ws.end(1008, `more than ${this.maxUnreadAnswerBytes} bytes of answers unread`);
       return;
     }
     this.sendUnsent(ws);
@@ -687,8 +695,22 @@ export class HttpApi {
   }
 
   private clientAnswer(id: number, route: string, status: number, fields: Partial<ClientResponse>): Uint8Array {
-    this.opts.metrics.request(route, status);
-    return encodeResponse(this.clientResponse(id, fields));
+    return this.withinAnswerLimit(id, route, status, encodeResponse(this.clientResponse(id, fields)));
+  }
+
+  /**
+   * `encoded`, or a too_large error in its place when it is more than the
+   * connection may hold unread: sent, it would close the connection, and the
+   * client would ask again on the next.
+   */
+  private withinAnswerLimit(id: number, route: string, status: number, encoded: Uint8Array): Uint8Array {
+    if (encoded.byteLength <= this.maxUnreadAnswerBytes) {
+      this.opts.metrics.request(route, status);
+      return encoded;
+    }
+    this.opts.metrics.request(route, 413);
+    const error = `the answer is ${encoded.byteLength} bytes; at most ${this.maxUnreadAnswerBytes} go in one: ask for less (a limit, keys only, or a smaller range)`;
+    return encodeResponse(this.clientResponse(id, { errorCode: 'too_large', error, succeeded: false }));
   }
 
   private clientResponse(id: number, fields: Partial<ClientResponse>): ClientResponse {
@@ -738,8 +760,7 @@ export class HttpApi {
       if (range.kvs.length <= KVS_PER_TURN) return answer({ results: [toClientResult(range)] });
       // Taken at the read: stored key-values are never modified, so writes applied between its turns do not show.
       const response = this.clientResponse(id, { results: [toClientResult(range)] });
-      this.opts.metrics.request(route, 200);
-      return await encodeResponseInTurns(response);
+      return this.withinAnswerLimit(id, route, 200, await encodeResponseInTurns(response));
     } catch (err) {
       const e = err instanceof ClientFrameError ? new HttpError(400, 'bad_request', err.message) : this.answerFor(err, route === 'ws:write');
       return answer({ errorCode: e.code, error: e.message, leader: e.leader, succeeded: false }, e.status);
@@ -907,8 +928,6 @@ const STREAMED_BODY_BYTES = 1 << 20;
 
 /** Answer bytes a client connection may hold in uWS's send buffer; more wait for it to drain. */
 const REPLY_BUFFER_BYTES = 16 << 20;
-/** Answer bytes queued beyond that before the connection is closed. */
-const MAX_UNSENT_REPLY_BYTES = 256 << 20;
 
 function toClientResult(r: OperationResult): ClientResult {
   const base: ClientResult = { type: r.type, deleted: 0, count: 0, more: false, kvs: [], prevKvs: [] };

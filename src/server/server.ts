@@ -37,6 +37,8 @@ export interface ServerConfig {
   heartbeatIntervalMs: number;
   maxKeyBytes: number;
   maxValueBytes: number;
+  /** Binary-protocol answers a client connection may leave unread; a larger single answer is refused as too_large. */
+  maxUnreadAnswerBytes: number;
   /** Log segment size; also the free space a restart after a full disk waits for (the next segment is preallocated). */
   segmentBytes: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -130,6 +132,7 @@ export class RaftlineServer implements ApiBackend {
       const api = new HttpApi(server, {
         maxKeyBytes: config.maxKeyBytes,
         maxValueBytes: config.maxValueBytes,
+        maxUnreadAnswerBytes: config.maxUnreadAnswerBytes,
         clusterId: numericId(Object.keys(config.peers).sort().join(',')),
         memberId: numericId(config.id),
         metrics: server.metrics,
