@@ -184,10 +184,16 @@ describe('raftline/client', () => {
     const client = await RaftlineClient.connect({ endpoints: [clientUrl.n3] });
     try {
       await eventually('n3 applied the values', async () => (await client.range('cap/', 'cap0', { consistency: 'stale', countOnly: true })).count === 5);
-      await assert.rejects(client.prefix('cap/', { consistency: 'stale' }), (err: RaftlineClientError) => err.code === 'too_large' && new RegExp(`at most ${ANSWER_LIMIT_N3} go in one`).test(err.message));
+      await assert.rejects(client.prefix('cap/', { consistency: 'stale' }), (err: RaftlineClientError) => err.code === 'too_large' && new RegExp(`more than the ${ANSWER_LIMIT_N3} sent in one answer`).test(err.message));
       const half = await client.prefix('cap/', { consistency: 'stale', limit: 2 });
       assert.equal(half.kvs.length, 2);
       assert.equal(half.more, true);
+      // A write whose results are too large has applied, and says so.
+      const deletion = await client.delete('cap/', { rangeEnd: 'cap0', prevKv: true }).then(() => null, (err: unknown) => err);
+      assert.ok(deletion instanceof RaftlineClientError, String(deletion));
+      assert.equal(deletion.code, 'results_too_large');
+      assert.match(deletion.message, /the write was applied \(revision \d+, succeeded true\)/);
+      assert.equal((await client.range('cap/', 'cap0', { countOnly: true })).count, 0, 'the values are gone');
     } finally {
       await client.close();
     }

@@ -391,7 +391,26 @@ describe('RaftNode', () => {
       await c.stop(leader.node.id);
       const err = await outcome;
       assert.ok(err instanceof OutcomeUnknownError, String(err));
-      assert.match(err.message, /stopped before it was applied here.*another member may still commit it/);
+      assert.match(err.message, /this node stopped \(the raft node is shutting down\) before it was applied here; another member may still commit it/);
+    });
+  });
+
+  test('a follower shut down with a write forwarded to the leader answers it as of unknown outcome', async () => {
+    await withCluster('shutdown-forwarded', async (c) => {
+      const leader = await c.awaitLeader();
+      await leader.node.apply(Buffer.from('before=1'));
+      const follower = [...c.members.values()].find((m) => m !== leader)!;
+      c.net.partition(follower.node.id, leader.node.id);
+      const outcome = follower.node.apply(Buffer.from('forwarded=1'), { forward: true }).then(
+        () => null,
+        (err: unknown) => err,
+      );
+      await new Promise((r) => setTimeout(r, 50));
+      await c.stop(follower.node.id);
+      const err = await outcome;
+      assert.ok(err instanceof OutcomeUnknownError, String(err));
+      assert.equal(err.index, null);
+      assert.match(err.message, /outcome of the forwarded command is unknown: this node stopped/);
     });
   });
 

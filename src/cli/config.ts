@@ -43,6 +43,7 @@ const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 const DEFAULT_SEGMENT_BYTES = 64 << 20;
 const MIN_SEGMENT_BYTES = 4096;
 const MAX_SEGMENT_BYTES = 1 << 30;
+const MAX_UNREAD_ANSWER_BYTES = 512 << 20;
 
 export const SERVE_USAGE = `Usage: raftline serve --id ID --data DIR --peer-listen HOST:PORT --client-listen HOST:PORT
                       --peers ID=HOST:PORT,... [--secret-file FILE] [--client-token-file FILE] [--config FILE] [--join]
@@ -174,6 +175,12 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
   const heartbeatIntervalMs = optionalNumber('heartbeatIntervalMs', 100, 1);
   if (heartbeatIntervalMs * 2 > electionTimeoutMs) throw new ConfigError('the heartbeat interval must be at most half the election timeout');
   // The log's own bounds (docs/log-format.md), checked here so a bad value is a configuration error.
+  // raftline/client takes answers of up to 512 MiB: a larger one would only close its connection.
+  const maxUnreadAnswerBytes = () => {
+    const bytes = optionalNumber('maxUnreadAnswerBytes', 256 << 20, 1 << 20);
+    if (bytes > MAX_UNREAD_ANSWER_BYTES) throw new ConfigError(`maxUnreadAnswerBytes must be at most ${MAX_UNREAD_ANSWER_BYTES} (512 MiB), got ${bytes}`);
+    return bytes;
+  };
   const segmentBytes = () => {
     const bytes = optionalNumber('segmentBytes', DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES);
     if (bytes > MAX_SEGMENT_BYTES) throw new ConfigError(`${get('segmentBytes')!.from} must be at most ${MAX_SEGMENT_BYTES}, got '${bytes}'`);
@@ -197,7 +204,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
     heartbeatIntervalMs,
     maxKeyBytes: optionalNumber('maxKeyBytes', 1536, 1),
     maxValueBytes: optionalNumber('maxValueBytes', 1 << 20, 0),
-    maxUnreadAnswerBytes: optionalNumber('maxUnreadAnswerBytes', 256 << 20, 1 << 20),
+    maxUnreadAnswerBytes: maxUnreadAnswerBytes(),
     segmentBytes: segmentBytes(),
     logLevel,
   };

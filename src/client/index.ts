@@ -89,8 +89,8 @@ const MIN_SERVER_REQUEST_BYTES = 2 << 20;
  */
 const MAX_ANSWER_FRAME_BYTES = 512 << 20;
 /**
- * A request in flight on this many connections that closed fails: one the
- * server cannot take, or whose answer this client cannot, would otherwise
+ * A request in flight on this many connections in a row that ended without
+ * answering it fails: one the server cannot take, or whose answer this client cannot, would otherwise
  * be sent again on every new connection until its deadline, taking the
  * other requests on those connections down with it.
  */
@@ -107,6 +107,7 @@ interface Pending {
   /** Set while it waits to be retried after an error answer. */
   retryTimer: NodeJS.Timeout | undefined;
   retries: number;
+  /** Connections that ended under it since it was last answered (not counting those this client left). */
   connectionsLost: number;
 }
 
@@ -149,6 +150,8 @@ export class RaftlineClient {
   private socket: WebSocket | null = null;
   /** The connection being opened, if any: close() ends it too. */
   private opening: WebSocket | null = null;
+  /** Connections this client gave up on itself: their requests did not cause their end. */
+  private readonly abandoned = new WeakSet<WebSocket>();
   private connecting: Promise<void> | null = null;
   private leaderLookup: Promise<void> | null = null;
   private leaderLookupAtMs = 0;
@@ -370,6 +373,7 @@ export class RaftlineClient {
 
   /** Sends a pending request on the current connection (once connected), unless it went out on that one already or waits for a retry. */
   private async transmit(id: number): Promise<void> {
+    if (!this.pending.has(id)) return;
     if (this.socket?.readyState !== WebSocket.OPEN) {
       try {
         await this.ensureConnected();
@@ -424,6 +428,8 @@ export class RaftlineClient {
     // through the leader when this member knows one, or when it cannot serve
     // (no leader: perhaps it is cut off from the rest; cannot write its data).
     this.lookForLeader();
+    // It was answered: whatever closed connections under it before, it is not what a server cannot take.
+    p.connectionsLost = 0;
     if (p.retryTimer) return;
     const ceilingMs = Math.min(RETRY_MAX_MS, RETRY_INITIAL_MS * 2 ** Math.min(p.retries, 10));
     p.retries++;
@@ -444,6 +450,7 @@ export class RaftlineClient {
     for (const [id, p] of this.pending) {
       if (p.deadlineMs > now) continue;
       this.pending.delete(id);
+      clearTimeout(p.retryTimer);
       p.reject(new RaftlineClientError('timeout', `no answer within ${this.requestTimeoutMs} ms${p.isWrite ? '; the write may still apply' : ''}`));
     }
     while (this.writeQueue.length > 0 && this.writeQueue[0].deadlineMs <= now) {
@@ -457,7 +464,7 @@ export class RaftlineClient {
       // resend them elsewhere (the close handler does) and find the leader.
       this.endpointIndex = (this.endpointIndex + 1) % this.endpoints.length;
       this.lookForLeader();
-      socket.terminate();
+      this.abandon(socket);
     } else if (quietMs >= PING_AFTER_QUIET_MS && now - this.pingedAtMs >= PING_AFTER_QUIET_MS) {
       this.pingedAtMs = now;
       socket.ping();
@@ -498,8 +505,14 @@ export class RaftlineClient {
     });
     if (leader >= 0 && leader !== this.endpointIndex) {
       this.endpointIndex = leader;
-      this.socket?.close();
+      if (this.socket) this.abandon(this.socket);
     }
+  }
+
+  /** Ends a connection at once (a graceful close waits for a server that may be hung); its requests go out again on the next. */
+  private abandon(socket: WebSocket): void {
+    this.abandoned.add(socket);
+    socket.terminate();
   }
 
   private ensureConnected(): Promise<void> {
@@ -521,7 +534,10 @@ export class RaftlineClient {
       } catch (err) {
         // Another endpoint or a later attempt would refuse the same token.
         if (err instanceof RaftlineClientError && err.code === 'unauthorized') {
-          for (const p of this.pending.values()) p.reject(err);
+          for (const p of this.pending.values()) {
+            clearTimeout(p.retryTimer);
+            p.reject(err);
+          }
           this.pending.clear();
           throw err;
         }
@@ -557,6 +573,7 @@ export class RaftlineClient {
         if (this.opening === socket) this.opening = null;
       });
       socket.on('open', () => {
+        if (this.opening === socket) this.opening = null;
         if (this.closed) {
           socket.terminate();
           reject(new RaftlineClientError('closed', 'the client was closed'));
@@ -584,7 +601,7 @@ export class RaftlineClient {
           for (const [id, p] of this.pending) {
             if (p.sentOn === socket) {
               p.sentOn = null;
-              if (++p.connectionsLost >= MAX_CONNECTIONS_LOST) {
+              if (!this.abandoned.has(socket) && ++p.connectionsLost >= MAX_CONNECTIONS_LOST) {
                 this.pending.delete(id);
                 p.reject(
                   new RaftlineClientError(

@@ -522,7 +522,7 @@ export class RaftNode {
     await this.persistTail;
     await this.applyTail;
     if (this.stopped) throw this.stopped;
-    this.abandonRequests(new NotLeaderError(null));
+    this.abandonRequests(new NotLeaderError(null), 'the configuration was reset (resetPeers)');
     const term = this.core.currentTerm + 1;
     const configuration: Configuration = { voters: [...new Set(voters)], learners: [] };
     const entry = { index: this.log.lastIndex + 1, term, type: EntryType.Config, data: new TextEncoder().encode(JSON.stringify(configuration)) };
@@ -1109,9 +1109,10 @@ export class RaftNode {
     }
   }
 
-  private abandonRequests(reason: Error): void {
+  /** Settles every request: `reason` for those not in the log, of unknown outcome (because of `why`) for the rest. */
+  private abandonRequests(reason: Error, why: string): void {
     // Entries in the log, or handed to the leader, may still be committed by the others.
-    const unknown = `this node stopped before it was applied here (${reason.message}); another member may still commit it`;
+    const unknown = `${why} before it was applied here; another member may still commit it`;
     this.settleWaiters(() => true, (index) => new OutcomeUnknownError(index, unknown));
     for (const p of this.proposals) p.reject(reason);
     this.proposals = [];
@@ -1135,7 +1136,7 @@ export class RaftNode {
     this.stopping.abort(reason);
     clearInterval(this.ticker);
     this.unregister();
-    this.abandonRequests(reason);
+    this.abandonRequests(reason, `this node stopped (${reason.message})`);
   }
 }
 

@@ -11,7 +11,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '@truffl
 import { BusyError, InvalidChangeError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TimeoutError, type RaftNode } from '../node/index.js';
 import type { UwsTransportStats } from '../transport/index.js';
 import { ClientFrameError, decodeRequest, encodeResponse, encodeResponseInTurns, KVS_PER_TURN, type ClientResponse, type ClientResult } from '../transport/client-codec.js';
-import { packFrames, unpackFrame } from '../transport/frame.js';
+import { LENGTH_PREFIX_BYTES, packFrames, unpackFrame } from '../transport/frame.js';
 import { decodeCommand, encodeCommand, isSessionRegistration, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
 import { ClientTokenCheck } from './client-auth.js';
 import { jsonWithRows } from './json-rows.js';
@@ -667,14 +667,13 @@ export class HttpApi {
       data.unsent.push(frame);
       data.unsentBytes += frame.byteLength;
     }
+    this.sendUnsent(ws);
     if (data.unsentBytes > this.maxUnreadAnswerBytes) {
       // A client that asks for far more than it reads: it learns why, and its retries go elsewhere or later.
       data.closed = true;
       data.unsent = [];
       ws.end(1008, `more than ${this.maxUnreadAnswerBytes} bytes of answers unread`);
-      return;
     }
-    this.sendUnsent(ws);
   }
 
   /**
@@ -695,22 +694,30 @@ export class HttpApi {
   }
 
   private clientAnswer(id: number, route: string, status: number, fields: Partial<ClientResponse>): Uint8Array {
-    return this.withinAnswerLimit(id, route, status, encodeResponse(this.clientResponse(id, fields)));
+    const response = this.clientResponse(id, fields);
+    return this.withinAnswerLimit(route, status, response, encodeResponse(response));
   }
 
   /**
-   * `encoded`, or a too_large error in its place when it is more than the
-   * connection may hold unread: sent, it would close the connection, and the
-   * client would ask again on the next.
+   * `encoded`, the encoding of `response`, or an error in its place when its
+   * frame is more than the connection may hold unread: sent, it would close
+   * the connection, and the client would ask again on the next. A write's
+   * error says that it applied.
    */
-  private withinAnswerLimit(id: number, route: string, status: number, encoded: Uint8Array): Uint8Array {
-    if (encoded.byteLength <= this.maxUnreadAnswerBytes) {
+  private withinAnswerLimit(route: string, status: number, response: ClientResponse, encoded: Uint8Array): Uint8Array {
+    const bytes = LENGTH_PREFIX_BYTES + encoded.byteLength;
+    if (bytes <= this.maxUnreadAnswerBytes) {
       this.opts.metrics.request(route, status);
       return encoded;
     }
     this.opts.metrics.request(route, 413);
-    const error = `the answer is ${encoded.byteLength} bytes; at most ${this.maxUnreadAnswerBytes} go in one: ask for less (a limit, keys only, or a smaller range)`;
-    return encodeResponse(this.clientResponse(id, { errorCode: 'too_large', error, succeeded: false }));
+    const limit = `more than the ${this.maxUnreadAnswerBytes} sent in one answer`;
+    if (route === 'ws:write') {
+      const error = `the write was applied (revision ${response.revision}, succeeded ${response.succeeded}), but its results are ${bytes} bytes, ${limit}, and are not sent: ask for prevKv over fewer keys`;
+      return encodeResponse({ ...response, errorCode: 'results_too_large', error, results: [] });
+    }
+    const error = `the answer is ${bytes} bytes, ${limit}: ask for less (a limit, keys only, or a smaller range)`;
+    return encodeResponse({ ...response, errorCode: 'too_large', error, succeeded: false, results: [] });
   }
 
   private clientResponse(id: number, fields: Partial<ClientResponse>): ClientResponse {
@@ -760,7 +767,7 @@ export class HttpApi {
       if (range.kvs.length <= KVS_PER_TURN) return answer({ results: [toClientResult(range)] });
       // Taken at the read: stored key-values are never modified, so writes applied between its turns do not show.
       const response = this.clientResponse(id, { results: [toClientResult(range)] });
-      return this.withinAnswerLimit(id, route, 200, await encodeResponseInTurns(response));
+      return this.withinAnswerLimit(route, 200, response, await encodeResponseInTurns(response));
     } catch (err) {
       const e = err instanceof ClientFrameError ? new HttpError(400, 'bad_request', err.message) : this.answerFor(err, route === 'ws:write');
       return answer({ errorCode: e.code, error: e.message, leader: e.leader, succeeded: false }, e.status);
@@ -796,7 +803,7 @@ export class HttpApi {
         throw new HttpError(
           409,
           'session_expired',
-          "the cluster no longer remembers this write's client session (100,000 others were active since): it was not applied now (it may have been before); start a new session",
+          "the cluster does not know this write's client session (it forgets the least recently active beyond 100,000, and knows only registered ones): it was not applied now (it may have been before); register a new session",
         );
       }
       return r;

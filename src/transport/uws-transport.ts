@@ -47,7 +47,10 @@ export interface UwsTransportOptions {
   maxQueuedBytes?: number;
   /** Bulk messages are written only while the socket buffers less than this. Default 4 MiB. */
   highWaterBytes?: number;
-  /** First reconnect delay; doubles per failed attempt up to `reconnectMaxMs`, with jitter. Defaults 50 and 2000. */
+  /**
+   * First reconnect delay; doubles per attempt up to `reconnectMaxMs`, with
+   * jitter, until a connection stays up for `reconnectMaxMs`. Defaults 50 and 2000.
+   */
   reconnectInitialMs?: number;
   reconnectMaxMs?: number;
   /**
@@ -224,7 +227,10 @@ export class UwsTransport implements Transport {
             this.rejected.auth++;
             this.log({
               level: 'warn',
-              message: token === '' ? 'refused a connection without a peer token (not a raftline peer)' : `wrong cluster secret (from a process calling itself ${JSON.stringify(claimedId)})`,
+              message:
+                token === ''
+                  ? 'refused a connection without a peer token (not a raftline peer)'
+                  : `wrong cluster secret, or a token meant for another member (from a process calling itself ${JSON.stringify(claimedId)})`,
               remote,
             });
             res.cork(() => res.writeStatus('401 Unauthorized').end('raftline peer port: the upgrade request lacks a valid x-raftline-peer token (wrong cluster secret, or meant for another member?)\n', true));

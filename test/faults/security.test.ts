@@ -87,7 +87,7 @@ test('a process with the wrong cluster secret cannot join, vote or receive appen
           const refused = (await status(cluster.clientUrl[id]!)).peerTransport.rejected.auth - authBefore.get(id)!;
           if (refused < 3 * impostors.length) return false;
           const lines = cluster.logs.get(id)!.map((l) => String(l.msg));
-          if (!impostors.every((imp) => lines.some((m) => m.includes(`wrong cluster secret (from a process calling itself "${imp.id}")`)))) return false;
+          if (!impostors.every((imp) => lines.some((m) => m.includes(`wrong cluster secret, or a token meant for another member (from a process calling itself "${imp.id}")`)))) return false;
         }
         for (const imp of impostors) {
           const s = await status(imp.url);
