@@ -222,7 +222,7 @@ test('an unknown read consistency and a request over the servers\' limit are ref
   }
 });
 
-test('a write refused because the servers forgot its session is of unknown outcome, and later writes go under a newly registered session from sequence 1', async () => {
+test('a write sent more than once and then refused because the servers forgot its session is of unknown outcome; later writes go under a new session from sequence 1', async () => {
   endpoint.received.length = 0;
   const client = await RaftlineClient.connect({ endpoints: [endpoint.url] });
   try {
@@ -230,11 +230,15 @@ test('a write refused because the servers forgot its session is of unknown outco
     await client.put('a', '2');
     const before = client.sessionId;
     const registered = endpoint.registrations;
-    endpoint.policy = (r) => (r.sequence === 3 ? { errorCode: 'session_expired', error: 'the cluster no longer remembers this session' } : 'answer');
+    let attempts = 0;
+    const expired = { errorCode: 'session_expired', error: 'the cluster does not know this session' };
+    // Its first attempt is answered busy, so that attempt may still have applied when the second is refused.
+    endpoint.policy = (r) => (r.sequence === 3 ? (++attempts === 1 ? { errorCode: 'busy', error: 'try again' } : expired) : 'answer');
     const refused = await client.put('a', '3').then(() => null, (err: unknown) => err);
     assert.ok(refused instanceof RaftlineClientError, String(refused));
     assert.equal(refused.code, 'outcome_unknown', 'an earlier attempt may have applied before the session was forgotten');
     assert.equal(refused.serverCode, 'session_expired');
+    assert.equal(attempts, 2);
     endpoint.policy = () => 'answer';
     await client.put('a', '4');
     const last = endpoint.received.at(-1)!;
@@ -242,6 +246,27 @@ test('a write refused because the servers forgot its session is of unknown outco
     assert.equal(endpoint.registrations, registered + 1, 'registered anew');
     assert.equal(last.sequence, 1);
     assert.equal(client.sessionId, last.clientId);
+  } finally {
+    endpoint.policy = () => 'answer';
+    await client.close();
+  }
+});
+
+test('a write sent once and refused because the servers forgot its session never applied: it goes again under a new session', async () => {
+  endpoint.received.length = 0;
+  const client = await RaftlineClient.connect({ endpoints: [endpoint.url] });
+  try {
+    await client.put('e', '1');
+    const before = client.sessionId;
+    const registered = endpoint.registrations;
+    endpoint.policy = (r) => (r.clientId === before ? { errorCode: 'session_expired', error: 'the cluster does not know this session' } : 'answer');
+    const r = await client.put('e', '2');
+    assert.equal(r.duplicate, false);
+    assert.equal(endpoint.registrations, registered + 1, 'registered anew');
+    const [refused, again] = endpoint.received.slice(-2);
+    assert.deepEqual([refused.clientId, refused.sequence], [before, 2]);
+    assert.deepEqual([again.clientId, again.sequence], [client.sessionId, 1]);
+    assert.notEqual(client.sessionId, before);
   } finally {
     endpoint.policy = () => 'answer';
     await client.close();

@@ -47,6 +47,12 @@ export class RaftlineClientError extends Error {
   }
 }
 
+/**
+ * A write refused as session_expired that went out once: that refusal was its
+ * one chance to apply, so it never did, and it may go again under a new session.
+ */
+class NeverAppliedError extends RaftlineClientError {}
+
 /** A client session: the id the cluster registered it under (it deduplicates its writes by it), and its sequences. */
 interface Session {
   readonly id: string;
@@ -107,6 +113,8 @@ interface Pending {
   /** Set while it waits to be retried after an error answer. */
   retryTimer: NodeJS.Timeout | undefined;
   retries: number;
+  /** Times it was handed to a connection. */
+  sends: number;
   /** Connections that ended under it since it was last answered (not counting those this client left). */
   connectionsLost: number;
 }
@@ -197,7 +205,10 @@ export class RaftlineClient {
 
   /** Applies comparisons, then `success` or `failure` operations, atomically (etcd's Txn). */
   txn(txn: Txn): Promise<TxnResponse> {
-    const deadlineMs = Date.now() + this.requestTimeoutMs;
+    return this.submit(txn, Date.now() + this.requestTimeoutMs);
+  }
+
+  private submit(txn: Txn, deadlineMs: number): Promise<TxnResponse> {
     // Without async/await: on a busy client the promises and frames they add
     // per call were a good part of its garbage.
     if (this.writeQueue.length === 0 && this.sequenceFree()) return this.write(txn, deadlineMs);
@@ -333,6 +344,7 @@ export class RaftlineClient {
         // later writes go under a new one.
         if (err instanceof RaftlineClientError && err.serverCode === 'session_expired' && session === this.session) this.session = null;
         this.settleSequence(session, sequence);
+        if (err instanceof NeverAppliedError) return this.submit(txn, deadlineMs);
         throw err;
       },
     );
@@ -366,7 +378,7 @@ export class RaftlineClient {
     return new Promise<ClientResponse>((resolve, reject) => {
       // Silence is counted from here when nothing else was waiting: an idle connection has had nothing to say.
       if (this.pending.size === 0) this.heardAtMs = Date.now();
-      this.pending.set(id, { frame, isWrite, deadlineMs, resolve, reject, sentOn: null, retryTimer: undefined, retries: 0, connectionsLost: 0 });
+      this.pending.set(id, { frame, isWrite, deadlineMs, resolve, reject, sentOn: null, retryTimer: undefined, retries: 0, sends: 0, connectionsLost: 0 });
       void this.transmit(id);
     });
   }
@@ -385,6 +397,7 @@ export class RaftlineClient {
     const socket = this.socket;
     if (!p || p.retryTimer || socket?.readyState !== WebSocket.OPEN || p.sentOn === socket) return;
     p.sentOn = socket;
+    p.sends++;
     this.enqueue(p.frame);
   }
 
@@ -417,6 +430,10 @@ export class RaftlineClient {
     }
     if (!RETRYABLE.has(r.errorCode)) {
       this.pending.delete(r.id);
+      if (r.errorCode === 'session_expired' && p.sends === 1) {
+        p.reject(new NeverAppliedError(r.errorCode, r.error));
+        return;
+      }
       // The servers no longer remember whether a write that old (or of a
       // session they forgot) applied: a retry could not tell either, so its
       // fate stays unknown.
