@@ -30,6 +30,9 @@ class ScriptedEndpoint {
   /** WebSocket connections opened. */
   connections = 0;
   maxRequestBytes = 2 << 20;
+  /** What /status reports. */
+  role: 'leader' | 'follower' = 'leader';
+  term = 1;
   url = '';
   private listenSocket: unknown;
 
@@ -38,7 +41,7 @@ class ScriptedEndpoint {
     const app = uws
       .App()
       .get('/status', (res) => {
-        res.cork(() => res.writeHeader('Content-Type', 'application/json').end(JSON.stringify({ role: 'leader', term: 1, limits: { maxRequestBytes: this.maxRequestBytes } })));
+        res.cork(() => res.writeHeader('Content-Type', 'application/json').end(JSON.stringify({ role: this.role, term: this.term, limits: { maxRequestBytes: this.maxRequestBytes } })));
       })
       .ws('/v1/ws', {
         maxPayloadLength: 64 << 20,
@@ -333,6 +336,36 @@ test('a connection idle for longer than the silence limit is kept when its next 
   } finally {
     endpoint.policy = () => 'answer';
     await client.close();
+  }
+});
+
+test('a client moving to a new leader lets the requests in flight on the old connection be answered there', async () => {
+  const other = new ScriptedEndpoint();
+  await other.start();
+  other.role = 'follower';
+  endpoint.received.length = 0;
+  const client = await RaftlineClient.connect({ endpoints: [endpoint.url, other.url] });
+  const keyOf = (r: Received) => (r.request.command ? Buffer.from(decodeCommand(r.request.command).txn.success[0]!.key).toString() : '');
+  try {
+    await client.put('m', '0');
+    endpoint.policy = (r) => (r.request.read ? { errorCode: 'no_leader', error: 'no leader here' } : keyOf(r) === 'held' ? 'hold' : 'answer');
+    const held = client.put('held', 'v');
+    await eventually('the write reached the first member', () => endpoint.received.some((r) => keyOf(r) === 'held'));
+    endpoint.role = 'follower';
+    other.role = 'leader';
+    other.term = 2;
+    // Refused by the old member, the read makes the client look for the leader and goes there.
+    assert.equal(await client.get('x'), null);
+    assert.ok(other.received.some((r) => r.request.read), 'the read went to the new leader');
+    endpoint.release();
+    const r = await held;
+    assert.equal(r.duplicate, false);
+    assert.equal(other.received.filter((x) => keyOf(x) === 'held').length, 0, 'the held write was answered where it was sent, not sent again');
+  } finally {
+    endpoint.policy = () => 'answer';
+    endpoint.role = 'leader';
+    await client.close();
+    other.stop();
   }
 });
 

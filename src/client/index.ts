@@ -160,6 +160,13 @@ export class RaftlineClient {
   private opening: WebSocket | null = null;
   /** Connections this client gave up on itself: their requests did not cause their end. */
   private readonly abandoned = new WeakSet<WebSocket>();
+  /**
+   * Connections left for the leader's, and when: kept open until the
+   * requests sent on them are answered (sent again elsewhere, a write that had
+   * applied would come back a duplicate, without its results), or for
+   * DEAD_AFTER_QUIET_MS at most.
+   */
+  private readonly retiring = new Map<WebSocket, number>();
   private connecting: Promise<void> | null = null;
   private leaderLookup: Promise<void> | null = null;
   private leaderLookupAtMs = 0;
@@ -272,6 +279,8 @@ export class RaftlineClient {
     for (const w of this.writeQueue.splice(0)) w.reject(new RaftlineClientError('closed', 'the client was closed; the write was never sent'));
     this.socket?.close();
     this.socket = null;
+    for (const socket of this.retiring.keys()) socket.terminate();
+    this.retiring.clear();
     this.opening?.terminate();
     this.opening = null;
   }
@@ -473,6 +482,13 @@ export class RaftlineClient {
     while (this.writeQueue.length > 0 && this.writeQueue[0].deadlineMs <= now) {
       this.writeQueue.shift()!.reject(new RaftlineClientError('timeout', `no write slot within ${this.requestTimeoutMs} ms; the write was never sent`));
     }
+    for (const [retired, sinceMs] of this.retiring) {
+      if (now - sinceMs < DEAD_AFTER_QUIET_MS) this.closeIfAnswered(retired);
+      else {
+        this.retiring.delete(retired);
+        retired.terminate();
+      }
+    }
     const socket = this.socket;
     if (socket?.readyState !== WebSocket.OPEN || this.pending.size === 0) return;
     const quietMs = now - this.heardAtMs;
@@ -522,8 +538,22 @@ export class RaftlineClient {
     });
     if (leader >= 0 && leader !== this.endpointIndex) {
       this.endpointIndex = leader;
-      if (this.socket) this.abandon(this.socket);
+      if (this.socket) this.retire(this.socket);
     }
+  }
+
+  /** Sends no more requests on `socket` (the next go to a new connection), and closes it once those on it are answered. */
+  private retire(socket: WebSocket): void {
+    if (this.socket === socket) this.socket = null;
+    this.abandoned.add(socket);
+    this.retiring.set(socket, Date.now());
+    this.closeIfAnswered(socket);
+  }
+
+  private closeIfAnswered(socket: WebSocket): void {
+    for (const p of this.pending.values()) if (p.sentOn === socket) return;
+    this.retiring.delete(socket);
+    socket.close();
   }
 
   /** Ends a connection at once (a graceful close waits for a server that may be hung); its requests go out again on the next. */
@@ -607,12 +637,14 @@ export class RaftlineClient {
             const { envelopes, error } = unpackFrame(data instanceof ArrayBuffer ? new Uint8Array(data) : Buffer.isBuffer(data) ? data : Buffer.concat(data));
             for (const response of envelopes) this.onResponse(decodeResponse(response));
             if (error) socket.terminate();
+            else if (this.retiring.has(socket)) this.closeIfAnswered(socket);
           } catch {
             socket.terminate();
           }
         });
         socket.on('close', () => {
           if (this.socket === socket) this.socket = null;
+          this.retiring.delete(socket);
           if (this.closed) return;
           // Everything unanswered goes out again on the next connection.
           for (const [id, p] of this.pending) {
