@@ -30,6 +30,8 @@ class ScriptedEndpoint {
   /** WebSocket connections opened. */
   connections = 0;
   maxRequestBytes = 2 << 20;
+  /** Upgrades are refused with 401 while set, as a server whose client token changed would. */
+  refuseUpgrades = false;
   /** What /status reports. */
   role: 'leader' | 'follower' = 'leader';
   term = 1;
@@ -45,6 +47,13 @@ class ScriptedEndpoint {
       })
       .ws('/v1/ws', {
         maxPayloadLength: 64 << 20,
+        upgrade: (res, req, context) => {
+          if (this.refuseUpgrades) {
+            res.writeStatus('401 Unauthorized').end();
+            return;
+          }
+          res.upgrade({}, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+        },
         open: () => {
           this.connections++;
         },
@@ -366,6 +375,24 @@ test('a client moving to a new leader lets the requests in flight on the old con
     endpoint.role = 'leader';
     await client.close();
     other.stop();
+  }
+});
+
+test('a client whose reconnection is refused for its token fails a write it had sent as possibly applied', async () => {
+  endpoint.received.length = 0;
+  const client = await RaftlineClient.connect({ endpoints: [endpoint.url] });
+  try {
+    await client.put('u', '0');
+    endpoint.policy = () => 'disconnect';
+    endpoint.refuseUpgrades = true;
+    const err = await client.put('u', '1').then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof RaftlineClientError, String(err));
+    assert.equal(err.code, 'unauthorized');
+    assert.match(err.message, /the write was sent before and may have applied/);
+  } finally {
+    endpoint.policy = () => 'answer';
+    endpoint.refuseUpgrades = false;
+    await client.close();
   }
 });
 

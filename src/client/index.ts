@@ -583,7 +583,7 @@ export class RaftlineClient {
         if (err instanceof RaftlineClientError && err.code === 'unauthorized') {
           for (const p of this.pending.values()) {
             clearTimeout(p.retryTimer);
-            p.reject(err);
+            p.reject(p.isWrite && p.sends > 0 ? new RaftlineClientError(err.code, `${err.message}; the write was sent before and may have applied`) : err);
           }
           this.pending.clear();
           throw err;
