@@ -366,6 +366,15 @@ test('a client moving to a new leader lets the requests in flight on the old con
     // Refused by the old member, the read makes the client look for the leader and goes there.
     assert.equal(await client.get('x'), null);
     assert.ok(other.received.some((r) => r.request.read), 'the read went to the new leader');
+    // The new connection drops; what it carried goes out again, but not the write still in flight on the old one.
+    let dropped = false;
+    other.policy = (r) => {
+      if (!r.request.read || dropped) return 'answer';
+      dropped = true;
+      return 'disconnect';
+    };
+    assert.equal(await client.get('y'), null);
+    assert.ok(dropped);
     endpoint.release();
     const r = await held;
     assert.equal(r.duplicate, false);

@@ -83,6 +83,8 @@ const LEADER_LOOKUP_INTERVAL_MS = 250;
 const PING_AFTER_QUIET_MS = 1000;
 /** ...and given up for another endpoint after this long (a frozen or unreachable server). */
 const DEAD_AFTER_QUIET_MS = 4000;
+/** A connection left for the leader's is kept this long at most for its answers: a server's default applyTimeoutMs, and some. */
+const RETIRED_CONNECTION_MAX_MS = 12_000;
 /** A retried request waits from RETRY_INITIAL_MS, doubling up to RETRY_MAX_MS (with jitter), so an overloaded cluster is not asked ever faster. */
 const RETRY_INITIAL_MS = 50;
 const RETRY_MAX_MS = 1000;
@@ -122,6 +124,7 @@ interface Pending {
 interface QueuedWrite {
   txn: Txn;
   deadlineMs: number;
+  resubmitted: boolean;
   resolve: (r: TxnResponse) => void;
   reject: (err: Error) => void;
 }
@@ -164,9 +167,11 @@ export class RaftlineClient {
    * Connections left for the leader's, and when: kept open until the
    * requests sent on them are answered (sent again elsewhere, a write that had
    * applied would come back a duplicate, without its results), or for
-   * DEAD_AFTER_QUIET_MS at most.
+   * RETIRED_CONNECTION_MAX_MS at most.
    */
   private readonly retiring = new Map<WebSocket, number>();
+  /** The endpoint (index into `endpoints`) of each connection. */
+  private readonly endpointOf = new WeakMap<WebSocket, number>();
   private connecting: Promise<void> | null = null;
   private leaderLookup: Promise<void> | null = null;
   private leaderLookupAtMs = 0;
@@ -215,12 +220,13 @@ export class RaftlineClient {
     return this.submit(txn, Date.now() + this.requestTimeoutMs);
   }
 
-  private submit(txn: Txn, deadlineMs: number): Promise<TxnResponse> {
+  /** `resubmitted`: the write was refused once already under a session the servers had forgotten. */
+  private submit(txn: Txn, deadlineMs: number, resubmitted = false): Promise<TxnResponse> {
     // Without async/await: on a busy client the promises and frames they add
     // per call were a good part of its garbage.
-    if (this.writeQueue.length === 0 && this.sequenceFree()) return this.write(txn, deadlineMs);
+    if (this.writeQueue.length === 0 && this.sequenceFree()) return this.write(txn, deadlineMs, resubmitted);
     return new Promise((resolve, reject) => {
-      this.writeQueue.push({ txn, deadlineMs, resolve, reject });
+      this.writeQueue.push({ txn, deadlineMs, resubmitted, resolve, reject });
       this.sendQueued();
     });
   }
@@ -333,7 +339,7 @@ export class RaftlineClient {
   }
 
   /** Sends one write under the next sequence, which stays in flight until it settles. */
-  private write(txn: Txn, deadlineMs: number): Promise<TxnResponse> {
+  private write(txn: Txn, deadlineMs: number, resubmitted: boolean): Promise<TxnResponse> {
     const session = this.session!;
     let command: Uint8Array;
     try {
@@ -353,7 +359,8 @@ export class RaftlineClient {
         // later writes go under a new one.
         if (err instanceof RaftlineClientError && err.serverCode === 'session_expired' && session === this.session) this.session = null;
         this.settleSequence(session, sequence);
-        if (err instanceof NeverAppliedError) return this.submit(txn, deadlineMs);
+        // Once: sessions forgotten that fast mean a cluster registering far more than it keeps.
+        if (err instanceof NeverAppliedError && !resubmitted) return this.submit(txn, deadlineMs, true);
         throw err;
       },
     );
@@ -370,7 +377,7 @@ export class RaftlineClient {
     if (!this.session) return this.register();
     while (this.writeQueue.length > 0 && this.sequenceFree()) {
       const w = this.writeQueue.shift()!;
-      this.write(w.txn, w.deadlineMs).then(w.resolve, w.reject);
+      this.write(w.txn, w.deadlineMs, w.resubmitted).then(w.resolve, w.reject);
     }
   }
 
@@ -404,7 +411,8 @@ export class RaftlineClient {
     }
     const p = this.pending.get(id);
     const socket = this.socket;
-    if (!p || p.retryTimer || socket?.readyState !== WebSocket.OPEN || p.sentOn === socket) return;
+    // In flight on a connection still open (this one, or one left for the leader's): its answer will come there.
+    if (!p || p.retryTimer || socket?.readyState !== WebSocket.OPEN || p.sentOn?.readyState === WebSocket.OPEN) return;
     p.sentOn = socket;
     p.sends++;
     this.enqueue(p.frame);
@@ -429,7 +437,7 @@ export class RaftlineClient {
     for (const frame of packFrames(requests)) socket.send(frame, { binary: true });
   }
 
-  private onResponse(r: ClientResponse): void {
+  private onResponse(r: ClientResponse, socket: WebSocket): void {
     const p = this.pending.get(r.id);
     if (!p) return;
     if (!r.errorCode) {
@@ -437,6 +445,8 @@ export class RaftlineClient {
       p.resolve(r);
       return;
     }
+    // A late refusal of a copy sent on a connection it has since left: the copy in flight decides.
+    if (p.sentOn !== socket) return;
     if (!RETRYABLE.has(r.errorCode)) {
       this.pending.delete(r.id);
       if (r.errorCode === 'session_expired' && p.sends === 1) {
@@ -483,7 +493,7 @@ export class RaftlineClient {
       this.writeQueue.shift()!.reject(new RaftlineClientError('timeout', `no write slot within ${this.requestTimeoutMs} ms; the write was never sent`));
     }
     for (const [retired, sinceMs] of this.retiring) {
-      if (now - sinceMs < DEAD_AFTER_QUIET_MS) this.closeIfAnswered(retired);
+      if (now - sinceMs < RETIRED_CONNECTION_MAX_MS) this.closeIfAnswered(retired);
       else {
         this.retiring.delete(retired);
         retired.terminate();
@@ -536,10 +546,10 @@ export class RaftlineClient {
       const limit = s?.limits?.maxRequestBytes;
       if (typeof limit === 'number' && limit > 0) this.learnedMaxRequestBytes = Math.min(this.learnedMaxRequestBytes, limit);
     });
-    if (leader >= 0 && leader !== this.endpointIndex) {
-      this.endpointIndex = leader;
-      if (this.socket) this.retire(this.socket);
-    }
+    if (leader < 0) return;
+    this.endpointIndex = leader;
+    // The endpoint the connection is on, not endpointIndex: a lookup that ends while a connection opens elsewhere moves only the latter.
+    if (this.socket && this.endpointOf.get(this.socket) !== leader) this.retire(this.socket);
   }
 
   /** Sends no more requests on `socket` (the next go to a new connection), and closes it once those on it are answered. */
@@ -553,7 +563,7 @@ export class RaftlineClient {
   private closeIfAnswered(socket: WebSocket): void {
     for (const p of this.pending.values()) if (p.sentOn === socket) return;
     this.retiring.delete(socket);
-    socket.close();
+    socket.terminate();
   }
 
   /** Ends a connection at once (a graceful close waits for a server that may be hung); its requests go out again on the next. */
@@ -574,9 +584,8 @@ export class RaftlineClient {
   /** Tries the endpoints in turn, with growing pauses, until one accepts or every pending request has expired. */
   private async connectLoop(): Promise<void> {
     for (let attempt = 0; !this.closed; attempt++) {
-      const endpoint = this.endpoints[this.endpointIndex];
       try {
-        await this.open(endpoint);
+        await this.open(this.endpointIndex);
         return;
       } catch (err) {
         // Another endpoint or a later attempt would refuse the same token.
@@ -596,7 +605,8 @@ export class RaftlineClient {
     throw new RaftlineClientError('closed', 'the client was closed');
   }
 
-  private open(endpoint: string): Promise<void> {
+  private open(endpointIndex: number): Promise<void> {
+    const endpoint = this.endpoints[endpointIndex];
     const socket = new WebSocket(`${endpoint.replace(/^http/, 'ws')}/v1/ws`, {
       perMessageDeflate: false,
       handshakeTimeout: 2000,
@@ -605,6 +615,7 @@ export class RaftlineClient {
       maxPayload: MAX_ANSWER_FRAME_BYTES,
     });
     this.opening = socket;
+    this.endpointOf.set(socket, endpointIndex);
     return new Promise<void>((resolve, reject) => {
       socket.on('error', reject);
       socket.on('unexpected-response', (_req, res) => {
@@ -635,7 +646,7 @@ export class RaftlineClient {
           this.heardAtMs = Date.now();
           try {
             const { envelopes, error } = unpackFrame(data instanceof ArrayBuffer ? new Uint8Array(data) : Buffer.isBuffer(data) ? data : Buffer.concat(data));
-            for (const response of envelopes) this.onResponse(decodeResponse(response));
+            for (const response of envelopes) this.onResponse(decodeResponse(response), socket);
             if (error) socket.terminate();
             else if (this.retiring.has(socket)) this.closeIfAnswered(socket);
           } catch {
