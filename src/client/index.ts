@@ -98,9 +98,9 @@ const MIN_SERVER_REQUEST_BYTES = 2 << 20;
 const MAX_ANSWER_FRAME_BYTES = 512 << 20;
 /**
  * A request in flight on this many connections in a row that ended without
- * answering it fails: one the server cannot take, or whose answer this client cannot, would otherwise
- * be sent again on every new connection until its deadline, taking the
- * other requests on those connections down with it.
+ * answering it fails: one the server cannot take, or whose answer this
+ * client cannot, would otherwise be sent again on every new connection until
+ * its deadline, taking the other requests on those connections down with it.
  */
 const MAX_CONNECTIONS_LOST = 3;
 
@@ -110,7 +110,7 @@ interface Pending {
   deadlineMs: number;
   resolve: (r: ClientResponse) => void;
   reject: (err: Error) => void;
-  /** The connection it was last given to: it goes out once per connection. */
+  /** The connection it was last given to; while that one is open, its answer is awaited there and it goes nowhere else. */
   sentOn: WebSocket | null;
   /** Set while it waits to be retried after an error answer. */
   retryTimer: NodeJS.Timeout | undefined;
