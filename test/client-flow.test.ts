@@ -26,12 +26,15 @@ class ScriptedEndpoint {
   /** Requests held back, answered by `release`. */
   private readonly held: { ws: { send(data: Uint8Array, isBinary: boolean): number }; id: number }[] = [];
   /** 'disconnect' closes the connection the request came on, unanswered. */
-  policy: (r: Received) => 'answer' | 'hold' | 'disconnect' | { errorCode: string; error: string } = () => 'answer';
+  /** `thenDisconnect`: the refusal is sent, then the connection closed. */
+  policy: (r: Received) => 'answer' | 'hold' | 'disconnect' | { errorCode: string; error: string; thenDisconnect?: boolean } = () => 'answer';
   /** WebSocket connections opened. */
   connections = 0;
   maxRequestBytes = 2 << 20;
   /** Upgrades are refused with 401 while set, as a server whose client token changed would. */
   refuseUpgrades = false;
+  /** Upgrades are answered this much later. */
+  upgradeDelayMs = 0;
   /** What /status reports. */
   role: 'leader' | 'follower' = 'leader';
   term = 1;
@@ -52,7 +55,14 @@ class ScriptedEndpoint {
             res.writeStatus('401 Unauthorized').end();
             return;
           }
-          res.upgrade({}, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+          const headers = ['sec-websocket-key', 'sec-websocket-protocol', 'sec-websocket-extensions'].map((h) => req.getHeader(h));
+          const upgrade = () => res.upgrade({}, headers[0]!, headers[1]!, headers[2]!, context);
+          if (this.upgradeDelayMs === 0) return upgrade();
+          let aborted = false;
+          res.onAborted(() => (aborted = true));
+          setTimeout(() => {
+            if (!aborted) res.cork(upgrade);
+          }, this.upgradeDelayMs);
         },
         open: () => {
           this.connections++;
@@ -80,7 +90,14 @@ class ScriptedEndpoint {
             }
             if (what === 'hold') this.held.push({ ws, id: request.id });
             else if (what === 'answer') answers.push(answer(request.id));
-            else answers.push(refusal(request.id, what));
+            else {
+              answers.push(refusal(request.id, what));
+              if (what.thenDisconnect) {
+                for (const frame of packFrames(answers)) ws.send(frame, true);
+                ws.end(1011, 'scripted disconnect');
+                return;
+              }
+            }
           }
           if (answers.length > 0) for (const frame of packFrames(answers)) ws.send(frame, true);
         },
@@ -382,6 +399,38 @@ test('a client moving to a new leader lets the requests in flight on the old con
   } finally {
     endpoint.policy = () => 'answer';
     endpoint.role = 'leader';
+    await client.close();
+    other.stop();
+  }
+});
+
+test('a leader lookup that ends while the client reconnects to a follower still moves it to the leader', async () => {
+  const other = new ScriptedEndpoint();
+  await other.start();
+  other.role = 'follower';
+  endpoint.received.length = 0;
+  const client = await RaftlineClient.connect({ endpoints: [endpoint.url, other.url], requestTimeoutMs: 5000 });
+  try {
+    assert.equal(await client.get('l'), null);
+    endpoint.role = 'follower';
+    other.role = 'leader';
+    other.term = 2;
+    // The first refusal starts a lookup, and the closed connection makes the client reconnect to the same
+    // member, slowly, meanwhile; on that connection the member refuses reads for want of a leader.
+    endpoint.upgradeDelayMs = 300;
+    let disconnected = false;
+    endpoint.policy = (r) => {
+      if (!r.request.read) return 'answer';
+      const thenDisconnect = !disconnected;
+      disconnected = true;
+      return { errorCode: 'no_leader', error: 'no leader here', thenDisconnect };
+    };
+    assert.equal(await client.get('l'), null);
+    assert.ok(other.received.some((r) => r.request.read), 'the read reached the leader');
+  } finally {
+    endpoint.policy = () => 'answer';
+    endpoint.role = 'leader';
+    endpoint.upgradeDelayMs = 0;
     await client.close();
     other.stop();
   }
