@@ -393,6 +393,8 @@ describe('raftline serve', () => {
       [[...base, '--peers', 'a=127.0.0.1:1', '--join=yes'], /--join must be true or false \(or 1 or 0\), got 'yes'/],
       [[...base, '--peers', 'a=127.0.0.1:0'], /\(a\) must be HOST:PORT with a port from 1 to 65535, got '127\.0\.0\.1:0'/],
       [['--id', 'a', '--data', dir, '--peer-listen', '127.0.0.1:1', '--client-listen', '127.0.0.1:0', '--peers', 'a=127.0.0.1:1'], /--client-listen must be HOST:PORT with a port from 1 to 65535/],
+      [[...base, '--peers', 'a=127.0.0.1:1', '--max-unread-answer-bytes', '1000'], /--max-unread-answer-bytes must be an integer ≥ 1048576/],
+      [[...base, '--peers', 'a=127.0.0.1:1', '--max-unread-answer-bytes', String(1 << 30)], /--max-unread-answer-bytes must be at most 536870912 \(512 MiB\), got '1073741824'/],
     ];
     for (const [argv, message] of cases) {
       const r = run(secret, ...argv);

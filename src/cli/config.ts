@@ -178,7 +178,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
   // raftline/client takes answers of up to 512 MiB: a larger one would only close its connection.
   const maxUnreadAnswerBytes = () => {
     const bytes = optionalNumber('maxUnreadAnswerBytes', 256 << 20, 1 << 20);
-    if (bytes > MAX_UNREAD_ANSWER_BYTES) throw new ConfigError(`maxUnreadAnswerBytes must be at most ${MAX_UNREAD_ANSWER_BYTES} (512 MiB), got ${bytes}`);
+    if (bytes > MAX_UNREAD_ANSWER_BYTES) throw new ConfigError(`${get('maxUnreadAnswerBytes')!.from} must be at most ${MAX_UNREAD_ANSWER_BYTES} (512 MiB), got '${bytes}'`);
     return bytes;
   };
   const segmentBytes = () => {
