@@ -134,6 +134,9 @@ const answer = (id: number): Uint8Array => encodeResponse(success(id));
 const refusal = (id: number, { errorCode, error }: { errorCode: string; error: string }): Uint8Array =>
   encodeResponse({ ...success(id), errorCode, error, revision: 0, succeeded: false });
 
+/** The key of a write's first operation ('' for a read). */
+const keyOf = (r: Received): string => (r.request.command ? Buffer.from(decodeCommand(r.request.command).txn.success[0]!.key).toString() : '');
+
 const endpoint = new ScriptedEndpoint();
 before(() => endpoint.start());
 after(() => endpoint.stop());
@@ -305,7 +308,6 @@ test('a write sent once and refused because the servers forgot its session never
 test('a request whose connection closes each time it is sent fails after three connections, and the client goes on', async () => {
   endpoint.received.length = 0;
   const client = await RaftlineClient.connect({ endpoints: [endpoint.url], requestTimeoutMs: 10_000 });
-  const keyOf = (r: Received) => (r.request.command ? Buffer.from(decodeCommand(r.request.command).txn.success[0]!.key).toString() : '');
   try {
     await client.put('p', '0');
     endpoint.policy = (r) => (keyOf(r) === 'poison' ? 'disconnect' : 'answer');
@@ -371,7 +373,6 @@ test('a client moving to a new leader lets the requests in flight on the old con
   other.role = 'follower';
   endpoint.received.length = 0;
   const client = await RaftlineClient.connect({ endpoints: [endpoint.url, other.url] });
-  const keyOf = (r: Received) => (r.request.command ? Buffer.from(decodeCommand(r.request.command).txn.success[0]!.key).toString() : '');
   try {
     await client.put('m', '0');
     endpoint.policy = (r) => (r.request.read ? { errorCode: 'no_leader', error: 'no leader here' } : keyOf(r) === 'held' ? 'hold' : 'answer');

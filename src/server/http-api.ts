@@ -32,8 +32,9 @@ export interface HttpApiOptions {
   maxBodyBytes?: number;
   /**
    * Binary-protocol answers a connection may leave unread (queued in the
-   * server) before it is closed; a single answer larger than this is refused
-   * as too_large instead. Default 256 MiB.
+   * server) before it is closed; a single answer larger than this is not
+   * sent (too_large for a read; results_too_large, applied, for a write).
+   * Default 256 MiB.
    */
   maxUnreadAnswerBytes?: number;
   /** Numeric identity for etcd-shaped headers. */
