@@ -360,10 +360,12 @@ Error SegmentLog::Append(uint8_t* data, size_t length, bool seal, bool on_caller
   if (err.ok()) OnCompleted(*seq, err);
   lock.lock();
   writer_busy_ = false;
+  // The writer's wait ignored anything queued or a close requested while
+  // this thread held writer_busy_; a wake-up with neither would only cost
+  // it a context switch.
+  const bool writer_has_work = !queue_.empty() || closing_;
   lock.unlock();
-  // Nothing can have been queued meanwhile (this thread was busy writing),
-  // but the writer must not sleep through work if that ever changes.
-  queue_cv_.notify_one();
+  if (writer_has_work) queue_cv_.notify_one();
   // A failure is reported like one on the writer thread, through the
   // completion callback, so callers handle it in one place.
   if (err.ok()) {

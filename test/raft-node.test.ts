@@ -279,6 +279,45 @@ describe('RaftNode', () => {
     }
   });
 
+  test('a follower acknowledges an append before applying the entries its commit index released', async () => {
+    // The leader waits for the acknowledgement to answer its client; nobody
+    // waits for the follower's apply. Commit notices and heartbeats to the
+    // follower are dropped, so each append is what tells it the one before
+    // it committed, and both land in one Ready.
+    const events: string[] = [];
+    class RecordingMachine extends KvMachine {
+      override onApply(batch: ApplyIterator): void {
+        for (const cmd of batch) events.push(`${this === watched?.fsm ? 'follower' : 'other'} applies ${Buffer.from(cmd.data).toString()}`);
+      }
+    }
+    let watched: Member | undefined;
+    await withCluster(
+      'ack-before-apply',
+      async (c) => {
+        const leader = await c.awaitLeader();
+        await leader.node.apply(Buffer.from('warm=1'));
+        watched = [...c.members.values()].find((m) => m !== leader)!;
+        const follower = watched.node.id;
+        await eventually('the follower applied warm', () => events.includes('follower applies warm=1'));
+        const indexOf = new Map<number, string>();
+        c.net.drop = (m) => {
+          if (m.from === follower && m.type === 'appendResp' && indexOf.has(m.index)) events.push(`follower acknowledges ${indexOf.get(m.index)}`);
+          return m.to === follower && (m.type === 'commit' || m.type === 'heartbeat');
+        };
+        for (const command of ['a=1', 'b=2', 'c=3']) {
+          indexOf.set(leader.node.status().lastIndex + 1, command);
+          await leader.node.apply(Buffer.from(command));
+        }
+        await eventually('the follower applied b', () => events.includes('follower applies b=2'));
+        const order = events.filter((e) => e.startsWith('follower') && !e.includes('warm'));
+        assert.ok(order.indexOf('follower acknowledges b=2') >= 0 && order.indexOf('follower acknowledges b=2') < order.indexOf('follower applies a=1'), order.join(', '));
+        assert.ok(order.indexOf('follower acknowledges c=3') >= 0 && order.indexOf('follower acknowledges c=3') < order.indexOf('follower applies b=2'), order.join(', '));
+      },
+      { electionTimeoutMs: 3000, heartbeatIntervalMs: 300 },
+      () => new RecordingMachine(),
+    );
+  });
+
   test('a follower forwards writes to the leader and answers once the write is applied locally', async () => {
     await withCluster('forward', async (c) => {
       const leader = await c.awaitLeader();

@@ -851,13 +851,13 @@ export class RaftCore {
     if (m.from === this.transferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
   }
 
-  /** Tells every follower about the new commit index. */
   /** Whether `id` answered within the last two heartbeat intervals and holds an entry of this leader's term. */
   private inTouch(id: NodeId): boolean {
     const pr = this.progress.get(id);
     return pr !== undefined && this.ticks - pr.heardTick <= 2 * this.opts.heartbeatTicks && pr.match >= this.termStartIndex;
   }
 
+  /** Tells every follower about the new commit index. */
   private announceCommit(): void {
     for (const id of this.progress.keys()) this.sendCommit(id);
   }

@@ -795,6 +795,9 @@ export class RaftNode {
       if (this.stopped) return;
       if (this.proposals.length > 0) this.flushProposals();
       this.drain();
+      // The pass produced every message this turn will: waiting for the
+      // transport's own end-of-turn flush would cost another loop iteration.
+      this.opts.transport.flush?.();
     });
   }
 
@@ -839,6 +842,8 @@ export class RaftNode {
           if (m.to === this.opts.id) this.core.step(m);
           else this.opts.transport.send(this.groupId, m);
         }
+        // These answers waited for the disk; the leader is waiting for them.
+        if (after.length > 0) this.opts.transport.flush?.();
         this.schedule();
       },
       (err: Error) => this.fail(err),
@@ -847,7 +852,11 @@ export class RaftNode {
     for (const to of r.sendSnapshots) this.sendSnapshot(to);
     if (r.committed.length > 0) {
       const entries = r.committed;
-      this.applyTail = this.applyTail.then(() => this.applyEntries(entries)).catch((err: Error) => this.fail(err));
+      // A follower's acknowledgement is on a client's path and its apply is
+      // not, so it applies once this Ready's answers are out; the leader
+      // answers clients from its apply and starts at once.
+      const ready = this.core.currentRole === 'leader' ? this.applyTail : Promise.all([this.applyTail, this.persistTail]);
+      this.applyTail = ready.then(() => this.applyEntries(entries)).catch((err: Error) => this.fail(err));
     }
     for (const rs of r.readStates) {
       const w = this.readWaiters.get(rs.requestId);
