@@ -92,6 +92,26 @@ describe('raftline/client', () => {
     }
   });
 
+  test('a write whose results list thousands of key-values arrives whole', async () => {
+    const client = await RaftlineClient.connect({ endpoints });
+    try {
+      const keys = Array.from({ length: 2500 }, (_, i) => `many/${String(i).padStart(4, '0')}`);
+      for (let from = 0; from < keys.length; from += 500) {
+        await client.txn({ compare: [], success: keys.slice(from, from + 500).map((k) => ({ type: 'put', key: Buffer.from(k), value: Buffer.from(`v-${k}`) })), failure: [] });
+      }
+      const inTxn = await client.txn({ compare: [], success: [{ type: 'range', key: Buffer.from('many/'), rangeEnd: Buffer.from('many0') }, { type: 'put', key: Buffer.from('many-done'), value: Buffer.from('1') }], failure: [] });
+      assert.equal(inTxn.results[0].count, keys.length);
+      assert.deepEqual(inTxn.results[0].kvs.map((kv) => Buffer.from(kv.key).toString()), keys);
+      const deleted = await client.delete('many/', { rangeEnd: 'many0', prevKv: true });
+      assert.equal(deleted.results[0].deleted, keys.length);
+      assert.deepEqual(deleted.results[0].prevKvs.map((kv) => Buffer.from(kv.key).toString()), keys);
+      assert.ok(deleted.results[0].prevKvs.every((kv, i) => Buffer.from(kv.value).toString() === `v-${keys[i]}`), 'every deleted value intact');
+      assert.equal(deleted.revision, inTxn.revision + 1);
+    } finally {
+      await client.close();
+    }
+  });
+
   test('malformed binary frames get an error answer and the connection keeps serving', async () => {
     const { ws, answers } = await rawConnection('n2');
     const ready = (id: number) => readRequest(id, 'ready');

@@ -1,26 +1,41 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { jsonWithRows, ROWS_PER_TURN } from '../src/server/json-rows.js';
+import { jsonInTurns, Rows, ROWS_PER_TURN } from '../src/server/json-rows.js';
 
-const text = (body: string | Buffer) => (typeof body === 'string' ? body : body.toString('utf8'));
+const text = (body: string | Buffer[]) => (typeof body === 'string' ? body : Buffer.concat(body).toString('utf8'));
+const row = (i: number) => ({ key: `k${i}`, value: 'ünï\u0000"\\', n: i });
+const numbers = (count: number) => Array.from({ length: count }, (_, i) => i);
 
 test('an answer with rows is the same JSON whether built at once or in turns, around every boundary', async () => {
-  const row = (i: number) => ({ key: `k${i}`, value: 'ünï\u0000"\\', n: i });
   for (const count of [0, 1, ROWS_PER_TURN, ROWS_PER_TURN + 1, 2 * ROWS_PER_TURN, 2 * ROWS_PER_TURN + 7]) {
-    const rows = Array.from({ length: count }, (_, i) => i);
-    for (const [head, tail] of [
-      [{ header: { revision: '3' } }, { more: true, count: String(count) }],
-      [{}, {}],
-      [{ revision: 1, count: count, more: false }, {}],
-    ] as const) {
-      const body = await jsonWithRows(head, 'kvs', rows, row, tail);
-      assert.equal(text(body), JSON.stringify({ ...head, kvs: rows.map(row), ...tail }), `${count} rows, head ${JSON.stringify(head)}, tail ${JSON.stringify(tail)}`);
+    const rows = numbers(count);
+    for (const answer of [
+      { header: { revision: '3' }, kvs: new Rows(rows, row), more: true, count: String(count) },
+      { kvs: new Rows(rows, row) },
+      { revision: 1, count, more: false, kvs: new Rows(rows, row) },
+    ]) {
+      const expected = JSON.stringify({ ...answer, kvs: rows.map(row) });
+      assert.equal(text(await jsonInTurns(answer)), expected, `${count} rows in ${Object.keys(answer).join(', ')}`);
+      assert.equal(JSON.stringify(answer), expected, 'JSON.stringify writes Rows as the array of their rows');
     }
   }
 });
 
-test('a long answer lets the event loop run between its turns', async () => {
-  const rows = Array.from({ length: 5 * ROWS_PER_TURN }, (_, i) => i);
+test('rows anywhere in an answer count together: a transaction of several long lists is the same JSON, built in turns', async () => {
+  const half = Math.floor(ROWS_PER_TURN / 2) + 1;
+  const answer = {
+    header: { revision: '9', raft_term: '2' },
+    succeeded: true,
+    skipped: undefined,
+    responses: [
+      { response_range: { header: { revision: '9' }, kvs: new Rows(numbers(half), row), count: String(half) } },
+      { response_put: { header: { revision: '9' } } },
+      { response_delete_range: { header: { revision: '9' }, deleted: '3', prev_kvs: new Rows(numbers(half), row) } },
+      [undefined, () => 1, null, 'text', 4.5, false],
+    ],
+  };
+  const expected = JSON.stringify(answer);
+  assert.ok(expected.includes('"prev_kvs":[{"key":"k0"') && !expected.includes('skipped'), expected.slice(0, 200));
   let turnsBetween = 0;
   let building = true;
   const count = () => {
@@ -29,13 +44,28 @@ test('a long answer lets the event loop run between its turns', async () => {
     setImmediate(count);
   };
   setImmediate(count);
-  await jsonWithRows({}, 'rows', rows, (i) => i);
+  const body = await jsonInTurns(answer);
+  building = false;
+  assert.ok(Array.isArray(body) && body.length > 1, 'more rows than one turn takes: built in turns, a part per turn');
+  assert.equal(text(body), expected);
+  assert.ok(turnsBetween >= 1, `other work ran while two lists of ${half} rows were built (${turnsBetween} turns)`);
+});
+
+test('a long answer lets the event loop run between its turns', async () => {
+  const rows = numbers(5 * ROWS_PER_TURN);
+  let turnsBetween = 0;
+  let building = true;
+  const count = () => {
+    if (!building) return;
+    turnsBetween++;
+    setImmediate(count);
+  };
+  setImmediate(count);
+  await jsonInTurns({ rows: new Rows(rows, (i) => i) });
   building = false;
   assert.ok(turnsBetween >= 4, `other work ran in ${turnsBetween} turns while 5 turns' worth of rows were built`);
   let shortTurns = 0;
-  building = true;
   setImmediate(() => shortTurns++);
-  await jsonWithRows({}, 'rows', rows.slice(0, ROWS_PER_TURN), (i) => i);
+  await jsonInTurns({ rows: new Rows(rows.slice(0, ROWS_PER_TURN), (i) => i) });
   assert.equal(shortTurns, 0, 'a short answer is built at once');
-  building = false;
 });

@@ -158,6 +158,20 @@ describe('raftline serve', () => {
     assert.deepEqual(v1Answer.kvs.map((kv: { key: string }) => kv.key), keys);
     assert.ok(v1Answer.kvs.every((kv: { value: string }, i: number) => kv.value === value(i)), 'every value intact');
     assert.equal(v3Answer.header.revision, String(v1Answer.revision), 'no write in between');
+    // Writes whose answers list more key-values than one turn encodes.
+    const range = { key: Buffer.from('big/').toString('base64'), range_end: Buffer.from('big0').toString('base64') };
+    const txn = await v3('n2', 'txn', { success: [{ request_range: range }, { request_put: { key: b64('big-txn'), value: b64('done') } }] });
+    assert.equal(txn.status, 200);
+    const ranged = txn.json.responses[0].response_range;
+    assert.equal(ranged.count, '2500');
+    assert.deepEqual(ranged.kvs.map((kv: { key: string }) => Buffer.from(kv.key, 'base64').toString()), keys);
+    assert.ok(ranged.kvs.every((kv: { value: string }, i: number) => Buffer.from(kv.value, 'base64').toString() === value(i)), 'every value in the transaction intact');
+    assert.deepEqual(txn.json.responses[1], { response_put: { header: { revision: txn.json.header.revision } } });
+    const deletion = await v3('n1', 'deleterange', { ...range, prev_kv: true });
+    assert.equal(deletion.status, 200);
+    assert.equal(deletion.json.deleted, '2500');
+    assert.deepEqual(deletion.json.prev_kvs.map((kv: { key: string }) => Buffer.from(kv.key, 'base64').toString()), keys);
+    assert.ok(deletion.json.prev_kvs.every((kv: { value: string }, i: number) => Buffer.from(kv.value, 'base64').toString() === value(i)), 'every deleted value intact');
   });
 
   test('bad requests get a 4xx with a JSON reason, and the servers keep serving', async () => {

@@ -45,6 +45,17 @@ for (const seed of [1, 2, 3, 4]) {
             model.add(key);
             keys.add(key);
           }
+        } else if (rng.chance(0.03)) {
+          // A range delete: whole blocks, and parts of the blocks at its ends.
+          const sorted = [...model].sort();
+          const from = randomKey(rng);
+          const to = rng.chance(0.2) ? null : randomKey(rng);
+          const start = lowerBound(sorted, from);
+          const end = to === null ? sorted.length : Math.max(start, lowerBound(sorted, to));
+          const expected = sorted.slice(start, end);
+          for (const key of expected) model.delete(key);
+          assert.deepEqual(keys.removeRange(from, to), expected, `removeRange seed ${seed}, step ${step}, [${JSON.stringify(from)}, ${JSON.stringify(to)})`);
+          assert.equal(keys.size, model.size);
         } else if (model.size > 0) {
           const present = [...model];
           const key = present[rng.int(0, present.length - 1)]!;
@@ -86,4 +97,29 @@ test('keys placed one at a time into a large base, then removed, leave the order
   for (const k of sorted.filter((_, i) => i % 2 === 0)) keys.remove(k);
   assert.deepEqual(keys.keys('', null), sorted.filter((_, i) => i % 2 === 1));
   assert.throws(() => keys.remove(sorted[0]!), /not present/);
+});
+
+test('a range removed across many blocks takes whole blocks and the ends of two, and the order stays usable', () => {
+  const keys = new SortedKeys();
+  const all = Array.from({ length: 10_000 }, (_, i) => `k${String(i).padStart(5, '0')}`);
+  keys.reset(all);
+  let model = [...all];
+  const removeAndCheck = (from: string, to: string | null) => {
+    const expected = model.filter((k) => k >= from && (to === null || k < to));
+    model = model.filter((k) => !(k >= from && (to === null || k < to)));
+    assert.deepEqual(keys.removeRange(from, to), expected, `[${from}, ${to})`);
+    assert.deepEqual(keys.keys('', null), model, `what is left after [${from}, ${to})`);
+    assert.equal(keys.count('', null), model.length);
+  };
+  removeAndCheck('k00700', 'k06300'); // ends inside two blocks, whole ones between
+  removeAndCheck('k00600', 'k00700'); // up to a gap left by the last
+  removeAndCheck('k06300', 'k06301'); // one key
+  removeAndCheck('k06310', 'k06310'); // empty
+  removeAndCheck('k09000', null); // to the end
+  removeAndCheck('', 'k00100'); // from the start
+  for (const k of ['k00650', 'k05000', 'k09500']) keys.add(k);
+  model = [...model, 'k00650', 'k05000', 'k09500'].sort();
+  assert.deepEqual(keys.keys('', null), model, 'keys added after the removals are placed in order');
+  removeAndCheck('', null);
+  assert.equal(keys.size, 0);
 });

@@ -10,11 +10,11 @@ import { fileURLToPath } from 'node:url';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '@trufflesuite/uws-js-unofficial';
 import { BusyError, InvalidChangeError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TimeoutError, type RaftNode } from '../node/index.js';
 import type { UwsTransportStats } from '../transport/index.js';
-import { ClientFrameError, decodeRequest, encodeResponse, encodeResponseInTurns, KVS_PER_TURN, type ClientResponse, type ClientResult } from '../transport/client-codec.js';
+import { ClientFrameError, decodeRequest, encodeResponse, encodeResponseInTurns, type ClientResponse, type ClientResult } from '../transport/client-codec.js';
 import { LENGTH_PREFIX_BYTES, packFrames, unpackFrame } from '../transport/frame.js';
 import { decodeCommand, encodeCommand, isSessionRegistration, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
 import { ClientTokenCheck } from './client-auth.js';
-import { jsonWithRows } from './json-rows.js';
+import { jsonInTurns, Rows } from './json-rows.js';
 import type { KeyValue, KvStore, OperationResult, TxnResult } from './kv-store.js';
 import { encodeMemberInfo, parseMemberInfo, type MemberInfo } from './members.js';
 import type { ServerMetrics } from './metrics.js';
@@ -363,13 +363,18 @@ export class HttpApi {
     await this.readBarrier(query.get('consistency') ?? 'linearizable');
     const r = this.store.range({ type: 'range', key: prefix.length ? prefix : Buffer.from('\0'), rangeEnd: prefixEnd(prefix), limit });
     return jsonBody(
-      await jsonWithRows({ revision: this.store.revision, count: r.count, more: r.more }, 'kvs', r.kvs, (kv) => ({
-        key: kv.key.toString(),
-        value: kv.value.toString(),
-        createRevision: kv.createRevision,
-        modRevision: kv.modRevision,
-        version: kv.version,
-      })),
+      await jsonInTurns({
+        revision: this.store.revision,
+        count: r.count,
+        more: r.more,
+        kvs: new Rows(r.kvs, (kv) => ({
+          key: kv.key.toString(),
+          value: kv.value.toString(),
+          createRevision: kv.createRevision,
+          modRevision: kv.modRevision,
+          version: kv.version,
+        })),
+      }),
     );
   }
 
@@ -527,16 +532,13 @@ export class HttpApi {
       case '/v3/kv/deleterange': {
         const op = url === '/v3/kv/put' ? this.v3Put(req) : this.v3Delete(req);
         const r = await this.write({ compare: [], success: [op], failure: [] });
-        return json({ header: this.header(r.revision), ...this.v3Response(r.responses[0]) });
+        return jsonBody(await jsonInTurns({ header: this.header(r.revision), ...this.v3Response(r.responses[0]) }));
       }
       case '/v3/kv/range': {
         const op = this.v3Range(req);
         await this.readBarrier(bool(req.serializable, 'serializable') ? 'stale' : 'linearizable');
         const header = this.header(this.store.revision);
-        const r = this.store.range(op);
-        // v3Response's answer, its rows built in turns.
-        const rest = this.v3Response({ ...r, kvs: [] });
-        return jsonBody(r.kvs.length ? await jsonWithRows({ header }, 'kvs', r.kvs, etcdKv, rest) : JSON.stringify({ header, ...rest }));
+        return jsonBody(await jsonInTurns({ header, ...this.v3Response(this.store.range(op)) }));
       }
       case '/v3/kv/txn': {
         const txn = this.v3Txn(req);
@@ -549,7 +551,7 @@ export class HttpApi {
           return { [name]: { header: { revision: String(r.revision) }, ...this.v3Response(resp) } };
         });
         if (responses.length) out.responses = responses;
-        return json(out);
+        return jsonBody(await jsonInTurns(out));
       }
       default:
         throw new HttpError(404, 'not_found', `no route ${url}`);
@@ -616,7 +618,7 @@ export class HttpApi {
     return txn;
   }
 
-  /** etcd 3.4's JSON for one operation's result (int64 as strings, zero values omitted). */
+  /** etcd 3.4's JSON for one operation's result (int64 as strings, zero values omitted), its key-value lists as Rows for jsonInTurns. */
   private v3Response(r: OperationResult | undefined): Record<string, unknown> {
     if (!r) return {};
     switch (r.type) {
@@ -625,12 +627,12 @@ export class HttpApi {
       case 'delete': {
         const out: Record<string, unknown> = {};
         if (r.deleted) out.deleted = String(r.deleted);
-        if (r.prevKvs?.length) out.prev_kvs = r.prevKvs.map(etcdKv);
+        if (r.prevKvs?.length) out.prev_kvs = new Rows(r.prevKvs, etcdKv);
         return out;
       }
       case 'range': {
         const out: Record<string, unknown> = {};
-        if (r.kvs.length) out.kvs = r.kvs.map(etcdKv);
+        if (r.kvs.length) out.kvs = new Rows(r.kvs, etcdKv);
         if (r.more) out.more = true;
         if (r.count) out.count = String(r.count);
         return out;
@@ -700,6 +702,16 @@ export class HttpApi {
   }
 
   /**
+   * clientAnswer for results that may list many key-values, encoded over
+   * several turns. They were taken at the read or the write: stored
+   * key-values are never modified, so writes applied meanwhile do not show.
+   */
+  private async clientAnswerInTurns(id: number, route: string, fields: Partial<ClientResponse>): Promise<Uint8Array> {
+    const response = this.clientResponse(id, fields);
+    return this.withinAnswerLimit(route, 200, response, await encodeResponseInTurns(response));
+  }
+
+  /**
    * `encoded`, the encoding of `response`, or an error in its place when its
    * frame is more than the connection may hold unread: sent, it would close
    * the connection, and the client would ask again on the next. A write's
@@ -759,16 +771,13 @@ export class HttpApi {
           if (op.type === 'put') this.checkValue(op.value);
         }
         const r = await this.propose(req.command);
-        return answer({ revision: r.revision, succeeded: r.succeeded, duplicate: r.duplicate === true, results: r.responses.map(toClientResult) });
+        return await this.clientAnswerInTurns(id, route, { revision: r.revision, succeeded: r.succeeded, duplicate: r.duplicate === true, results: r.responses.map(toClientResult) });
       }
       const read = req.read!;
       this.checkKey(read.key);
       await this.readBarrier(read.consistency === 'lease' ? 'lease' : read.consistency === 'stale' ? 'stale' : 'linearizable');
       const range = this.store.range({ type: 'range', key: read.key, rangeEnd: read.rangeEnd, limit: read.limit, keysOnly: read.keysOnly, countOnly: read.countOnly });
-      if (range.kvs.length <= KVS_PER_TURN) return answer({ results: [toClientResult(range)] });
-      // Taken at the read: stored key-values are never modified, so writes applied between its turns do not show.
-      const response = this.clientResponse(id, { results: [toClientResult(range)] });
-      return this.withinAnswerLimit(route, 200, response, await encodeResponseInTurns(response));
+      return await this.clientAnswerInTurns(id, route, { results: [toClientResult(range)] });
     } catch (err) {
       const e = err instanceof ClientFrameError ? new HttpError(400, 'bad_request', err.message) : this.answerFor(err, route === 'ws:write');
       return answer({ errorCode: e.code, error: e.message, leader: e.leader, succeeded: false }, e.status);
@@ -895,17 +904,19 @@ export class HttpApi {
     this.opts.metrics.request(routeName, reply.status);
     if (aborted) return;
     const body = reply.body;
+    const parts = typeof body === 'string' ? null : body instanceof Uint8Array ? (body.byteLength <= STREAMED_BODY_BYTES ? null : [body]) : body;
+    const totalBytes = parts?.reduce((bytes, part) => bytes + part.byteLength, 0) ?? 0;
     let done = true;
     res.cork(() => {
       res.writeStatus(STATUS_TEXT[reply.status] ?? `${reply.status} Error`);
       for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v);
-      if (typeof body === 'string' || body.byteLength <= STREAMED_BODY_BYTES) res.end(body);
-      else done = res.tryEnd(body, body.byteLength)[1];
+      if (parts) done = tryEndParts(res, parts, totalBytes)[1];
+      else res.end(body as string | Uint8Array);
     });
     // end() copies what the socket does not take at once into uWS's own
     // buffer: 300 ms of the event loop for a 134 MB range answer. tryEnd
     // leaves the rest here, and it goes out as the client reads.
-    if (!done) res.onWritable((offset) => res.tryEnd((body as Uint8Array).subarray(offset), body.length)[0]);
+    if (!done) res.onWritable(() => tryEndParts(res, parts!, totalBytes)[0]);
   }
 }
 
@@ -934,6 +945,25 @@ interface ClientSocketData {
 /** An HTTP answer larger than this is written as the client reads it (HttpApi.respond). */
 const STREAMED_BODY_BYTES = 1 << 20;
 
+/**
+ * uWS's tryEnd over a body in parts, from where the response's writing
+ * stands: [ok, responded] as tryEnd gave them for the last part tried. It
+ * stops at a part the socket did not take whole; onWritable goes on from there.
+ */
+function tryEndParts(res: HttpResponse, parts: readonly Uint8Array[], totalBytes: number): [boolean, boolean] {
+  let start = 0;
+  for (const part of parts) {
+    const end = start + part.byteLength;
+    const offset = res.getWriteOffset();
+    if (offset < end) {
+      const [ok, responded] = res.tryEnd(part.subarray(offset - start), totalBytes);
+      if (!ok || responded) return [ok, responded];
+    }
+    start = end;
+  }
+  return [true, true];
+}
+
 /** Answer bytes a client connection may hold in uWS's send buffer; more wait for it to drain. */
 const REPLY_BUFFER_BYTES = 16 << 20;
 
@@ -953,7 +983,8 @@ function toClientResult(r: OperationResult): ClientResult {
 
 interface Reply {
   status: number;
-  body: string | Uint8Array;
+  /** A long answer may come in parts, written one after the other (joining them would hold the event loop). */
+  body: string | Uint8Array | readonly Uint8Array[];
   headers: Record<string, string>;
 }
 
@@ -961,7 +992,7 @@ function json(value: unknown, status = 200): Reply {
   return jsonBody(JSON.stringify(value), status);
 }
 
-function jsonBody(body: string | Buffer, status = 200): Reply {
+function jsonBody(body: string | readonly Buffer[], status = 200): Reply {
   return { status, body, headers: { 'Content-Type': 'application/json' } };
 }
 

@@ -379,12 +379,9 @@ export class KvStore implements StateMachine {
           break;
         }
         case 'delete': {
-          const keys = this.keysIn(op.key, op.rangeEnd);
+          const keys = this.removeKeys(op.key, op.rangeEnd);
           const prevKvs = op.prevKv ? keys.map((k) => this.data.get(k)!) : undefined;
-          for (const k of keys) {
-            this.data.delete(k);
-            this.order?.remove(k);
-          }
+          for (const k of keys) this.data.delete(k);
           if (keys.length > 0) changed = true;
           responses.push({ type: 'delete', deleted: keys.length, ...(prevKvs ? { prevKvs } : {}) });
           break;
@@ -451,6 +448,16 @@ export class KvStore implements StateMachine {
       this.order.reset(this.data.keys());
     }
     return this.order;
+  }
+
+  /** Takes the keys in etcd's range out of the key order and returns them, in order (the caller deletes their values). */
+  private removeKeys(key: Bytes, rangeEnd: Bytes | undefined): string[] {
+    const span = this.span(key, rangeEnd);
+    if (span) return this.ordered().removeRange(span.from, span.to);
+    const k = binaryString(key);
+    if (!this.data.has(k)) return [];
+    this.order?.remove(k);
+    return [k];
   }
 
   /** The first `limit` keys in etcd's range, in order. */

@@ -45,6 +45,35 @@ export class SortedKeys {
     if (keys.length === 0) this.blocks.splice(block, 1);
   }
 
+  /**
+   * Removes every key in [from, to) (`to` null: to the end) and returns them
+   * in order. Whole blocks go at once: removing 300,000 keys one by one, each
+   * shifting its block, took most of 340 ms on the apply path.
+   */
+  removeRange(from: string, to: string | null): string[] {
+    this.settle();
+    const start = this.lowerBound(from);
+    const end = to === null ? { block: this.blocks.length, index: 0 } : this.lowerBound(to);
+    if (end.block < start.block || (end.block === start.block && end.index <= start.index)) return [];
+    const first = this.blocks[start.block];
+    let removed: string[];
+    if (start.block === end.block) {
+      removed = first.splice(start.index, end.index - start.index);
+      if (first.length === 0) this.blocks.splice(start.block, 1);
+    } else {
+      removed = first.splice(start.index);
+      for (let b = start.block + 1; b < end.block; b++) for (const key of this.blocks[b]) removed.push(key);
+      const last = this.blocks[end.block] as string[] | undefined;
+      if (last) for (const key of last.splice(0, end.index)) removed.push(key);
+      // The blocks in between go, and the first and the last if nothing is left of them.
+      const keepFirst = first.length > 0 ? 1 : 0;
+      const dropLast = last !== undefined && last.length === 0 ? 1 : 0;
+      this.blocks.splice(start.block + keepFirst, end.block - start.block - keepFirst + dropLast);
+    }
+    this.placed -= removed.length;
+    return removed;
+  }
+
   clear(): void {
     this.blocks = [];
     this.pending = [];

@@ -266,9 +266,11 @@ export function encodeResponse(r: ClientResponse): Uint8Array {
 /**
  * encodeResponse for a response that may carry many key-values, KVS_PER_TURN
  * per event-loop turn: other work runs in between. Its builder is its own
- * (the shared one is taken by every encoding in between). The same bytes.
+ * (the shared one is taken by every encoding in between). The same bytes;
+ * a response of at most KVS_PER_TURN key-values is encoded at once.
  */
 export async function encodeResponseInTurns(r: ClientResponse): Promise<Uint8Array> {
+  if (r.results.reduce((kvs, res) => kvs + res.kvs.length + res.prevKvs.length, 0) <= KVS_PER_TURN) return encodeResponse(r);
   const b = new flatbuffers.Builder(1024);
   const vectors: flatbuffers.Offset[] = [];
   for (const res of r.results) {
