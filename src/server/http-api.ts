@@ -11,7 +11,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '@truffl
 import { BusyError, InvalidChangeError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TimeoutError, type RaftNode } from '../node/index.js';
 import type { UwsTransportStats } from '../transport/index.js';
 import { ClientFrameError, decodeRequest, encodeResponse, encodeResponseInTurns, type ClientResponse, type ClientResult } from '../transport/client-codec.js';
-import { LENGTH_PREFIX_BYTES, packFrames, unpackFrame } from '../transport/frame.js';
+import { FRAME_TARGET_BYTES, frameEnd, LENGTH_PREFIX_BYTES, packFrame, unpackFrame } from '../transport/frame.js';
 import { decodeCommand, encodeCommand, isSessionRegistration, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
 import { ClientTokenCheck } from './client-auth.js';
 import { jsonInTurns, Rows } from './json-rows.js';
@@ -666,9 +666,16 @@ export class HttpApi {
     const replies = data.replies;
     data.replies = [];
     if (data.closed) return;
-    for (const frame of packFrames(replies)) {
-      data.unsent.push(frame);
-      data.unsentBytes += frame.byteLength;
+    for (let start = 0; start < replies.length; ) {
+      const end = frameEnd(replies, start);
+      const reply = replies[start];
+      // An answer too long to share a frame is not copied behind its length
+      // prefix: the two go out as fragments of one message.
+      const parts = end === start + 1 && reply.byteLength > FRAME_TARGET_BYTES ? [lengthPrefix(reply.byteLength), reply] : [packFrame(replies, start, end)];
+      const bytes = parts.reduce((sum, part) => sum + part.byteLength, 0);
+      data.unsent.push({ parts, bytes, sentBytes: 0 });
+      data.unsentBytes += bytes;
+      start = end;
     }
     this.sendUnsent(ws);
     if (data.unsentBytes > this.maxUnreadAnswerBytes) {
@@ -680,18 +687,32 @@ export class HttpApi {
   }
 
   /**
-   * Hands queued answer frames to uWS while its send buffer is below
+   * Hands queued answer messages to uWS while its send buffer is below
    * REPLY_BUFFER_BYTES; the rest wait for `drain`. uWS would silently drop a
-   * frame sent past maxBackpressure, leaving its requests unanswered.
+   * message sent past maxBackpressure, leaving its requests unanswered. A
+   * long message goes a fragment at a time: given whole, uWS would copy what
+   * the socket does not take at once (most of a 90 MB answer) in one piece.
    */
   private sendUnsent(ws: WebSocket<ClientSocketData>): void {
     const data = ws.getUserData();
     if (data.closed) return;
     ws.cork(() => {
       while (data.unsent.length > 0 && ws.getBufferedAmount() < REPLY_BUFFER_BYTES) {
-        const frame = data.unsent.shift()!;
-        data.unsentBytes -= frame.byteLength;
-        ws.send(frame, true);
+        const message = data.unsent[0];
+        if (message.parts.length === 1) {
+          data.unsent.shift();
+          data.unsentBytes -= message.bytes;
+          ws.send(message.parts[0], true);
+          continue;
+        }
+        const piece = nextFragment(message);
+        const first = message.sentBytes === 0;
+        message.sentBytes += piece.byteLength;
+        data.unsentBytes -= piece.byteLength;
+        if (first) ws.sendFirstFragment(piece, true);
+        else if (message.sentBytes < message.bytes) ws.sendFragment(piece);
+        else ws.sendLastFragment(piece);
+        if (message.sentBytes === message.bytes) data.unsent.shift();
       }
     });
   }
@@ -937,9 +958,33 @@ interface ClientSocketData {
   closed: boolean;
   /** Answers waiting for the current burst of work to finish. */
   replies: Uint8Array[];
-  /** Answer frames waiting for uWS's send buffer to drain, and their bytes. */
-  unsent: Uint8Array[];
+  /** Answer messages waiting for uWS's send buffer to drain, and their bytes not yet sent. */
+  unsent: UnsentMessage[];
   unsentBytes: number;
+}
+
+/** A WebSocket message of answers: its parts, in order, and how many of its bytes are sent (as fragments, when there are several parts). */
+interface UnsentMessage {
+  parts: Uint8Array[];
+  bytes: number;
+  sentBytes: number;
+}
+
+/** The next fragment of `message`: the rest of the part its sending stands in, at most FRAME_TARGET_BYTES of it. */
+function nextFragment(message: UnsentMessage): Uint8Array {
+  let start = 0;
+  for (const part of message.parts) {
+    const end = start + part.byteLength;
+    if (message.sentBytes < end) return part.subarray(message.sentBytes - start, Math.min(part.byteLength, message.sentBytes - start + FRAME_TARGET_BYTES));
+    start = end;
+  }
+  throw new Error('nextFragment: the message is sent');
+}
+
+function lengthPrefix(bytes: number): Buffer {
+  const prefix = Buffer.allocUnsafe(LENGTH_PREFIX_BYTES);
+  prefix.writeUInt32LE(bytes);
+  return prefix;
 }
 
 /** An HTTP answer larger than this is written as the client reads it (HttpApi.respond). */

@@ -197,6 +197,9 @@ export function decodeRequest(bytes: Uint8Array): ClientRequest {
  */
 export const KVS_PER_TURN = 2_000;
 
+/** A key-value's bytes in a response besides its key and value (table, vtable offset, vector lengths, padding), rounded up. */
+const KV_TABLE_BYTES = 64;
+
 /** Key-value tables for kvs[from, to), their offsets into `offsets`. */
 function encodeKvTables(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[], from: number, to: number, offsets: flatbuffers.Offset[]): void {
   for (let i = from; i < to; i++) {
@@ -225,8 +228,8 @@ function kvsVectorAtOnce(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[])
   return kvsVector(b, offsets);
 }
 
-/** The response around its results' key-value vectors (kvs and prevKvs of each result, in order). */
-function finishResponse(b: flatbuffers.Builder, r: ClientResponse, vectors: flatbuffers.Offset[]): Uint8Array {
+/** The response around its results' key-value vectors (kvs and prevKvs of each result, in order); its root. */
+function buildResponse(b: flatbuffers.Builder, r: ClientResponse, vectors: flatbuffers.Offset[]): flatbuffers.Offset {
   const results = r.results.map((res, i) => {
     Result.startResult(b);
     Result.addType(b, RESULT_TYPES.indexOf(res.type));
@@ -253,14 +256,14 @@ function finishResponse(b: flatbuffers.Builder, r: ClientResponse, vectors: flat
   Response.addDuplicate(b, r.duplicate);
   Response.addResults(b, resultsVector);
   if (session) Response.addSession(b, session);
-  return finished(b, Response.endResponse(b));
+  return Response.endResponse(b);
 }
 
 export function encodeResponse(r: ClientResponse): Uint8Array {
   const b = builder();
   const vectors: flatbuffers.Offset[] = [];
   for (const res of r.results) vectors.push(kvsVectorAtOnce(b, res.kvs), kvsVectorAtOnce(b, res.prevKvs));
-  return finishResponse(b, r, vectors);
+  return finished(b, buildResponse(b, r, vectors));
 }
 
 /**
@@ -271,7 +274,11 @@ export function encodeResponse(r: ClientResponse): Uint8Array {
  */
 export async function encodeResponseInTurns(r: ClientResponse): Promise<Uint8Array> {
   if (r.results.reduce((kvs, res) => kvs + res.kvs.length + res.prevKvs.length, 0) <= KVS_PER_TURN) return encodeResponse(r);
-  const b = new flatbuffers.Builder(1024);
+  // Sized for the answer up front: a builder that grows copies all it
+  // holds each time it doubles, the last time in one piece.
+  let estimatedBytes = 1024;
+  for (const res of r.results) for (const kvs of [res.kvs, res.prevKvs]) for (const kv of kvs) estimatedBytes += kv.key.length + kv.value.length + KV_TABLE_BYTES;
+  const b = new flatbuffers.Builder(estimatedBytes);
   const vectors: flatbuffers.Offset[] = [];
   for (const res of r.results) {
     for (const kvs of [res.kvs, res.prevKvs]) {
@@ -283,7 +290,9 @@ export async function encodeResponseInTurns(r: ClientResponse): Promise<Uint8Arr
       vectors.push(kvsVector(b, offsets));
     }
   }
-  return finishResponse(b, r, vectors);
+  b.finish(buildResponse(b, r, vectors));
+  // The builder is this answer's own: no copy out of it.
+  return b.asUint8Array();
 }
 
 function decodeKvs(length: number, at: (i: number) => WireKeyValue | null, { vector, count }: Bounds): ClientKeyValue[] {
