@@ -972,13 +972,20 @@ interface UnsentMessage {
 
 /** The next fragment of `message`: the rest of the part its sending stands in, at most FRAME_TARGET_BYTES of it. */
 function nextFragment(message: UnsentMessage): Uint8Array {
+  const rest = restOfPart(message.parts, message.sentBytes);
+  if (!rest) throw new Error('nextFragment: the message is sent');
+  return rest.subarray(0, FRAME_TARGET_BYTES);
+}
+
+/** What is left from byte `offset` (of `parts` taken as one) to the end of the part holding it; null past the end. */
+function restOfPart(parts: readonly Uint8Array[], offset: number): Uint8Array | null {
   let start = 0;
-  for (const part of message.parts) {
+  for (const part of parts) {
     const end = start + part.byteLength;
-    if (message.sentBytes < end) return part.subarray(message.sentBytes - start, Math.min(part.byteLength, message.sentBytes - start + FRAME_TARGET_BYTES));
+    if (offset < end) return part.subarray(offset - start);
     start = end;
   }
-  throw new Error('nextFragment: the message is sent');
+  return null;
 }
 
 function lengthPrefix(bytes: number): Buffer {
@@ -996,15 +1003,12 @@ const STREAMED_BODY_BYTES = 1 << 20;
  * stops at a part the socket did not take whole; onWritable goes on from there.
  */
 function tryEndParts(res: HttpResponse, parts: readonly Uint8Array[], totalBytes: number): [boolean, boolean] {
-  let start = 0;
-  for (const part of parts) {
-    const end = start + part.byteLength;
-    const offset = res.getWriteOffset();
-    if (offset < end) {
-      const [ok, responded] = res.tryEnd(part.subarray(offset - start), totalBytes);
-      if (!ok || responded) return [ok, responded];
-    }
-    start = end;
+  // One try per part at most: a part taken whole moves the write offset to the next.
+  for (let tries = 0; tries < parts.length; tries++) {
+    const rest = restOfPart(parts, res.getWriteOffset());
+    if (!rest) break;
+    const [ok, responded] = res.tryEnd(rest, totalBytes);
+    if (!ok || responded) return [ok, responded];
   }
   return [true, true];
 }
