@@ -6,6 +6,21 @@ const text = (body: string | Buffer[]) => (typeof body === 'string' ? body : Buf
 const row = (i: number) => ({ key: `k${i}`, value: 'ünï\u0000"\\', n: i });
 const numbers = (count: number) => Array.from({ length: count }, (_, i) => i);
 
+/** `work`'s result, and in how many event-loop turns other work ran while it did. */
+async function turnsDuring<T>(work: () => Promise<T>): Promise<{ result: T; turnsBetween: number }> {
+  let turnsBetween = 0;
+  let working = true;
+  const count = () => {
+    if (!working) return;
+    turnsBetween++;
+    setImmediate(count);
+  };
+  setImmediate(count);
+  const result = await work();
+  working = false;
+  return { result, turnsBetween };
+}
+
 test('an answer with rows is the same JSON whether built at once or in turns, around every boundary', async () => {
   for (const count of [0, 1, ROWS_PER_TURN, ROWS_PER_TURN + 1, 2 * ROWS_PER_TURN, 2 * ROWS_PER_TURN + 7]) {
     const rows = numbers(count);
@@ -36,16 +51,7 @@ test('rows anywhere in an answer count together: a transaction of several long l
   };
   const expected = JSON.stringify(answer);
   assert.ok(expected.includes('"prev_kvs":[{"key":"k0"') && !expected.includes('skipped'), expected.slice(0, 200));
-  let turnsBetween = 0;
-  let building = true;
-  const count = () => {
-    if (!building) return;
-    turnsBetween++;
-    setImmediate(count);
-  };
-  setImmediate(count);
-  const body = await jsonInTurns(answer);
-  building = false;
+  const { result: body, turnsBetween } = await turnsDuring(() => jsonInTurns(answer));
   assert.ok(Array.isArray(body) && body.length > 1, 'more rows than one turn takes: built in turns, a part per turn');
   assert.equal(text(body), expected);
   assert.ok(turnsBetween >= 1, `other work ran while two lists of ${half} rows were built (${turnsBetween} turns)`);
@@ -53,16 +59,7 @@ test('rows anywhere in an answer count together: a transaction of several long l
 
 test('a long answer lets the event loop run between its turns', async () => {
   const rows = numbers(5 * ROWS_PER_TURN);
-  let turnsBetween = 0;
-  let building = true;
-  const count = () => {
-    if (!building) return;
-    turnsBetween++;
-    setImmediate(count);
-  };
-  setImmediate(count);
-  await jsonInTurns({ rows: new Rows(rows, (i) => i) });
-  building = false;
+  const { turnsBetween } = await turnsDuring(() => jsonInTurns({ rows: new Rows(rows, (i) => i) }));
   assert.ok(turnsBetween >= 4, `other work ran in ${turnsBetween} turns while 5 turns' worth of rows were built`);
   let shortTurns = 0;
   setImmediate(() => shortTurns++);

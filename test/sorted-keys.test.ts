@@ -24,6 +24,16 @@ function lowerBound(sorted: string[], key: string): number {
   return lo;
 }
 
+/** A random [from, to) (`to` null: to the end) and the keys of `model` in it, in order. */
+function randomRange(rng: Prng, model: Set<string>): { from: string; to: string | null; expected: string[] } {
+  const sorted = [...model].sort();
+  const from = randomKey(rng);
+  const to = rng.chance(0.2) ? null : randomKey(rng);
+  const start = lowerBound(sorted, from);
+  const end = to === null ? sorted.length : Math.max(start, lowerBound(sorted, to));
+  return { from, to, expected: sorted.slice(start, end) };
+}
+
 for (const seed of [1, 2, 3, 4]) {
   test(`sorted keys agree with a sorted array through adds, removes, counts and limited scans (seed ${seed})`, () => {
     const rng = new Prng(seed);
@@ -47,12 +57,7 @@ for (const seed of [1, 2, 3, 4]) {
           }
         } else if (rng.chance(0.03)) {
           // A range delete: whole blocks, and parts of the blocks at its ends.
-          const sorted = [...model].sort();
-          const from = randomKey(rng);
-          const to = rng.chance(0.2) ? null : randomKey(rng);
-          const start = lowerBound(sorted, from);
-          const end = to === null ? sorted.length : Math.max(start, lowerBound(sorted, to));
-          const expected = sorted.slice(start, end);
+          const { from, to, expected } = randomRange(rng, model);
           for (const key of expected) model.delete(key);
           assert.deepEqual(keys.removeRange(from, to), expected, `removeRange seed ${seed}, step ${step}, [${JSON.stringify(from)}, ${JSON.stringify(to)})`);
           assert.equal(keys.size, model.size);
@@ -64,12 +69,7 @@ for (const seed of [1, 2, 3, 4]) {
         }
         // Reads every few steps only: between them, added keys stay pending.
         if (rng.chance(0.05)) {
-          const sorted = [...model].sort();
-          const from = randomKey(rng);
-          const to = rng.chance(0.2) ? null : randomKey(rng);
-          const start = lowerBound(sorted, from);
-          const end = to === null ? sorted.length : Math.max(start, lowerBound(sorted, to));
-          const expected = sorted.slice(start, end);
+          const { from, to, expected } = randomRange(rng, model);
           const limit = rng.chance(0.5) ? Infinity : rng.int(0, 20);
           const where = `seed ${seed}, step ${step}, [${JSON.stringify(from)}, ${JSON.stringify(to)}), limit ${limit}`;
           assert.equal(keys.count(from, to), expected.length, `count ${where}`);
