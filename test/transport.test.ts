@@ -132,7 +132,7 @@ test('messages of every group reach exactly the receiver registered for that gro
     for (const [key, ms] of expected) assert.deepEqual(byType(got.get(key)), byType(ms), key);
     const s = ts.get('n1')!.stats();
     assert.equal(s.messagesReceived, 2 * 2 * shapes('a', 'b', 'g').length);
-    assert.deepEqual(s.rejected, { auth: 0, malformed: 0, oversized: 0, unroutable: 0 });
+    assert.deepEqual(s.rejected, { auth: 0, protocol: 0, malformed: 0, oversized: 0, unroutable: 0 });
   } finally {
     await closeAll(ts);
   }
@@ -295,6 +295,55 @@ test('a transport with the wrong secret cannot deliver anything; the right one s
   } finally {
     await closeAll(ts);
     await evil?.close();
+  }
+});
+
+test('a peer speaking another protocol is refused, both sides saying so; one naming none is taken to speak the unnamed protocol', async () => {
+  const serverLog: string[] = [];
+  const server = await UwsTransport.listen(options('srv', { protocol: 'kv/3', unnamedProtocol: 'kv/2', onLog: (e) => serverLog.push(e.message) }));
+  const got: PeerMessage[] = [];
+  server.register('g', 'srv', (m) => got.push(m));
+  const callers: UwsTransport[] = [];
+  const caller = async (id: string, protocol: string | undefined, log: string[] = []) => {
+    const t = await UwsTransport.listen(options(id, { protocol, peers: { srv: `127.0.0.1:${server.port}` }, onLog: (e) => log.push(e.message) }));
+    callers.push(t);
+    return t;
+  };
+  try {
+    const olderLog: string[] = [];
+    const older = await caller('older', 'kv/2', olderLog);
+    await eventually('the older caller refused twice', () => server.stats().rejected.protocol >= 2);
+    assert.ok(serverLog.some((m) => m.includes('refused "older": it speaks kv/2 and this member speaks kv/3')), serverLog.join('\n'));
+    assert.ok(olderLog.some((m) => /refused us \(409\): it does not speak kv\/2, so it runs another version/.test(m)), olderLog.join('\n'));
+    assert.equal(server.stats().rejected.auth, 0, 'it held the secret: not counted as an authentication failure');
+    older.send('g', heartbeat('older', 'srv', 1));
+    assert.equal(older.stats().peers.srv!.connected, false);
+    const same = await caller('same', 'kv/3');
+    await eventually('the caller speaking kv/3 connected', () => same.stats().peers.srv!.connected);
+    same.send('g', heartbeat('same', 'srv', 2));
+    await eventually('the heartbeat of the caller speaking kv/3', () => got.some((m) => m.from === 'same'));
+    // No protocol named: a build from before there was one, taken to speak kv/2.
+    const unnamed = await caller('unnamed', undefined);
+    await eventually('the caller naming none refused too', () => serverLog.some((m) => m.includes('refused "unnamed": it speaks kv/2')));
+    unnamed.send('g', heartbeat('unnamed', 'srv', 3));
+    assert.equal(unnamed.stats().peers.srv!.connected, false);
+    assert.deepEqual(got.map((m) => m.from), ['same'], 'nothing from the callers of another protocol');
+  } finally {
+    await closeAll(callers);
+    await server.close();
+  }
+  // A server whose own protocol is the unnamed one takes callers naming none.
+  const current = await UwsTransport.listen(options('cur', { protocol: 'kv/2', unnamedProtocol: 'kv/2' }));
+  const unnamed = await UwsTransport.listen(options('unnamed', { peers: { cur: `127.0.0.1:${current.port}` } }));
+  try {
+    const heard: PeerMessage[] = [];
+    current.register('g', 'cur', (m) => heard.push(m));
+    await eventually('the caller naming no protocol connected', () => unnamed.stats().peers.cur!.connected);
+    unnamed.send('g', heartbeat('unnamed', 'cur', 4));
+    await eventually('the heartbeat of the caller naming no protocol', () => heard.length === 1);
+    assert.equal(current.stats().rejected.protocol, 0);
+  } finally {
+    await closeAll([unnamed, current]);
   }
 });
 

@@ -58,6 +58,21 @@ export interface KvCommand {
 const VERSION = 1;
 const SESSION_REGISTRATION_VERSION = 2;
 
+/**
+ * What the key-value state machine speaks: its commands, its snapshots and
+ * the rules it applies them by. Named to every peer (UwsTransport's
+ * `protocol`), so that members that could decide differently on the same log
+ * never form a cluster: change it with any such change. 2: client sessions
+ * registered through the log (0.2.0).
+ */
+export const KV_PROTOCOL = 'raftline-kv/2';
+
+/**
+ * What 0.2.0, the last build to name no protocol, speaks (builds before it
+ * fail the peer token check).
+ */
+export const UNNAMED_KV_PROTOCOL = 'raftline-kv/2';
+
 /** The log entry that registers a client session. */
 export const SESSION_REGISTRATION: Uint8Array = Uint8Array.of(SESSION_REGISTRATION_VERSION);
 

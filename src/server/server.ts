@@ -11,7 +11,7 @@ import { RaftNode, type NodeEvent, type RaftError } from '../node/index.js';
 import { listenExclusive, loadUws } from '../transport/uws.js';
 import { UwsTransport } from '../transport/index.js';
 import { HttpApi, type ApiBackend } from './http-api.js';
-import { encodeCommand } from './kv-command.js';
+import { encodeCommand, KV_PROTOCOL, UNNAMED_KV_PROTOCOL } from './kv-command.js';
 import { KvStore } from './kv-store.js';
 import { encodeMemberInfo, parseMemberInfo } from './members.js';
 import { ServerMetrics } from './metrics.js';
@@ -125,6 +125,8 @@ export class RaftlineServer implements ApiBackend {
       peers,
       secret: config.secret,
       onLog: (e) => log[e.level]({ component: 'transport', peer: e.peer, remote: e.remote }, e.message),
+      protocol: KV_PROTOCOL,
+      unnamedProtocol: UNNAMED_KV_PROTOCOL,
     });
     const server = new RaftlineServer(log, config, transport);
     try {

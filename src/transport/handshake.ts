@@ -34,6 +34,8 @@ const UPGRADE_TOKEN_PATTERN = new RegExp(`^([0-9a-f]{${UPGRADE_NONCE_BYTES * 2}}
 export const UPGRADE_TOKEN_HEADER = 'x-raftline-peer';
 /** The upgrade request's header naming the caller's node id (URI-encoded, unproven): it tells an operator which misconfigured process is knocking. */
 export const UPGRADE_PEER_ID_HEADER = 'x-raftline-peer-id';
+/** The upgrade request's header naming the protocol the caller's Raft groups speak (UwsTransportOptions.protocol). */
+export const UPGRADE_PROTOCOL_HEADER = 'x-raftline-protocol';
 const SERVER_LABEL = Buffer.from('raftline-peer-server', 'latin1');
 
 /** A handshake message that is not what the protocol expects at this point; `reason` is safe to log. */

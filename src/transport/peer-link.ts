@@ -12,6 +12,7 @@ import {
   isBye,
   newNonce,
   UPGRADE_PEER_ID_HEADER,
+  UPGRADE_PROTOCOL_HEADER,
   UPGRADE_TOKEN_HEADER,
   upgradeToken,
   verifyWelcome,
@@ -23,6 +24,7 @@ import { zeroMask } from './ws-mask.js';
 const MAX_SERVER_MESSAGE_BYTES = 1024;
 /** How `ws` reports a server that answered the upgrade with 401 (its token check failed). */
 const UPGRADE_REFUSED_MESSAGE = 'Unexpected server response: 401';
+const PROTOCOL_REFUSED_MESSAGE = 'Unexpected server response: 409';
 /** Default silence after which a connection is presumed dead (PeerLinkSettings.silenceMs). */
 export const DEFAULT_SILENCE_MS = 60_000;
 
@@ -46,6 +48,8 @@ export interface PeerLinkSettings {
   scheduleFlush: (link: PeerLink) => void;
   /** The server failed to prove it holds the cluster secret. */
   onAuthRejected: () => void;
+  /** Named to the server with every connection (UwsTransportOptions.protocol); empty: none. */
+  protocol: string;
 }
 
 export interface PeerLinkStats {
@@ -220,7 +224,11 @@ export class PeerLink {
         handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
         followRedirects: false,
         generateMask: zeroMask,
-        headers: { [UPGRADE_TOKEN_HEADER]: upgradeToken(this.settings.secret, this.peerId), [UPGRADE_PEER_ID_HEADER]: encodeURIComponent(this.settings.selfId) },
+        headers: {
+          [UPGRADE_TOKEN_HEADER]: upgradeToken(this.settings.secret, this.peerId),
+          [UPGRADE_PEER_ID_HEADER]: encodeURIComponent(this.settings.selfId),
+          ...(this.settings.protocol ? { [UPGRADE_PROTOCOL_HEADER]: this.settings.protocol } : {}),
+        },
       });
     } catch (err) {
       // A malformed address throws synchronously.
@@ -253,6 +261,10 @@ export class PeerLink {
       if (err.message === UPGRADE_REFUSED_MESSAGE) {
         this.settings.onAuthRejected();
         this.lastError = 'refused our peer token (401): its cluster secret is not ours';
+        this.settings.log({ level: 'warn', message: `${this.address} ${this.lastError}`, peer: this.peerId });
+      } else if (err.message === PROTOCOL_REFUSED_MESSAGE) {
+        const ours = this.settings.protocol ? `does not speak ${this.settings.protocol}` : 'wants a protocol named';
+        this.lastError = `refused us (409): it ${ours}, so it runs another version (its log names both)`;
         this.settings.log({ level: 'warn', message: `${this.address} ${this.lastError}`, peer: this.peerId });
       } else {
         this.lastError = err.message;

@@ -16,6 +16,7 @@ import {
   newNonce,
   secretBytes,
   UPGRADE_PEER_ID_HEADER,
+  UPGRADE_PROTOCOL_HEADER,
   UPGRADE_TOKEN_HEADER,
   verifyProof,
   verifyUpgradeToken,
@@ -61,12 +62,28 @@ export interface UwsTransportOptions {
   silenceMs?: number;
   /** Receives log events (already rate-limited: one per distinct event per second). Default: one line on stderr. */
   onLog?: (event: TransportLogEvent) => void;
+  /**
+   * What this process's Raft groups speak above the transport (their
+   * commands, snapshots and rules), which every peer must share: processes
+   * of versions that would decide differently on the same log must not form
+   * a cluster. Sent with every connection; a caller speaking another is
+   * refused (409) and both sides log the two. Default: none.
+   */
+  protocol?: string;
+  /**
+   * What a caller that names no protocol (a build from before `protocol`
+   * existed) is taken to speak. Default: none, so such callers are accepted
+   * only by a transport without a protocol either.
+   */
+  unnamedProtocol?: string;
 }
 
 /** Why inbound data was refused. */
 export interface RejectedCounts {
   /** Failed or abandoned handshakes, and data sent before authentication. */
   auth: number;
+  /** Authenticated callers refused for speaking another protocol (UwsTransportOptions.protocol). */
+  protocol: number;
   /** Bad length prefixes and envelopes the codec refused. */
   malformed: number;
   /** Frames larger than `maxFrameBytes` (the connection is closed). */
@@ -161,7 +178,9 @@ export class UwsTransport implements Transport {
   private readonly counters = { unknownPeerDropped: 0, framesReceived: 0, messagesReceived: 0, receiverAbsentDropped: 0, bytesReceived: 0 };
   /** Every group member ever registered, to tell a restarting node's messages from misrouted ones. */
   private readonly everRegistered = new Set<string>();
-  private readonly rejected: RejectedCounts = { auth: 0, malformed: 0, oversized: 0, unroutable: 0 };
+  private readonly rejected: RejectedCounts = { auth: 0, protocol: 0, malformed: 0, oversized: 0, unroutable: 0 };
+  private readonly protocol: string;
+  private readonly unnamedProtocol: string;
   private pendingHandshakes = 0;
   /** Held so the app is not collected while it serves. */
   private app: UwsApp | undefined;
@@ -185,6 +204,8 @@ export class UwsTransport implements Transport {
     const reconnectInitialMs = positive('reconnectInitialMs', opts.reconnectInitialMs, 50);
     const reconnectMaxMs = Math.max(reconnectInitialMs, positive('reconnectMaxMs', opts.reconnectMaxMs, 2000));
     this.log = rateLimited(opts.onLog ?? stderrSink(opts.id));
+    this.protocol = opts.protocol ?? '';
+    this.unnamedProtocol = opts.unnamedProtocol ?? '';
     this.linkSettings = {
       selfId: opts.id,
       secret: this.secret,
@@ -197,6 +218,7 @@ export class UwsTransport implements Transport {
       log: this.log,
       scheduleFlush: (link) => this.scheduleFlush(link),
       onAuthRejected: () => this.rejected.auth++,
+      protocol: this.protocol,
     };
     this.initialPeers = { ...opts.peers };
   }
@@ -234,6 +256,15 @@ export class UwsTransport implements Transport {
               remote,
             });
             res.cork(() => res.writeStatus('401 Unauthorized').end('raftline peer port: the upgrade request lacks a valid x-raftline-peer token (wrong cluster secret, or meant for another member?)\n', true));
+            return;
+          }
+          const theirs = req.getHeader(UPGRADE_PROTOCOL_HEADER) || this.unnamedProtocol;
+          if (theirs !== this.protocol) {
+            const caller = JSON.stringify(decodedPeerId(req.getHeader(UPGRADE_PEER_ID_HEADER)));
+            const speaks = (protocol: string) => (protocol ? `speaks ${protocol}` : 'names no protocol');
+            this.rejected.protocol++;
+            this.log({ level: 'warn', message: `refused ${caller}: it ${speaks(theirs)} and this member ${speaks(this.protocol)}; members of different versions must not run together`, remote });
+            res.cork(() => res.writeStatus('409 Conflict').end(`raftline peer port: this member ${speaks(this.protocol)}, the caller ${speaks(theirs)}\n`, true));
             return;
           }
           const conn: Inbound = { remote, state: 'hello', nonceS: newNonce() };
