@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { jsonInTurns, Rows, ROWS_PER_TURN } from '../src/server/json-rows.js';
+import { jsonInTurns, Rows, ROWS_AT_ONCE, ROWS_PER_TURN } from '../src/server/json-rows.js';
 
 const text = (body: string | Buffer[]) => (typeof body === 'string' ? body : Buffer.concat(body).toString('utf8'));
 const row = (i: number) => ({ key: `k${i}`, value: 'ünï\u0000"\\', n: i });
@@ -22,7 +22,7 @@ async function turnsDuring<T>(work: () => Promise<T>): Promise<{ result: T; turn
 }
 
 test('an answer with rows is the same JSON whether built at once or in turns, around every boundary', async () => {
-  for (const count of [0, 1, ROWS_PER_TURN, ROWS_PER_TURN + 1, 2 * ROWS_PER_TURN, 2 * ROWS_PER_TURN + 7]) {
+  for (const count of [0, 1, ROWS_AT_ONCE, ROWS_AT_ONCE + 1, ROWS_PER_TURN, ROWS_PER_TURN + 1, 2 * ROWS_PER_TURN, 2 * ROWS_PER_TURN + 7]) {
     const rows = numbers(count);
     for (const answer of [
       { header: { revision: '3' }, kvs: new Rows(rows, row), more: true, count: String(count) },
@@ -64,5 +64,16 @@ test('a long answer lets the event loop run between its turns', async () => {
   let shortTurns = 0;
   setImmediate(() => shortTurns++);
   await jsonInTurns({ rows: new Rows(rows.slice(0, ROWS_PER_TURN), (i) => i) });
-  assert.equal(shortTurns, 0, 'a short answer is built at once');
+  assert.equal(shortTurns, 0, 'an answer of one turn\'s rows is built in one turn');
+});
+
+test('long rows end a turn early; values with no JSON form are null in a list and left out of an object, as JSON.stringify does', async () => {
+  const long = 'x'.repeat(1 << 20);
+  const answer = { kvs: new Rows(numbers(20), (i) => ({ i, long, gone: undefined, f: () => i, asNull: [undefined, () => 1] })) };
+  const { result, turnsBetween } = await turnsDuring(() => jsonInTurns(answer));
+  assert.ok(Array.isArray(result) && result.length >= 2, '20 rows of 1 MiB: more than one turn');
+  assert.ok(turnsBetween >= 1, `other work ran between them (${turnsBetween} turns)`);
+  assert.equal(text(result), JSON.stringify(answer));
+  const odd = { rows: new Rows(numbers(ROWS_AT_ONCE + 1), (i) => (i % 2 ? undefined : { at: new Date(i), missing: { toJSON: () => undefined } })) };
+  assert.equal(text(await jsonInTurns(odd)), JSON.stringify(odd));
 });

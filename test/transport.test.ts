@@ -4,7 +4,7 @@ import WebSocket from 'ws';
 import type { PeerMessage } from '../src/transport/index.js';
 import { encodeEnvelope, UwsTransport, type UwsTransportOptions } from '../src/transport/index.js';
 import { packFrame } from '../src/transport/frame.js';
-import { decodeHello, encodeProof, newNonce, UPGRADE_TOKEN_HEADER, upgradeToken, verifyWelcome } from '../src/transport/handshake.js';
+import { decodeHello, encodeProof, encodeWelcome, newNonce, UPGRADE_TOKEN_HEADER, upgradeToken, verifyWelcome } from '../src/transport/handshake.js';
 import { loadUws } from '../src/transport/uws.js';
 import { eventually } from './support/eventually.js';
 import { freePorts } from './support/servers.js';
@@ -375,6 +375,52 @@ test('a client refuses a server that cannot prove it holds the secret', async ()
   } finally {
     await a.close();
     uws.us_listen_socket_close(socket as never);
+  }
+});
+
+test('a client leaves a server speaking another protocol, in its welcome or (naming none, as 0.2.0) by default', async () => {
+  // Servers that accept every caller and welcome it properly, naming `protocol` (or none), as a build that checks nothing would.
+  const uws = loadUws();
+  const sockets: unknown[] = [];
+  const server = async (protocol: string): Promise<number> => {
+    const nonces = new Map<unknown, Buffer>();
+    const app = uws.App().ws('/raft', {
+      open: (ws) => {
+        const nonceS = newNonce();
+        nonces.set(ws, nonceS);
+        ws.send(Buffer.concat([Buffer.from('RLH1'), Buffer.from([1]), nonceS]), true);
+      },
+      message: (ws, m) => {
+        const proof = Buffer.from(m);
+        if (proof[4] !== 2) return;
+        const idBytes = proof.readUInt16LE(5);
+        const nonceC = proof.subarray(7 + idBytes, 7 + idBytes + 32);
+        ws.send(encodeWelcome(Buffer.from(SECRET), Buffer.from(nonceC), nonces.get(ws)!, protocol), true);
+      },
+    });
+    const socket = await new Promise<unknown>((resolve) => app.listen('127.0.0.1', 0, resolve));
+    sockets.push(socket);
+    return uws.us_socket_local_port(socket as never);
+  };
+  const unnamed = await server('');
+  const newer = await server('kv/4');
+  const log: string[] = [];
+  const a = await UwsTransport.listen(
+    options('a', { protocol: 'kv/3', unnamedProtocol: 'kv/2', peers: { unnamed: `127.0.0.1:${unnamed}`, newer: `127.0.0.1:${newer}` }, onLog: (e) => log.push(e.message) }),
+  );
+  const b = await UwsTransport.listen(options('b', { protocol: 'kv/2', unnamedProtocol: 'kv/2', peers: { unnamed: `127.0.0.1:${unnamed}` } }));
+  try {
+    await eventually('both servers left, twice each', () => a.stats().rejected.protocol >= 4 && a.stats().peers.unnamed!.reconnects >= 2 && a.stats().peers.newer!.reconnects >= 2);
+    assert.ok(log.some((m) => /closing connection to .*: it speaks kv\/2 and this member speaks kv\/3; members of different versions must not run together/.test(m)), log.join('\n'));
+    assert.ok(log.some((m) => /it speaks kv\/4 and this member speaks kv\/3/.test(m)), log.join('\n'));
+    assert.equal(a.stats().peers.unnamed!.connected, false);
+    assert.equal(a.stats().peers.newer!.connected, false);
+    assert.equal(a.stats().rejected.auth, 0, 'the servers proved the secret');
+    await eventually('a client speaking kv/2 stays with the server naming none', () => b.stats().peers.unnamed!.connected);
+    assert.equal(b.stats().rejected.protocol, 0);
+  } finally {
+    await closeAll([a, b]);
+    for (const socket of sockets) uws.us_listen_socket_close(socket as never);
   }
 });
 

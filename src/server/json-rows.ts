@@ -12,6 +12,16 @@
 export const ROWS_PER_TURN = 2_000;
 
 /**
+ * A turn also ends once its rows come to this many characters: 2,000 rows
+ * of 1 MiB values would make a string longer than V8 allows, and take
+ * seconds.
+ */
+const MAX_TURN_CHARS = 16 << 20;
+
+/** An answer of at most this many rows is built at once, by JSON.stringify: 16 values of the largest size make about 22 MB of JSON. */
+export const ROWS_AT_ONCE = 16;
+
+/**
  * A list in an answer whose items become JSON one by one (`row`), so that
  * jsonInTurns can spread a long one over turns. JSON.stringify writes it
  * as the array of its rows.
@@ -29,52 +39,64 @@ export class Rows<T> {
 
 /**
  * JSON.stringify(value) for answers whose long lists are Rows, anywhere in
- * plain objects and arrays. An answer of at most ROWS_PER_TURN rows in all
- * is built at once; a longer one in turns of ROWS_PER_TURN rows, into
- * buffers, one per turn, to be sent one after the other: a string that
- * long may pass V8's largest, and joining 122 MB of buffers took 650 ms
+ * plain objects and arrays. An answer of at most ROWS_AT_ONCE rows in all
+ * is built at once; a longer one in turns (ROWS_PER_TURN rows, or fewer
+ * long ones), into buffers, one per turn, to be sent one after the other: a
+ * string that long may pass V8's largest, and joining 122 MB of buffers took 650 ms
  * of the event loop here.
  */
 export async function jsonInTurns(value: unknown): Promise<string | Buffer[]> {
-  if (rowsIn(value) <= ROWS_PER_TURN) return JSON.stringify(value);
+  if (rowsIn(value) <= ROWS_AT_ONCE) return JSON.stringify(value);
   const parts: Buffer[] = [];
   let pending: string[] = [];
   let rowsThisTurn = 0;
+  let pendingChars = 0;
+  const push = (text: string) => {
+    pending.push(text);
+    pendingChars += text.length;
+  };
+  /** Writes `value`, which has a JSON form (see leafJson). */
   const emit = async (value: unknown): Promise<void> => {
     if (value instanceof Rows) {
-      pending.push('[');
+      push('[');
       for (let i = 0; i < value.items.length; i++) {
-        if (rowsThisTurn === ROWS_PER_TURN) {
+        // A turn ends after ROWS_PER_TURN rows, or sooner when its rows are long.
+        if (rowsThisTurn === ROWS_PER_TURN || pendingChars > MAX_TURN_CHARS) {
           parts.push(Buffer.from(pending.join('')));
           pending = [];
+          pendingChars = 0;
           rowsThisTurn = 0;
           await new Promise((resolve) => setImmediate(resolve));
         }
-        pending.push(`${i > 0 ? ',' : ''}${JSON.stringify(value.row(value.items[i]))}`);
+        push(`${i > 0 ? ',' : ''}${JSON.stringify(value.row(value.items[i])) ?? 'null'}`);
         rowsThisTurn++;
       }
-      pending.push(']');
+      push(']');
     } else if (Array.isArray(value)) {
-      pending.push('[');
+      push('[');
       for (let i = 0; i < value.length; i++) {
-        if (i > 0) pending.push(',');
+        if (i > 0) push(',');
+        const leaf = leafJson(value[i]);
         // As JSON.stringify: an item with no JSON form is null.
-        if (isOmitted(value[i])) pending.push('null');
-        else await emit(value[i]);
+        if (leaf === null) await emit(value[i]);
+        else push(leaf ?? 'null');
       }
-      pending.push(']');
+      push(']');
     } else if (isPlainObject(value)) {
-      pending.push('{');
+      push('{');
       let first = true;
       for (const [key, field] of Object.entries(value)) {
-        if (isOmitted(field)) continue;
-        pending.push(`${first ? '' : ','}${JSON.stringify(key)}:`);
+        const leaf = leafJson(field);
+        // As JSON.stringify: a field with no JSON form is left out.
+        if (leaf === undefined) continue;
+        push(`${first ? '' : ','}${JSON.stringify(key)}:`);
         first = false;
-        await emit(field);
+        if (leaf === null) await emit(field);
+        else push(leaf);
       }
-      pending.push('}');
+      push('}');
     } else {
-      pending.push(JSON.stringify(value));
+      push(JSON.stringify(value));
     }
   };
   await emit(value);
@@ -95,7 +117,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !('toJSON' in value) && !Array.isArray(value);
 }
 
-/** What JSON.stringify leaves out of an object (and writes as null in an array). */
-function isOmitted(value: unknown): boolean {
-  return value === undefined || typeof value === 'function' || typeof value === 'symbol';
+/** null for a value jsonInTurns walks into (Rows, an array, a plain object); otherwise JSON.stringify's text for it, undefined when it has none. */
+function leafJson(value: unknown): string | undefined | null {
+  return value instanceof Rows || Array.isArray(value) || isPlainObject(value) ? null : (JSON.stringify(value) as string | undefined);
 }

@@ -199,6 +199,20 @@ export const KVS_PER_TURN = 2_000;
 
 /** A key-value's bytes in a response besides its key and value (table, vtable offset, vector lengths, padding), rounded up. */
 const KV_TABLE_BYTES = 64;
+/** Key-values looked at to estimate the size of many: reading a key or a value may copy it (a store's key-values make them on demand). */
+const SIZE_SAMPLE_KVS = 64;
+/** A builder starts at most this large (flatbuffers' limit is 2 GiB); past it, it grows. */
+const MAX_BUILDER_START_BYTES = 1 << 30;
+
+/** About how many bytes `kvs` take in a response, from an evenly spread sample of them, a quarter over. */
+function estimatedKvBytes(kvs: readonly ClientKeyValue[]): number {
+  if (kvs.length === 0) return 0;
+  const step = Math.max(1, Math.floor(kvs.length / SIZE_SAMPLE_KVS));
+  let sampled = 0;
+  let bytes = 0;
+  for (let i = 0; i < kvs.length; i += step, sampled++) bytes += kvs[i].key.length + kvs[i].value.length + KV_TABLE_BYTES;
+  return Math.ceil(((bytes / sampled) * kvs.length * 5) / 4);
+}
 
 /** Key-value tables for kvs[from, to), their offsets into `offsets`. */
 function encodeKvTables(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[], from: number, to: number, offsets: flatbuffers.Offset[]): void {
@@ -277,8 +291,8 @@ export async function encodeResponseInTurns(r: ClientResponse): Promise<Uint8Arr
   // Sized for the answer up front: a builder that grows copies all it
   // holds each time it doubles, the last time in one piece.
   let estimatedBytes = 1024;
-  for (const res of r.results) for (const kvs of [res.kvs, res.prevKvs]) for (const kv of kvs) estimatedBytes += kv.key.length + kv.value.length + KV_TABLE_BYTES;
-  const b = new flatbuffers.Builder(estimatedBytes);
+  for (const res of r.results) for (const kvs of [res.kvs, res.prevKvs]) estimatedBytes += estimatedKvBytes(kvs);
+  const b = new flatbuffers.Builder(Math.min(estimatedBytes, MAX_BUILDER_START_BYTES));
   const vectors: flatbuffers.Offset[] = [];
   for (const res of r.results) {
     for (const kvs of [res.kvs, res.prevKvs]) {

@@ -11,6 +11,8 @@ export const HANDSHAKE_MAGIC = Buffer.from('RLH1', 'latin1');
 export const NONCE_BYTES = 32;
 export const MAC_BYTES = 32;
 export const MAX_PEER_ID_BYTES = 256;
+/** The longest protocol name (UwsTransportOptions.protocol), in bytes of UTF-8. */
+export const MAX_PROTOCOL_BYTES = 256;
 export const MIN_SECRET_BYTES = 16;
 /** A handshake not finished within this is abandoned, on both sides. */
 export const HANDSHAKE_TIMEOUT_MS = 5000;
@@ -44,6 +46,12 @@ export class HandshakeError extends Error {
     super(`peer handshake failed: ${reason}`);
     this.name = 'HandshakeError';
   }
+}
+
+/** Why a peer that speaks `theirs` is refused by a member that speaks `ours`, for the log. */
+export function protocolMismatch(theirs: string, ours: string): string {
+  const speaks = (protocol: string) => (protocol ? `speaks ${protocol}` : 'names no protocol');
+  return `it ${speaks(theirs)} and this member ${speaks(ours)}; members of different versions must not run together`;
 }
 
 /** The cluster secret as bytes; throws if it is too short to be a secret. */
@@ -101,8 +109,8 @@ function clientMac(secret: Buffer, nonceS: Buffer, nonceC: Buffer, clientId: Uin
     .digest();
 }
 
-function serverMac(secret: Buffer, nonceC: Buffer, nonceS: Buffer): Buffer {
-  return createHmac('sha256', secret).update(SERVER_LABEL).update(nonceC).update(nonceS).digest();
+function serverMac(secret: Buffer, nonceC: Buffer, nonceS: Buffer, protocol: Buffer): Buffer {
+  return createHmac('sha256', secret).update(SERVER_LABEL).update(nonceC).update(nonceS).update(protocol).digest();
 }
 
 /** Server → client, on open: the server's challenge. */
@@ -154,17 +162,28 @@ export function verifyProof(secret: Buffer, bytes: Uint8Array, nonceS: Buffer, s
   return { clientId: id.toString('utf8'), nonceC };
 }
 
-/** Server → client: the server's answer to the client's challenge. */
-export function encodeWelcome(secret: Buffer, nonceC: Buffer, nonceS: Buffer): Buffer {
-  const out = header(HandshakeKind.Welcome, MAC_BYTES);
-  serverMac(secret, nonceC, nonceS).copy(out, HEADER_BYTES);
+/**
+ * Server → client: the server's answer to the client's challenge, and the
+ * protocol the server speaks ('' for none: a client that named none gets
+ * none, as builds from before protocols expect a welcome of 37 bytes).
+ */
+export function encodeWelcome(secret: Buffer, nonceC: Buffer, nonceS: Buffer, protocol: string): Buffer {
+  const named = Buffer.from(protocol, 'utf8');
+  const out = header(HandshakeKind.Welcome, MAC_BYTES + named.length);
+  serverMac(secret, nonceC, nonceS, named).copy(out, HEADER_BYTES);
+  named.copy(out, HEADER_BYTES + MAC_BYTES);
   return out;
 }
 
-export function verifyWelcome(secret: Buffer, bytes: Uint8Array, nonceC: Buffer, nonceS: Buffer): void {
+/** Checks the server's answer to our challenge; returns the protocol it names ('' for none). */
+export function verifyWelcome(secret: Buffer, bytes: Uint8Array, nonceC: Buffer, nonceS: Buffer): string {
   const b = body(bytes, HandshakeKind.Welcome, 'welcome');
-  if (b.length !== MAC_BYTES) throw new HandshakeError(`welcome of ${bytes.byteLength} bytes, expected ${WELCOME_BYTES}`);
-  if (!timingSafeEqual(b, serverMac(secret, nonceC, nonceS))) throw new HandshakeError('server does not hold the cluster secret');
+  if (b.length < MAC_BYTES || b.length > MAC_BYTES + MAX_PROTOCOL_BYTES) {
+    throw new HandshakeError(`welcome of ${bytes.byteLength} bytes, expected ${WELCOME_BYTES} to ${WELCOME_BYTES + MAX_PROTOCOL_BYTES}`);
+  }
+  const named = b.subarray(MAC_BYTES);
+  if (!timingSafeEqual(b.subarray(0, MAC_BYTES), serverMac(secret, nonceC, nonceS, named))) throw new HandshakeError('server does not hold the cluster secret');
+  return named.toString('utf8');
 }
 
 /** Server → client: "I am shutting down; close this connection". Sent so that the

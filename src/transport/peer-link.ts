@@ -15,6 +15,7 @@ import {
   UPGRADE_PROTOCOL_HEADER,
   UPGRADE_TOKEN_HEADER,
   upgradeToken,
+  protocolMismatch,
   verifyWelcome,
 } from './handshake.js';
 import type { TransportLogger } from './peer-log.js';
@@ -48,8 +49,12 @@ export interface PeerLinkSettings {
   scheduleFlush: (link: PeerLink) => void;
   /** The server failed to prove it holds the cluster secret. */
   onAuthRejected: () => void;
-  /** Named to the server with every connection (UwsTransportOptions.protocol); empty: none. */
+  /** Named to the server with every connection, and required of it (UwsTransportOptions.protocol); empty: none. */
   protocol: string;
+  /** What a server that names no protocol is taken to speak. */
+  unnamedProtocol: string;
+  /** The server speaks another protocol. */
+  onProtocolRejected: () => void;
 }
 
 export interface PeerLinkStats {
@@ -285,12 +290,17 @@ export class PeerLink {
         this.state = 'awaitWelcome';
         return;
       }
-      case 'awaitWelcome':
+      case 'awaitWelcome': {
+        let theirs: string;
         try {
-          verifyWelcome(this.settings.secret, bytes, this.nonceC, this.nonceS!);
+          theirs = verifyWelcome(this.settings.secret, bytes, this.nonceC, this.nonceS!) || this.settings.unnamedProtocol;
         } catch (err) {
           this.settings.onAuthRejected();
           throw err;
+        }
+        if (theirs !== this.settings.protocol) {
+          this.settings.onProtocolRejected();
+          throw new HandshakeError(protocolMismatch(theirs, this.settings.protocol));
         }
         clearTimeout(this.handshakeTimer);
         this.handshakeTimer = undefined;
@@ -299,6 +309,7 @@ export class PeerLink {
         this.readyAtMs = Date.now();
         this.settings.log({ level: 'info', message: `connected to ${this.address}`, peer: this.peerId });
         return;
+      }
       case 'ready':
         if (!isBye(bytes)) throw new HandshakeError(`unexpected ${bytes.length}-byte message from the server`);
         this.settings.log({ level: 'info', message: `${this.address} is shutting down`, peer: this.peerId });

@@ -10,9 +10,11 @@ import {
   encodeBye,
   encodeHello,
   encodeWelcome,
+  protocolMismatch,
   HandshakeError,
   HANDSHAKE_TIMEOUT_MS,
   MAX_PEER_ID_BYTES,
+  MAX_PROTOCOL_BYTES,
   newNonce,
   secretBytes,
   UPGRADE_PEER_ID_HEADER,
@@ -66,13 +68,15 @@ export interface UwsTransportOptions {
    * What this process's Raft groups speak above the transport (their
    * commands, snapshots and rules), which every peer must share: processes
    * of versions that would decide differently on the same log must not form
-   * a cluster. Sent with every connection; a caller speaking another is
-   * refused (409) and both sides log the two. Default: none.
+   * a cluster. Named by each side of every connection, the caller in its
+   * upgrade request and the server in its welcome; a caller speaking another
+   * is refused (409), a server speaking another is left, and both sides log
+   * the two. At most 256 bytes. Default: none.
    */
   protocol?: string;
   /**
-   * What a caller that names no protocol (a build from before `protocol`
-   * existed) is taken to speak. Default: none, so such callers are accepted
+   * What a peer that names no protocol (a build from before `protocol`
+   * existed) is taken to speak. Default: none, so such peers are accepted
    * only by a transport without a protocol either.
    */
   unnamedProtocol?: string;
@@ -82,7 +86,7 @@ export interface UwsTransportOptions {
 export interface RejectedCounts {
   /** Failed or abandoned handshakes, and data sent before authentication. */
   auth: number;
-  /** Authenticated callers refused for speaking another protocol (UwsTransportOptions.protocol). */
+  /** Peers refused for speaking another protocol (UwsTransportOptions.protocol): callers at the upgrade, servers at their welcome. */
   protocol: number;
   /** Bad length prefixes and envelopes the codec refused. */
   malformed: number;
@@ -129,6 +133,8 @@ interface Inbound {
   remote: string;
   state: 'hello' | 'ready' | 'closed';
   nonceS: Buffer;
+  /** Whether the caller named its protocol: only then does the welcome name ours. */
+  namedProtocol: boolean;
   peerId?: string;
   timer?: NodeJS.Timeout;
   ws?: UwsSocket;
@@ -180,7 +186,6 @@ export class UwsTransport implements Transport {
   private readonly everRegistered = new Set<string>();
   private readonly rejected: RejectedCounts = { auth: 0, protocol: 0, malformed: 0, oversized: 0, unroutable: 0 };
   private readonly protocol: string;
-  private readonly unnamedProtocol: string;
   private pendingHandshakes = 0;
   /** Held so the app is not collected while it serves. */
   private app: UwsApp | undefined;
@@ -205,7 +210,11 @@ export class UwsTransport implements Transport {
     const reconnectMaxMs = Math.max(reconnectInitialMs, positive('reconnectMaxMs', opts.reconnectMaxMs, 2000));
     this.log = rateLimited(opts.onLog ?? stderrSink(opts.id));
     this.protocol = opts.protocol ?? '';
-    this.unnamedProtocol = opts.unnamedProtocol ?? '';
+    for (const [name, protocol] of [['protocol', opts.protocol], ['unnamedProtocol', opts.unnamedProtocol]] as const) {
+      if (protocol !== undefined && (typeof protocol !== 'string' || Buffer.byteLength(protocol) > MAX_PROTOCOL_BYTES)) {
+        throw new RangeError(`UwsTransport: ${name} must be a string of at most ${MAX_PROTOCOL_BYTES} bytes`);
+      }
+    }
     this.linkSettings = {
       selfId: opts.id,
       secret: this.secret,
@@ -219,6 +228,8 @@ export class UwsTransport implements Transport {
       scheduleFlush: (link) => this.scheduleFlush(link),
       onAuthRejected: () => this.rejected.auth++,
       protocol: this.protocol,
+      unnamedProtocol: opts.unnamedProtocol ?? '',
+      onProtocolRejected: () => this.rejected.protocol++,
     };
     this.initialPeers = { ...opts.peers };
   }
@@ -258,16 +269,15 @@ export class UwsTransport implements Transport {
             res.cork(() => res.writeStatus('401 Unauthorized').end('raftline peer port: the upgrade request lacks a valid x-raftline-peer token (wrong cluster secret, or meant for another member?)\n', true));
             return;
           }
-          const theirs = req.getHeader(UPGRADE_PROTOCOL_HEADER) || this.unnamedProtocol;
+          const theirs = req.getHeader(UPGRADE_PROTOCOL_HEADER) || this.linkSettings.unnamedProtocol;
           if (theirs !== this.protocol) {
             const caller = JSON.stringify(decodedPeerId(req.getHeader(UPGRADE_PEER_ID_HEADER)));
-            const speaks = (protocol: string) => (protocol ? `speaks ${protocol}` : 'names no protocol');
             this.rejected.protocol++;
-            this.log({ level: 'warn', message: `refused ${caller}: it ${speaks(theirs)} and this member ${speaks(this.protocol)}; members of different versions must not run together`, remote });
-            res.cork(() => res.writeStatus('409 Conflict').end(`raftline peer port: this member ${speaks(this.protocol)}, the caller ${speaks(theirs)}\n`, true));
+            this.log({ level: 'warn', message: `refused ${caller}: ${protocolMismatch(theirs, this.protocol)}`, remote });
+            res.cork(() => res.writeStatus('409 Conflict').end('raftline peer port: this member speaks another protocol than the caller (its log names both)\n', true));
             return;
           }
-          const conn: Inbound = { remote, state: 'hello', nonceS: newNonce() };
+          const conn: Inbound = { remote, state: 'hello', nonceS: newNonce(), namedProtocol: req.getHeader(UPGRADE_PROTOCOL_HEADER) !== '' };
           const data: InboundData = { conn };
           res.upgrade(data, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
         } catch (err) {
@@ -475,7 +485,7 @@ export class UwsTransport implements Transport {
       this.handshakeDone(conn);
       conn.state = 'ready';
       conn.peerId = clientId;
-      conn.ws!.send(encodeWelcome(this.secret, nonceC, conn.nonceS), true);
+      conn.ws!.send(encodeWelcome(this.secret, nonceC, conn.nonceS, conn.namedProtocol ? this.protocol : ''), true);
       this.log({ level: 'info', message: 'peer authenticated', peer: clientId, remote: conn.remote });
     } catch (err) {
       if (!(err instanceof HandshakeError)) throw err;
