@@ -208,12 +208,34 @@ describe('raftline/client', () => {
       const half = await client.prefix('cap/', { consistency: 'stale', limit: 2 });
       assert.equal(half.kvs.length, 2);
       assert.equal(half.more, true);
+      // The same limit holds for JSON answers over HTTP.
+      const everything = { key: Buffer.from('cap/').toString('base64'), range_end: Buffer.from('cap0').toString('base64') };
+      const v3 = await fetch(`${clientUrl.n3}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ ...everything, serializable: true }) });
+      assert.equal(v3.status, 413);
+      const v3Error = (await v3.json()) as { reason: string; message: string };
+      assert.equal(v3Error.reason, 'too_large');
+      assert.match(v3Error.message, new RegExp(`the answer is more than the ${ANSWER_LIMIT_N3} sent in one answer: ask for less`));
+      const v1 = await fetch(`${clientUrl.n3}/v1/kv?prefix=cap/&consistency=stale`);
+      assert.equal(v1.status, 413);
+      assert.equal(((await v1.json()) as { code: string }).code, 'too_large');
+      const limited = await fetch(`${clientUrl.n3}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ ...everything, serializable: true, limit: 2 }) });
+      assert.equal(limited.status, 200, 'a limited range is answered');
+      assert.equal(((await limited.json()) as { kvs: unknown[] }).kvs.length, 2);
       // A write whose results are too large has applied, and says so.
       const deletion = await client.delete('cap/', { rangeEnd: 'cap0', prevKv: true }).then(() => null, (err: unknown) => err);
       assert.ok(deletion instanceof RaftlineClientError, String(deletion));
       assert.equal(deletion.code, 'results_too_large');
       assert.match(deletion.message, /the write was applied \(revision \d+, succeeded true\)/);
       assert.equal((await client.range('cap/', 'cap0', { countOnly: true })).count, 0, 'the values are gone');
+      // Through the etcd gateway too, a write whose results are too large says it applied.
+      for (let i = 0; i < 5; i++) await client.put(`cap/${i}`, Buffer.alloc(1000 * 1024, i));
+      await eventually('n3 applied the values again', async () => (await client.range('cap/', 'cap0', { consistency: 'stale', countOnly: true })).count === 5);
+      const gatewayDelete = await fetch(`${clientUrl.n3}/v3/kv/deleterange`, { method: 'POST', body: JSON.stringify({ ...everything, prev_kv: true }) });
+      assert.equal(gatewayDelete.status, 413);
+      const deleteError = (await gatewayDelete.json()) as { reason: string; message: string };
+      assert.equal(deleteError.reason, 'results_too_large');
+      assert.match(deleteError.message, /the write was applied \(revision \d+, succeeded true\), but its results are more than the \d+ sent in one answer, and are not sent: ask for prev_kv over fewer keys/);
+      assert.equal((await client.range('cap/', 'cap0', { countOnly: true })).count, 0, 'deleted');
     } finally {
       await client.close();
     }

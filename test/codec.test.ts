@@ -206,8 +206,12 @@ test('a response encoded in turns is the bytes encodeResponse makes, whatever is
     setImmediate(other);
     const inTurns = await encodeResponseInTurns(response);
     encoding = false;
-    assert.ok(Buffer.from(inTurns).equals(Buffer.from(encodeResponse(response))), `${count} key-values: the same bytes`);
+    assert.ok(inTurns !== null && Buffer.from(inTurns).equals(Buffer.from(encodeResponse(response))), `${count} key-values: the same bytes`);
     assert.equal(decodeResponse(inTurns).results[0].kvs.length, count);
-    if (count > 2 * KVS_PER_TURN) assert.ok(between >= 2, `other answers were encoded between its turns (${between})`);
+    if (count > 2 * KVS_PER_TURN) {
+      assert.ok(between >= 2, `other answers were encoded between its turns (${between})`);
+      assert.equal(await encodeResponseInTurns(response, Math.floor(inTurns.byteLength / 2)), null, 'given up past a limit of half its size');
+      assert.ok(await encodeResponseInTurns(response, inTurns.byteLength), 'within a limit of its size: the answer');
+    }
   }
 });

@@ -14,7 +14,7 @@ import { ClientFrameError, decodeRequest, encodeResponse, encodeResponseInTurns,
 import { FRAME_TARGET_BYTES, frameEnd, LENGTH_PREFIX_BYTES, packFrame, unpackFrame } from '../transport/frame.js';
 import { decodeCommand, encodeCommand, isSessionRegistration, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
 import { ClientTokenCheck } from './client-auth.js';
-import { jsonInTurns, Rows } from './json-rows.js';
+import { AnswerTooLargeError, jsonInTurns, Rows } from './json-rows.js';
 import type { KeyValue, KvStore, OperationResult, TxnResult } from './kv-store.js';
 import { encodeMemberInfo, parseMemberInfo, type MemberInfo } from './members.js';
 import type { ServerMetrics } from './metrics.js';
@@ -32,9 +32,9 @@ export interface HttpApiOptions {
   maxBodyBytes?: number;
   /**
    * Binary-protocol answers a connection may leave unread (queued in the
-   * server) before it is closed; a single answer larger than this is not
-   * sent (too_large for a read; results_too_large, applied, for a write).
-   * Default 256 MiB.
+   * server) before it is closed; a single answer larger than this, over
+   * HTTP as well, is not sent (too_large for a read; results_too_large,
+   * applied, for a write), and is given up while it is built. Default 256 MiB.
    */
   maxUnreadAnswerBytes?: number;
   /** Numeric identity for etcd-shaped headers. */
@@ -362,8 +362,7 @@ export class HttpApi {
     const limit = int(query.get('limit') ?? undefined, 'limit');
     await this.readBarrier(query.get('consistency') ?? 'linearizable');
     const r = this.store.range({ type: 'range', key: prefix.length ? prefix : Buffer.from('\0'), rangeEnd: prefixEnd(prefix), limit });
-    return jsonBody(
-      await jsonInTurns({
+    return this.jsonAnswer({
         revision: this.store.revision,
         count: r.count,
         more: r.more,
@@ -374,8 +373,7 @@ export class HttpApi {
           modRevision: kv.modRevision,
           version: kv.version,
         })),
-      }),
-    );
+      });
   }
 
   /** The node as JSON: role, term, leader, commit and applied index, configuration, and on the leader each follower's progress. */
@@ -532,13 +530,13 @@ export class HttpApi {
       case '/v3/kv/deleterange': {
         const op = url === '/v3/kv/put' ? this.v3Put(req) : this.v3Delete(req);
         const r = await this.write({ compare: [], success: [op], failure: [] });
-        return jsonBody(await jsonInTurns({ header: this.header(r.revision), ...this.v3Response(r.responses[0]) }));
+        return this.jsonAnswer({ header: this.header(r.revision), ...this.v3Response(r.responses[0]) }, r);
       }
       case '/v3/kv/range': {
         const op = this.v3Range(req);
         await this.readBarrier(bool(req.serializable, 'serializable') ? 'stale' : 'linearizable');
         const header = this.header(this.store.revision);
-        return jsonBody(await jsonInTurns({ header, ...this.v3Response(this.store.range(op)) }));
+        return this.jsonAnswer({ header, ...this.v3Response(this.store.range(op)) });
       }
       case '/v3/kv/txn': {
         const txn = this.v3Txn(req);
@@ -551,7 +549,7 @@ export class HttpApi {
           return { [name]: { header: { revision: String(r.revision) }, ...this.v3Response(resp) } };
         });
         if (responses.length) out.responses = responses;
-        return jsonBody(await jsonInTurns(out));
+        return this.jsonAnswer(out, r);
       }
       default:
         throw new HttpError(404, 'not_found', `no route ${url}`);
@@ -729,7 +727,7 @@ export class HttpApi {
    */
   private async clientAnswerInTurns(id: number, route: string, fields: Partial<ClientResponse>): Promise<Uint8Array> {
     const response = this.clientResponse(id, fields);
-    return this.withinAnswerLimit(route, 200, response, await encodeResponseInTurns(response));
+    return this.withinAnswerLimit(route, 200, response, await encodeResponseInTurns(response, this.maxUnreadAnswerBytes - LENGTH_PREFIX_BYTES));
   }
 
   /**
@@ -738,20 +736,42 @@ export class HttpApi {
    * the connection, and the client would ask again on the next. A write's
    * error says that it applied.
    */
-  private withinAnswerLimit(route: string, status: number, response: ClientResponse, encoded: Uint8Array): Uint8Array {
-    const bytes = LENGTH_PREFIX_BYTES + encoded.byteLength;
-    if (bytes <= this.maxUnreadAnswerBytes) {
+  private withinAnswerLimit(route: string, status: number, response: ClientResponse, encoded: Uint8Array | null): Uint8Array {
+    const bytes = encoded && LENGTH_PREFIX_BYTES + encoded.byteLength;
+    if (bytes !== null && bytes <= this.maxUnreadAnswerBytes) {
       this.opts.metrics.request(route, status);
-      return encoded;
+      return encoded!;
     }
     this.opts.metrics.request(route, 413);
-    const limit = `more than the ${this.maxUnreadAnswerBytes} sent in one answer`;
-    if (route === 'ws:write') {
-      const error = `the write was applied (revision ${response.revision}, succeeded ${response.succeeded}), but its results are ${bytes} bytes, ${limit}, and are not sent: ask for prevKv over fewer keys`;
-      return encodeResponse({ ...response, errorCode: 'results_too_large', error, results: [] });
+    const { code, message } = this.tooLarge(bytes, route === 'ws:write' ? response : undefined, 'prevKv');
+    return encodeResponse({ ...response, errorCode: code, error: message, results: [], ...(code === 'too_large' ? { succeeded: false } : {}) });
+  }
+
+  /**
+   * Why an answer of `bytes` (null: more than the limit, given up while it
+   * was built) is not sent: too_large for a read; for `applied`, a write's
+   * result, results_too_large, saying that it applied.
+   */
+  private tooLarge(bytes: number | null, applied: { revision: number; succeeded: boolean } | undefined, prevKvName: string): { code: string; message: string } {
+    const limit = `${bytes === null ? '' : `${bytes} bytes, `}more than the ${this.maxUnreadAnswerBytes} sent in one answer`;
+    if (applied) {
+      return {
+        code: 'results_too_large',
+        message: `the write was applied (revision ${applied.revision}, succeeded ${applied.succeeded}), but its results are ${limit}, and are not sent: ask for ${prevKvName} over fewer keys`,
+      };
     }
-    const error = `the answer is ${bytes} bytes, ${limit}: ask for less (a limit, keys only, or a smaller range)`;
-    return encodeResponse({ ...response, errorCode: 'too_large', error, succeeded: false, results: [] });
+    return { code: 'too_large', message: `the answer is ${limit}: ask for less (a limit, keys only, or a smaller range)` };
+  }
+
+  /** `value` as a JSON answer, unless it is longer than a client may leave unread: then a 413 (see tooLarge). */
+  private async jsonAnswer(value: unknown, applied?: { revision: number; succeeded: boolean }): Promise<Reply> {
+    try {
+      return jsonBody(await jsonInTurns(value, this.maxUnreadAnswerBytes));
+    } catch (err) {
+      if (!(err instanceof AnswerTooLargeError)) throw err;
+      const { code, message } = this.tooLarge(null, applied, 'prev_kv');
+      throw new HttpError(413, code, message);
+    }
   }
 
   private clientResponse(id: number, fields: Partial<ClientResponse>): ClientResponse {

@@ -21,6 +21,14 @@ const MAX_TURN_CHARS = 16 << 20;
 /** An answer of at most this many rows is built at once, by JSON.stringify: 16 values of the largest size make about 22 MB of JSON. */
 export const ROWS_AT_ONCE = 16;
 
+/** jsonInTurns' answer would be longer than its maxBytes. */
+export class AnswerTooLargeError extends Error {
+  constructor(readonly maxBytes: number) {
+    super(`the answer is more than ${maxBytes} bytes`);
+    this.name = 'AnswerTooLargeError';
+  }
+}
+
 /**
  * A list in an answer whose items become JSON one by one (`row`), so that
  * jsonInTurns can spread a long one over turns. JSON.stringify writes it
@@ -45,9 +53,14 @@ export class Rows<T> {
  * string that long may pass V8's largest, and joining 122 MB of buffers took 650 ms
  * of the event loop here.
  */
-export async function jsonInTurns(value: unknown): Promise<string | Buffer[]> {
-  if (rowsIn(value) <= ROWS_AT_ONCE) return JSON.stringify(value);
+export async function jsonInTurns(value: unknown, maxBytes = Infinity): Promise<string | Buffer[]> {
+  if (rowsIn(value) <= ROWS_AT_ONCE) {
+    const json = JSON.stringify(value);
+    if (Buffer.byteLength(json) > maxBytes) throw new AnswerTooLargeError(maxBytes);
+    return json;
+  }
   const parts: Buffer[] = [];
+  let partBytes = 0;
   let pending: string[] = [];
   let rowsThisTurn = 0;
   let pendingChars = 0;
@@ -62,7 +75,11 @@ export async function jsonInTurns(value: unknown): Promise<string | Buffer[]> {
       for (let i = 0; i < value.items.length; i++) {
         // A turn ends after ROWS_PER_TURN rows, or sooner when its rows are long.
         if (rowsThisTurn === ROWS_PER_TURN || pendingChars > MAX_TURN_CHARS) {
-          parts.push(Buffer.from(pending.join('')));
+          const part = Buffer.from(pending.join(''));
+          partBytes += part.length;
+          // Given up as soon as it is too long, rather than built whole first.
+          if (partBytes > maxBytes) throw new AnswerTooLargeError(maxBytes);
+          parts.push(part);
           pending = [];
           pendingChars = 0;
           rowsThisTurn = 0;
@@ -100,7 +117,9 @@ export async function jsonInTurns(value: unknown): Promise<string | Buffer[]> {
     }
   };
   await emit(value);
-  parts.push(Buffer.from(pending.join('')));
+  const last = Buffer.from(pending.join(''));
+  if (partBytes + last.length > maxBytes) throw new AnswerTooLargeError(maxBytes);
+  parts.push(last);
   return parts;
 }
 

@@ -284,9 +284,10 @@ export function encodeResponse(r: ClientResponse): Uint8Array {
  * encodeResponse for a response that may carry many key-values, KVS_PER_TURN
  * per event-loop turn: other work runs in between. Its builder is its own
  * (the shared one is taken by every encoding in between). The same bytes;
- * a response of at most KVS_PER_TURN key-values is encoded at once.
+ * a response of at most KVS_PER_TURN key-values is encoded at once. Null
+ * once more than `maxBytes` are encoded: given up rather than built whole.
  */
-export async function encodeResponseInTurns(r: ClientResponse): Promise<Uint8Array> {
+export async function encodeResponseInTurns(r: ClientResponse, maxBytes = Infinity): Promise<Uint8Array | null> {
   if (r.results.reduce((kvs, res) => kvs + res.kvs.length + res.prevKvs.length, 0) <= KVS_PER_TURN) return encodeResponse(r);
   // Sized for the answer up front: a builder that grows copies all it
   // holds each time it doubles, the last time in one piece.
@@ -300,6 +301,7 @@ export async function encodeResponseInTurns(r: ClientResponse): Promise<Uint8Arr
       for (let from = 0; from < kvs.length; from += KVS_PER_TURN) {
         if (from > 0) await new Promise((resolve) => setImmediate(resolve));
         encodeKvTables(b, kvs, from, Math.min(kvs.length, from + KVS_PER_TURN), offsets);
+        if (b.offset() > maxBytes) return null;
       }
       vectors.push(kvsVector(b, offsets));
     }
