@@ -234,7 +234,7 @@ describe('raftline/client', () => {
       assert.equal(gatewayDelete.status, 413);
       const deleteError = (await gatewayDelete.json()) as { reason: string; message: string };
       assert.equal(deleteError.reason, 'results_too_large');
-      assert.match(deleteError.message, /the write was applied \(revision \d+, succeeded true\), but its results are more than the \d+ sent in one answer, and are not sent: ask for prev_kv over fewer keys/);
+      assert.match(deleteError.message, /the write was applied \(revision \d+, succeeded true\), but its results are more than the \d+ sent in one answer, and are not sent: ask for fewer key-values in them/);
       assert.equal((await client.range('cap/', 'cap0', { countOnly: true })).count, 0, 'deleted');
     } finally {
       await client.close();

@@ -3,7 +3,7 @@ import * as flatbuffers from 'flatbuffers';
 import assert from 'node:assert/strict';
 import type { PeerMessage } from '../src/transport/index.js';
 import { decodeEnvelope, encodeEnvelope, FrameError } from '../src/transport/codec.js';
-import { ClientFrameError, decodeRequest, decodeResponse, encodeRequest, encodeResponse, encodeResponseInTurns, KVS_PER_TURN } from '../src/transport/client-codec.js';
+import { ClientFrameError, decodeRequest, decodeResponse, encodeRequest, encodeResponse, encodeResponseInTurns, KVS_AT_ONCE, KVS_PER_TURN } from '../src/transport/client-codec.js';
 import { KeyValue as WireKeyValue } from '../src/transport/generated/raftline/client/key-value.js';
 import { Response as WireResponse } from '../src/transport/generated/raftline/client/response.js';
 import { Result as WireResult } from '../src/transport/generated/raftline/client/result.js';
@@ -208,10 +208,11 @@ test('a response encoded in turns is the bytes encodeResponse makes, whatever is
     encoding = false;
     assert.ok(inTurns !== null && Buffer.from(inTurns).equals(Buffer.from(encodeResponse(response))), `${count} key-values: the same bytes`);
     assert.equal(decodeResponse(inTurns).results[0].kvs.length, count);
-    if (count > 2 * KVS_PER_TURN) {
-      assert.ok(between >= 2, `other answers were encoded between its turns (${between})`);
-      assert.equal(await encodeResponseInTurns(response, Math.floor(inTurns.byteLength / 2)), null, 'given up past a limit of half its size');
-      assert.ok(await encodeResponseInTurns(response, inTurns.byteLength), 'within a limit of its size: the answer');
+    if (count > 2 * KVS_PER_TURN) assert.ok(between >= 2, `other answers were encoded between its turns (${between})`);
+    if (count > KVS_AT_ONCE) {
+      // Within its first turn too: a builder past 1 GiB would throw where it should give up.
+      assert.equal(await encodeResponseInTurns(response, Math.floor(inTurns.byteLength / 2)), null, `${count} key-values: given up past a limit of half its size`);
+      assert.ok(await encodeResponseInTurns(response, inTurns.byteLength), `${count} key-values: within a limit of its size, the answer`);
     }
   }
 });

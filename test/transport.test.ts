@@ -316,6 +316,7 @@ test('a peer speaking another protocol is refused, both sides saying so; one nam
     assert.ok(serverLog.some((m) => m.includes('refused "older": it speaks kv/2 and this member speaks kv/3')), serverLog.join('\n'));
     assert.ok(olderLog.some((m) => /refused us \(409\): it does not speak kv\/2, so it runs another version/.test(m)), olderLog.join('\n'));
     assert.equal(server.stats().rejected.auth, 0, 'it held the secret: not counted as an authentication failure');
+    assert.ok(older.stats().rejected.protocol >= 1, 'the caller counts the refusal too');
     older.send('g', heartbeat('older', 'srv', 1));
     assert.equal(older.stats().peers.srv!.connected, false);
     const same = await caller('same', 'kv/3');
@@ -601,6 +602,11 @@ test('unknown peers and unregistered groups are counted, never thrown', async ()
 test('options are checked and a taken port is refused', async () => {
   await assert.rejects(UwsTransport.listen(options('a', { secret: 'short' })), /at least 16/);
   await assert.rejects(UwsTransport.listen(options('a', { secret: new Uint8Array(15) })), /at least 16/);
+  // A protocol name travels in an HTTP header: printable ASCII only, and no spaces a parser would trim.
+  for (const protocol of ['kv 3', 'kv/3 ', 'kv/ü', 'x'.repeat(257)]) {
+    await assert.rejects(UwsTransport.listen(options('a', { protocol })), /protocol must be at most 256 printable ASCII characters without spaces/, JSON.stringify(protocol));
+  }
+  await assert.rejects(UwsTransport.listen(options('a', { unnamedProtocol: 'a\tb' })), /unnamedProtocol must be/);
   // A port chosen up front as well as one the kernel picked: uSockets would share either (SO_REUSEPORT) unless told not to.
   const [chosen] = await freePorts(1, 21_000);
   for (const port of [0, chosen]) {

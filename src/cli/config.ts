@@ -44,6 +44,12 @@ const DEFAULT_SEGMENT_BYTES = 64 << 20;
 const MIN_SEGMENT_BYTES = 4096;
 const MAX_SEGMENT_BYTES = 1 << 30;
 const MAX_UNREAD_ANSWER_BYTES = 512 << 20;
+/**
+ * A write of two such values, with their keys, must fit a peer frame (64
+ * MiB by default) to replicate, and a value written as JSON text with every
+ * byte escaped (6 characters) must make a string V8 can hold.
+ */
+const MAX_VALUE_BYTES = 16 << 20;
 
 export const SERVE_USAGE = `Usage: raftline serve --id ID --data DIR --peer-listen HOST:PORT --client-listen HOST:PORT
                       --peers ID=HOST:PORT,... [--secret-file FILE] [--client-token-file FILE] [--config FILE] [--join]
@@ -174,17 +180,10 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
   const electionTimeoutMs = optionalNumber('electionTimeoutMs', 1000, 10);
   const heartbeatIntervalMs = optionalNumber('heartbeatIntervalMs', 100, 1);
   if (heartbeatIntervalMs * 2 > electionTimeoutMs) throw new ConfigError('the heartbeat interval must be at most half the election timeout');
-  // The log's own bounds (docs/log-format.md), checked here so a bad value is a configuration error.
-  // raftline/client takes answers of up to 512 MiB: a larger one would only close its connection.
-  const maxUnreadAnswerBytes = () => {
-    const bytes = optionalNumber('maxUnreadAnswerBytes', 256 << 20, 1 << 20);
-    if (bytes > MAX_UNREAD_ANSWER_BYTES) throw new ConfigError(`${get('maxUnreadAnswerBytes')!.from} must be at most ${MAX_UNREAD_ANSWER_BYTES} (512 MiB), got '${bytes}'`);
-    return bytes;
-  };
-  const segmentBytes = () => {
-    const bytes = optionalNumber('segmentBytes', DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES);
-    if (bytes > MAX_SEGMENT_BYTES) throw new ConfigError(`${get('segmentBytes')!.from} must be at most ${MAX_SEGMENT_BYTES}, got '${bytes}'`);
-    return bytes;
+  const boundedNumber = (key: string, fallback: number, min: number, max: number) => {
+    const value = optionalNumber(key, fallback, min);
+    if (value > max) throw new ConfigError(`${get(key)!.from} must be at most ${max} (${max >= 1 << 30 ? `${max / (1 << 30)} GiB` : `${max / (1 << 20)} MiB`}), got '${value}'`);
+    return value;
   };
   const logLevelSetting = get('logLevel');
   const logLevel = (logLevelSetting?.raw ?? 'info') as ServerConfig['logLevel'];
@@ -203,9 +202,11 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
     electionTimeoutMs,
     heartbeatIntervalMs,
     maxKeyBytes: optionalNumber('maxKeyBytes', 1536, 1),
-    maxValueBytes: optionalNumber('maxValueBytes', 1 << 20, 0),
-    maxUnreadAnswerBytes: maxUnreadAnswerBytes(),
-    segmentBytes: segmentBytes(),
+    maxValueBytes: boundedNumber('maxValueBytes', 1 << 20, 0, MAX_VALUE_BYTES),
+    // raftline/client takes answers of up to 512 MiB: a larger one would only close its connection.
+    maxUnreadAnswerBytes: boundedNumber('maxUnreadAnswerBytes', 256 << 20, 1 << 20, MAX_UNREAD_ANSWER_BYTES),
+    // The log's own bounds (docs/log-format.md), checked here so a bad value is a configuration error.
+    segmentBytes: boundedNumber('segmentBytes', DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES),
     logLevel,
   };
 }

@@ -743,7 +743,7 @@ export class HttpApi {
       return encoded!;
     }
     this.opts.metrics.request(route, 413);
-    const { code, message } = this.tooLarge(bytes, route === 'ws:write' ? response : undefined, 'prevKv');
+    const { code, message } = this.tooLarge(bytes, route === 'ws:write' ? response : undefined);
     return encodeResponse({ ...response, errorCode: code, error: message, results: [], ...(code === 'too_large' ? { succeeded: false } : {}) });
   }
 
@@ -752,12 +752,12 @@ export class HttpApi {
    * was built) is not sent: too_large for a read; for `applied`, a write's
    * result, results_too_large, saying that it applied.
    */
-  private tooLarge(bytes: number | null, applied: { revision: number; succeeded: boolean } | undefined, prevKvName: string): { code: string; message: string } {
+  private tooLarge(bytes: number | null, applied: { revision: number; succeeded: boolean } | undefined): { code: string; message: string } {
     const limit = `${bytes === null ? '' : `${bytes} bytes, `}more than the ${this.maxUnreadAnswerBytes} sent in one answer`;
     if (applied) {
       return {
         code: 'results_too_large',
-        message: `the write was applied (revision ${applied.revision}, succeeded ${applied.succeeded}), but its results are ${limit}, and are not sent: ask for ${prevKvName} over fewer keys`,
+        message: `the write was applied (revision ${applied.revision}, succeeded ${applied.succeeded}), but its results are ${limit}, and are not sent: ask for fewer key-values in them (previous key-values or ranges over fewer keys)`,
       };
     }
     return { code: 'too_large', message: `the answer is ${limit}: ask for less (a limit, keys only, or a smaller range)` };
@@ -769,7 +769,7 @@ export class HttpApi {
       return jsonBody(await jsonInTurns(value, this.maxUnreadAnswerBytes));
     } catch (err) {
       if (!(err instanceof AnswerTooLargeError)) throw err;
-      const { code, message } = this.tooLarge(null, applied, 'prev_kv');
+      const { code, message } = this.tooLarge(null, applied);
       throw new HttpError(413, code, message);
     }
   }

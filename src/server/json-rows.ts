@@ -18,8 +18,12 @@ export const ROWS_PER_TURN = 2_000;
  */
 const MAX_TURN_CHARS = 16 << 20;
 
-/** An answer of at most this many rows is built at once, by JSON.stringify: 16 values of the largest size make about 22 MB of JSON. */
-export const ROWS_AT_ONCE = 16;
+/**
+ * An answer of at most this many rows is built at once, by JSON.stringify:
+ * one value of the largest size (16 MiB) makes at most 96 MB of JSON text
+ * (every byte escaped); more could pass V8's longest string.
+ */
+export const ROWS_AT_ONCE = 1;
 
 /** jsonInTurns' answer would be longer than its maxBytes. */
 export class AnswerTooLargeError extends Error {

@@ -199,6 +199,8 @@ export const KVS_PER_TURN = 2_000;
 
 /** A key-value's bytes in a response besides its key and value (table, vtable offset, vector lengths, padding), rounded up. */
 const KV_TABLE_BYTES = 64;
+/** A response of at most this many key-values is encoded at once, on the shared builder: 16 values of the largest size (16 MiB) stay far from the builder's 2 GiB. */
+export const KVS_AT_ONCE = 16;
 /** Key-values looked at to estimate the size of many: reading a key or a value may copy it (a store's key-values make them on demand). */
 const SIZE_SAMPLE_KVS = 64;
 /** A builder starts at most this large (flatbuffers' limit is 2 GiB); past it, it grows. */
@@ -214,9 +216,14 @@ function estimatedKvBytes(kvs: readonly ClientKeyValue[]): number {
   return Math.ceil(((bytes / sampled) * kvs.length * 5) / 4);
 }
 
-/** Key-value tables for kvs[from, to), their offsets into `offsets`. */
-function encodeKvTables(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[], from: number, to: number, offsets: flatbuffers.Offset[]): void {
+/**
+ * Key-value tables for kvs[from, to), their offsets into `offsets`; false,
+ * stopping, once the builder holds more than `maxBytes` (it cannot grow past
+ * 2 GiB: checked at each key-value, so it never tries).
+ */
+function encodeKvTables(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[], from: number, to: number, offsets: flatbuffers.Offset[], maxBytes = Infinity): boolean {
   for (let i = from; i < to; i++) {
+    if (b.offset() > maxBytes) return false;
     const kv = kvs[i];
     const key = b.createByteVector(kv.key);
     const value = b.createByteVector(kv.value);
@@ -228,6 +235,7 @@ function encodeKvTables(b: flatbuffers.Builder, kvs: readonly ClientKeyValue[], 
     addSafeInteger(b, KEY_VALUE_INT64.version, kv.version);
     offsets[i] = WireKeyValue.endKeyValue(b);
   }
+  return b.offset() <= maxBytes;
 }
 
 /** The vector of tables at `offsets`, or 0 (no vector) when there are none: an absent vector reads as empty. */
@@ -284,24 +292,23 @@ export function encodeResponse(r: ClientResponse): Uint8Array {
  * encodeResponse for a response that may carry many key-values, KVS_PER_TURN
  * per event-loop turn: other work runs in between. Its builder is its own
  * (the shared one is taken by every encoding in between). The same bytes;
- * a response of at most KVS_PER_TURN key-values is encoded at once. Null
+ * a response of at most KVS_AT_ONCE key-values is encoded at once. Null
  * once more than `maxBytes` are encoded: given up rather than built whole.
  */
 export async function encodeResponseInTurns(r: ClientResponse, maxBytes = Infinity): Promise<Uint8Array | null> {
-  if (r.results.reduce((kvs, res) => kvs + res.kvs.length + res.prevKvs.length, 0) <= KVS_PER_TURN) return encodeResponse(r);
+  if (r.results.reduce((kvs, res) => kvs + res.kvs.length + res.prevKvs.length, 0) <= KVS_AT_ONCE) return encodeResponse(r);
   // Sized for the answer up front: a builder that grows copies all it
   // holds each time it doubles, the last time in one piece.
   let estimatedBytes = 1024;
   for (const res of r.results) for (const kvs of [res.kvs, res.prevKvs]) estimatedBytes += estimatedKvBytes(kvs);
-  const b = new flatbuffers.Builder(Math.min(estimatedBytes, MAX_BUILDER_START_BYTES));
+  const b = new flatbuffers.Builder(Math.min(estimatedBytes, maxBytes + 1024, MAX_BUILDER_START_BYTES));
   const vectors: flatbuffers.Offset[] = [];
   for (const res of r.results) {
     for (const kvs of [res.kvs, res.prevKvs]) {
       const offsets = new Array<flatbuffers.Offset>(kvs.length);
       for (let from = 0; from < kvs.length; from += KVS_PER_TURN) {
         if (from > 0) await new Promise((resolve) => setImmediate(resolve));
-        encodeKvTables(b, kvs, from, Math.min(kvs.length, from + KVS_PER_TURN), offsets);
-        if (b.offset() > maxBytes) return null;
+        if (!encodeKvTables(b, kvs, from, Math.min(kvs.length, from + KVS_PER_TURN), offsets, maxBytes)) return null;
       }
       vectors.push(kvsVector(b, offsets));
     }

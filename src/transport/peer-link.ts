@@ -268,6 +268,7 @@ export class PeerLink {
         this.lastError = 'refused our peer token (401): its cluster secret is not ours';
         this.settings.log({ level: 'warn', message: `${this.address} ${this.lastError}`, peer: this.peerId });
       } else if (err.message === PROTOCOL_REFUSED_MESSAGE) {
+        this.settings.onProtocolRejected();
         const ours = this.settings.protocol ? `does not speak ${this.settings.protocol}` : 'wants a protocol named';
         this.lastError = `refused us (409): it ${ours}, so it runs another version (its log names both)`;
         this.settings.log({ level: 'warn', message: `${this.address} ${this.lastError}`, peer: this.peerId });

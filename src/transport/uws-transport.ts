@@ -211,8 +211,9 @@ export class UwsTransport implements Transport {
     this.log = rateLimited(opts.onLog ?? stderrSink(opts.id));
     this.protocol = opts.protocol ?? '';
     for (const [name, protocol] of [['protocol', opts.protocol], ['unnamedProtocol', opts.unnamedProtocol]] as const) {
-      if (protocol !== undefined && (typeof protocol !== 'string' || Buffer.byteLength(protocol) > MAX_PROTOCOL_BYTES)) {
-        throw new RangeError(`UwsTransport: ${name} must be a string of at most ${MAX_PROTOCOL_BYTES} bytes`);
+      // Printable ASCII without spaces: an HTTP header carries it unchanged.
+      if (protocol !== undefined && (typeof protocol !== 'string' || protocol.length > MAX_PROTOCOL_BYTES || !/^[\x21-\x7e]*$/.test(protocol))) {
+        throw new RangeError(`UwsTransport: ${name} must be at most ${MAX_PROTOCOL_BYTES} printable ASCII characters without spaces`);
       }
     }
     this.linkSettings = {
