@@ -410,7 +410,7 @@ describe('raftline serve', () => {
       [[...base, '--peers', 'a=127.0.0.1:1', '--max-unread-answer-bytes', '1000'], /--max-unread-answer-bytes must be an integer ≥ 1048576/],
       [[...base, '--peers', 'a=127.0.0.1:1', '--max-unread-answer-bytes', String(1 << 30)], /--max-unread-answer-bytes must be at most 536870912 \(512 MiB\), got '1073741824'/],
       [[...base, '--peers', 'a=127.0.0.1:1', '--max-value-bytes', String(32 << 20)], /--max-value-bytes must be at most 16777216 \(16 MiB\), got '33554432'/],
-      [[...base, '--peers', 'a=127.0.0.1:1', '--segment-bytes', String(2 << 30)], /--segment-bytes must be at most 1073741824 \(1 GiB\), got '2147483648'/],
+      [[...base, '--peers', 'a=127.0.0.1:1', '--segment-bytes', String(2 ** 31)], /--segment-bytes must be at most 1073741824 \(1 GiB\), got '2147483648'/],
     ];
     for (const [argv, message] of cases) {
       const r = run(secret, ...argv);
