@@ -11,7 +11,7 @@ export const HANDSHAKE_MAGIC = Buffer.from('RLH1', 'latin1');
 export const NONCE_BYTES = 32;
 export const MAC_BYTES = 32;
 export const MAX_PEER_ID_BYTES = 256;
-/** The longest protocol name (UwsTransportOptions.protocol), in bytes of UTF-8. */
+/** The longest protocol name (UwsTransportOptions.protocol: printable ASCII, one byte a character). */
 export const MAX_PROTOCOL_BYTES = 256;
 export const MIN_SECRET_BYTES = 16;
 /** A handshake not finished within this is abandoned, on both sides. */

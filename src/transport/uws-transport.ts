@@ -71,7 +71,7 @@ export interface UwsTransportOptions {
    * a cluster. Named by each side of every connection, the caller in its
    * upgrade request and the server in its welcome; a caller speaking another
    * is refused (409), a server speaking another is left, and both sides log
-   * the two. At most 256 bytes. Default: none.
+   * the two. At most 256 printable ASCII characters, no spaces. Default: none.
    */
   protocol?: string;
   /**
