@@ -630,6 +630,42 @@ describe('RaftNode', () => {
     );
   });
 
+  test('a follower closes the file of a snapshot transfer its leader stopped sending, and resumes from what it holds at the next offer', async () => {
+    // Partial transfer files this process holds open, by path.
+    const openPartials = async (dir: string) => {
+      const links = await Promise.all((await fs.readdir('/proc/self/fd')).map((fd) => fs.readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+      return links.filter((l) => l.startsWith(dir) && /incoming-.*\.part$/.test(l));
+    };
+    await withCluster(
+      'snapshot-quiet',
+      async (c) => {
+        const leader = await c.awaitLeader();
+        const lagging = c.peers.find((id) => id !== leader.node.id)!;
+        await c.stop(lagging);
+        for (let i = 0; i < 400; i++) await leader.node.apply(Buffer.from(`key${i}=${'v'.repeat(100)}${i}`));
+        await leader.node.snapshot();
+        // Eight chunks arrive, then nothing of the transfer at all, offers included.
+        let delivered = 0;
+        let cut = true;
+        const heldAfterCut: number[] = [];
+        c.net.drop = (m) => {
+          if (m.type === 'snapshotChunkResp' && m.from === lagging && !cut) heldAfterCut.push(m.held);
+          if (m.type !== 'snapshotChunk' || m.to !== lagging || !cut) return false;
+          if (m.data.length === 0) return delivered >= 8;
+          return ++delivered > 8;
+        };
+        const back = await c.start(lagging);
+        const dir = path.resolve(back.dir);
+        await eventually('the transfer started', async () => (await openPartials(dir)).length === 1);
+        await eventually('the quiet transfer\'s file is closed', async () => (await openPartials(dir)).length === 0, 10_000);
+        cut = false;
+        await eventually('the lagging follower holds the leader state', () => back.fsm.data.size === 400);
+        assert.ok(heldAfterCut.length > 0 && heldAfterCut[0] >= 8 * 1024, `the next offer resumed from the bytes held: ${heldAfterCut.slice(0, 3).join(', ')}`);
+      },
+      { snapshotKeepEntries: 10, snapshotLogEntries: 0, snapshotChunkBytes: 1024, snapshotWindowBytes: 4096, snapshotTimeoutMs: 600 },
+    );
+  });
+
   test('with onSnapshotCapture, commands keep applying while the snapshot is written, and the snapshot holds the captured state', async () => {
     await withCluster(
       'snapshot-capture',

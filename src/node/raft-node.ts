@@ -302,6 +302,8 @@ export class RaftNode {
   private appliedIndex: number;
   private appliedTerm: number;
   private ticks = 0;
+  /** The tick of the last snapshot chunk received. */
+  private lastChunkTick = 0;
   /**
    * Ticks are counted from here, not from timer callbacks. Set a little in
    * the past, so a timer that fires a hair before its time per
@@ -609,6 +611,7 @@ export class RaftNode {
   private tick(): void {
     this.catchUpTicks();
     this.checkSenders();
+    this.closeQuietTransfer();
     this.expireWaiters();
     this.maybeSnapshot();
     this.schedule();
@@ -764,6 +767,7 @@ export class RaftNode {
     if (this.stopped) return;
     switch (m.type) {
       case 'snapshotChunk':
+        this.lastChunkTick = this.ticks;
         this.receiveTail = this.receiveTail.then(() => this.receiveChunk(m)).catch((err: Error) => this.fail(err));
         return;
       case 'snapshotChunkResp':
@@ -1065,12 +1069,32 @@ export class RaftNode {
 
   /** Resends the offer of a transfer that went quiet (lost chunks); abandons one stalled for snapshotTimeoutMs. */
   private checkSenders(): void {
-    const retransmitTicks = Math.max(2, Math.round((this.opts.electionTimeoutMs ?? 1000) / this.tickMs));
-    const abandonTicks = Math.max(retransmitTicks, Math.round((this.opts.snapshotTimeoutMs ?? 30_000) / this.tickMs));
+    const retransmitTicks = this.retransmitTicks();
+    const abandonTicks = this.abandonTicks();
     for (const sender of this.senders.values()) {
       if (this.ticks - sender.lastProgressTick >= abandonTicks) sender.abandon();
       else if (this.ticks - Math.max(sender.lastProgressTick, sender.lastOfferTick) >= retransmitTicks) sender.retransmit(this.ticks);
     }
+  }
+
+  private retransmitTicks(): number {
+    return Math.max(2, Math.round((this.opts.electionTimeoutMs ?? 1000) / this.tickMs));
+  }
+
+  private abandonTicks(): number {
+    return Math.max(this.retransmitTicks(), Math.round((this.opts.snapshotTimeoutMs ?? 30_000) / this.tickMs));
+  }
+
+  /**
+   * Closes the file of an incoming transfer that had no chunk for as long as
+   * its sender waits before abandoning it: it would stay open until the next
+   * transfer or snapshot. What it holds stays, for the same snapshot's next
+   * offer to resume from.
+   */
+  private closeQuietTransfer(): void {
+    if (!this.store.receiving || this.ticks - this.lastChunkTick < this.abandonTicks()) return;
+    this.lastChunkTick = this.ticks;
+    this.receiveTail = this.receiveTail.then(() => this.store.closeIncoming()).catch((err: Error) => this.fail(err));
   }
 
   /** Follower side of a snapshot transfer; chunks are handled one at a time, in arrival order. */

@@ -421,6 +421,19 @@ export class SnapshotStore {
     }
   }
 
+  /** Whether a transfer's partial file is open. */
+  get receiving(): boolean {
+    return this.incoming !== null;
+  }
+
+  /**
+   * Closes the file of a transfer the sender stopped sending, keeping what it
+   * holds: an offer of the same snapshot reopens it and resumes there.
+   */
+  async closeIncoming(): Promise<void> {
+    await this.dropIncoming();
+  }
+
   /** Forgets a partial transfer (after a write error), so the next offer starts from nothing. */
   async discardIncoming(): Promise<void> {
     const incoming = this.incoming;
