@@ -93,7 +93,7 @@ function busySessions(): { store: KvStore; mirror: Map<string, { floor: number; 
       const clientId = `client-${c}-${'x'.repeat(28)}`;
       const data = encodeCommand({ clientId, sequence, txn: { compare: [], success: [{ type: 'put', key: Buffer.from(`k${c}`), value }], failure: [] } });
       let revision = 0;
-      store.onApply({ length: 1, [Symbol.iterator]: () => [{ index: ++index, term: 1, data, respond: (r: unknown) => (revision = (r as { revision: number }).revision) }][Symbol.iterator]() });
+      store.onApply({ length: 1, [Symbol.iterator]: () => [{ index: ++index, term: 1, data, awaited: true, respond: (r: unknown) => (revision = (r as { revision: number }).revision) }][Symbol.iterator]() });
       const session = mirror.get(clientId) ?? { floor: 0, applied: new Map<number, number>() };
       session.applied.set(sequence, revision);
       if (session.applied.size > SESSION_WINDOW) {

@@ -18,9 +18,9 @@ function apply(store: KvStore, txn: Txn, clientId = '', sequence = 0): TxnResult
   return applyEntry(store, encodeCommand({ clientId, sequence, txn }));
 }
 
-function applyEntry(store: KvStore, data: Uint8Array): TxnResult {
+function applyEntry(store: KvStore, data: Uint8Array, awaited = true): TxnResult {
   let result: unknown;
-  const cmd: Command = { index: ++index, term: 1, data, respond: (r) => (result = r) };
+  const cmd: Command = { index: ++index, term: 1, data, awaited, respond: (r) => (result = r) };
   const batch: ApplyIterator = { length: 1, [Symbol.iterator]: () => [cmd][Symbol.iterator]() };
   store.onApply(batch);
   return result as TxnResult;
@@ -105,6 +105,34 @@ test('compare-and-set takes the success or the failure branch', () => {
   assert.equal(apply(s, createOnly).succeeded, false);
   const missingValue = apply(s, { compare: [{ key: b('none'), target: 'value', result: 'notEqual', value: b('x') }], success: [put('none', '1')], failure: [] });
   assert.equal(missingValue.succeeded, false, 'a value comparison on a missing key fails, as in etcd');
+});
+
+test('a command nobody waits for changes the state alike, its ranges and previous key-values left out of its result', () => {
+  const awaitedStore = new KvStore();
+  const unawaitedStore = new KvStore();
+  const everything: Operation = { type: 'range', key: b('k'), rangeEnd: b('l') };
+  const commands = [
+    txn(put('k1', 'a'), put('k2', 'b'), put('k3', 'c')),
+    txn(everything, put('k4', 'd')),
+    txn({ type: 'delete', key: b('k1'), rangeEnd: b('k3'), prevKv: true }, everything),
+  ];
+  for (const command of commands) {
+    const data = encodeCommand({ clientId: '', sequence: 0, txn: command });
+    const awaited = applyEntry(awaitedStore, data);
+    const unawaited = applyEntry(unawaitedStore, data, false);
+    assert.equal(unawaited.revision, awaited.revision);
+    assert.equal(unawaited.succeeded, awaited.succeeded);
+    for (const [i, r] of unawaited.responses.entries()) {
+      if (r.type === 'range') assert.deepEqual(r.kvs, [], 'no range built');
+      if (r.type === 'delete') {
+        assert.equal(r.prevKvs, undefined, 'no previous key-values gathered');
+        assert.equal(r.deleted, (awaited.responses[i] as typeof r).deleted, 'the count of deleted keys stays');
+      }
+    }
+  }
+  const state = (store: KvStore) => apply(store, txn(everything)).responses[0];
+  assert.deepEqual(state(unawaitedStore), state(awaitedStore));
+  assert.deepEqual((state(awaitedStore) as { kvs: { key: Buffer }[] }).kvs.map((kv) => kv.key.toString()), ['k3', 'k4']);
 });
 
 test('ranges by prefix are ordered by bytes and honour limits', () => {

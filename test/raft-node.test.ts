@@ -318,6 +318,27 @@ describe('RaftNode', () => {
     );
   });
 
+  test('a command is awaited where it was proposed only: the state machines of the others may skip building its result', async () => {
+    const awaited = new Map<KvMachine, boolean[]>();
+    class AwaitRecordingMachine extends KvMachine {
+      override onApply(batch: ApplyIterator): void {
+        for (const cmd of batch) awaited.set(this, [...(awaited.get(this) ?? []), cmd.awaited]);
+        super.onApply(batch);
+      }
+    }
+    await withCluster(
+      'awaited',
+      async (c) => {
+        const leader = await c.awaitLeader();
+        await leader.node.apply(Buffer.from('x=1'));
+        await eventually('every member applied x', () => [...c.members.values()].every((m) => m.fsm.data.get('x') === '1'));
+        for (const m of c.members.values()) assert.deepEqual(awaited.get(m.fsm), [m === leader], m.node.id);
+      },
+      {},
+      () => new AwaitRecordingMachine(),
+    );
+  });
+
   test('a follower forwards writes to the leader and answers once the write is applied locally', async () => {
     await withCluster('forward', async (c) => {
       const leader = await c.awaitLeader();

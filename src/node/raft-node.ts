@@ -218,6 +218,7 @@ class AppliedCommand implements Command {
     readonly index: number,
     readonly term: number,
     readonly data: Uint8Array,
+    readonly awaited: boolean,
   ) {}
 
   respond(result: unknown): void {
@@ -881,7 +882,7 @@ export class RaftNode {
     const fresh = entries.filter((e) => e.index > this.appliedIndex);
     if (fresh.length === 0) return;
     const commands: AppliedCommand[] = [];
-    for (const e of fresh) if (e.type === EntryType.Command) commands.push(new AppliedCommand(e.index, e.term, e.data));
+    for (const e of fresh) if (e.type === EntryType.Command) commands.push(new AppliedCommand(e.index, e.term, e.data, this.waiters.has(e.index)));
     if (commands.length > 0) await this.opts.fsm.onApply(new Batch(commands));
     this.opts.onEvent?.({ type: 'applied', entries: fresh.length });
     let next = 0;

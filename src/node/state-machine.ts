@@ -9,6 +9,12 @@ export interface Command {
   readonly term: number;
   /** Read-only: the same buffer may still be written to the log or sent to followers. */
   readonly data: Uint8Array;
+  /**
+   * Whether a caller on this node waits for the result (`apply()` was called
+   * here, or forwarded the command from here). Without one, a state machine
+   * may leave out work that only builds the result, never work on the state.
+   */
+  readonly awaited: boolean;
   /** The value `apply()` resolves with on the node that proposed this command. */
   respond(result: unknown): void;
 }
