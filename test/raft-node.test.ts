@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
-import { MemoryNetwork } from '../src/transport/index.js';
+import { MemoryNetwork, type PeerMessage } from '../src/transport/index.js';
 import {
   NotLeaderError,
   OutcomeUnknownError,
@@ -336,6 +336,48 @@ describe('RaftNode', () => {
       },
       {},
       () => new AwaitRecordingMachine(),
+    );
+  });
+
+  test('a forwarded write whose answer comes while the follower applies it asynchronously is of unknown outcome, not answered with a result built for nobody', async () => {
+    let release: () => void = () => {};
+    let applying = false;
+    class GatedMachine extends KvMachine {
+      gated = false;
+      override async onApply(batch: ApplyIterator): Promise<void> {
+        for (const cmd of batch) {
+          if (this.gated && Buffer.from(cmd.data).toString() === 'slow=1') {
+            applying = true;
+            await new Promise<void>((resolve) => (release = resolve));
+          }
+          cmd.respond(cmd.awaited ? 'built' : 'skipped');
+        }
+      }
+    }
+    await withCluster(
+      'forward-during-apply',
+      async (c) => {
+        const leader = await c.awaitLeader();
+        await leader.node.apply(Buffer.from('warm=1'));
+        const follower = [...c.members.values()].find((m) => m !== leader)!;
+        (follower.fsm as GatedMachine).gated = true;
+        await eventually('the follower knows its leader', () => follower.node.status().leader === leader.node.id);
+        let held: PeerMessage | undefined;
+        c.net.drop = (m) => m.type === 'forwardResp' && m.to === follower.node.id && (held = m) !== undefined;
+        const outcome = follower.node.apply(Buffer.from('slow=1'), { forward: true }).then(
+          (r) => r,
+          (err: Error) => err,
+        );
+        await eventually('the follower applies the write, answer held back', () => applying && held !== undefined);
+        c.net.drop = () => false;
+        c.net.transport().send('g1', held!);
+        await new Promise((r) => setTimeout(r, 50));
+        release();
+        const result = await outcome;
+        assert.ok(result instanceof OutcomeUnknownError, `got ${String(result)}`);
+      },
+      {},
+      () => new GatedMachine(),
     );
   });
 

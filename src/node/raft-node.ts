@@ -301,6 +301,12 @@ export class RaftNode {
   private stopped: Error | null = null;
   private closing: Promise<void> | null = null;
   private appliedIndex: number;
+  /**
+   * The last index of the batch the state machine is applying (it may take
+   * turns, `onApply` being async), or of the last one applied: results
+   * in it were built before a waiter registered now could be told of.
+   */
+  private applyingIndex = 0;
   private appliedTerm: number;
   private ticks = 0;
   /** The tick of the last snapshot chunk received. */
@@ -716,8 +722,8 @@ export class RaftNode {
     this.forwarded.delete(m.requestId);
     if (m.error === 'ERR_RAFTLINE_NOT_LEADER') w.reject(new NotLeaderError(m.leaderHint));
     else if (m.error) w.reject(new BusyError(`the leader refused the command (${m.error})`));
-    // Applied here before the answer came: the entry is known, its result is not.
-    else if (m.index <= this.appliedIndex) w.reject(new OutcomeUnknownError(m.index, 'it was applied before the leader answered'));
+    // Applied here (or being applied) before the answer came: the entry is known, its result is not.
+    else if (m.index <= Math.max(this.appliedIndex, this.applyingIndex)) w.reject(new OutcomeUnknownError(m.index, 'it was applied before the leader answered'));
     else this.wait(m.index, m.term, w.resolve, w.reject);
   }
 
@@ -883,6 +889,7 @@ export class RaftNode {
     if (fresh.length === 0) return;
     const commands: AppliedCommand[] = [];
     for (const e of fresh) if (e.type === EntryType.Command) commands.push(new AppliedCommand(e.index, e.term, e.data, this.waiters.has(e.index)));
+    this.applyingIndex = fresh[fresh.length - 1].index;
     if (commands.length > 0) await this.opts.fsm.onApply(new Batch(commands));
     this.opts.onEvent?.({ type: 'applied', entries: fresh.length });
     let next = 0;
