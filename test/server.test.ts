@@ -189,6 +189,12 @@ describe('raftline serve', () => {
       ['/v3/kv/range', { method: 'POST', body: JSON.stringify({}) }, 400, 'bad_request'],
       ['/v3/kv/range', { method: 'GET' }, 405, 'method_not_allowed'],
       ['/v3/kv/txn', { method: 'POST', body: JSON.stringify({ compare: [{ key: b64('a'), target: 'COLOR' }] }) }, 400, 'bad_request'],
+      // Names an object's prototype has: no target either (they reached the log, and every member refused the entry).
+      ['/v3/kv/txn', { method: 'POST', body: JSON.stringify({ compare: [{ key: b64('a'), target: 'constructor' }] }) }, 400, 'bad_request'],
+      ['/v3/kv/txn', { method: 'POST', body: JSON.stringify({ compare: [{ key: b64('a'), result: '__proto__' }] }) }, 400, 'bad_request'],
+      ['/v3/kv/txn', { method: 'POST', body: JSON.stringify({ compare: Array.from({ length: 129 }, () => ({ key: b64('a'), range_end: b64('b'), target: 'MOD', result: 'LESS', mod_revision: '9' })) }) }, 400, 'too_many_operations'],
+      ['/v3/kv/txn', { method: 'POST', body: JSON.stringify({ success: Array.from({ length: 1025 }, (_, i) => ({ request_put: { key: b64(`many/${i}`) } })) }) }, 400, 'too_many_operations'],
+      ['/v1/kv/k', { method: 'DELETE', headers: { 'If-None-Match': '*' } }, 400, 'bad_request'],
       ['/v3/kv/txn', { method: 'POST', body: JSON.stringify({ success: [{ request_nothing: {} }] }) }, 400, 'bad_request'],
       ['/v3/kv/lease', { method: 'POST', body: '{}' }, 404, 'not_found'],
       ['/v1/admin/promote', { method: 'POST', body: 'null' }, 400, 'bad_request'],
@@ -210,6 +216,14 @@ describe('raftline serve', () => {
       assert.ok(body.error.length > 0);
     }
     assert.equal((await put('n2', 'still', 'alive')).status, 200);
+    // A delete's If-Match is a condition on the key's mod revision, as a put's.
+    const modRevision = Number((await fetch(`${clientUrl.n2}/v1/kv/still`)).headers.get('x-raftline-mod-revision'));
+    const refused = await fetch(`${clientUrl.n2}/v1/kv/still`, { method: 'DELETE', headers: { 'If-Match': String(modRevision + 1) } });
+    assert.equal(refused.status, 412);
+    assert.equal((await fetch(`${clientUrl.n2}/v1/kv/still`)).status, 200, 'not deleted');
+    const deleted = await fetch(`${clientUrl.n2}/v1/kv/still`, { method: 'DELETE', headers: { 'If-Match': String(modRevision) } });
+    assert.equal(deleted.status, 200);
+    assert.equal(((await deleted.json()) as { deleted: number }).deleted, 1);
   });
 
   test('/v3: the etcd JSON gateway shapes for put, range, deleterange and txn', async () => {

@@ -74,6 +74,7 @@ const STATUS_TEXT: Record<number, string> = {
   401: '401 Unauthorized',
   404: '404 Not Found',
   405: '405 Method Not Allowed',
+  409: '409 Conflict',
   412: '412 Precondition Failed',
   413: '413 Payload Too Large',
   500: '500 Internal Server Error',
@@ -165,18 +166,40 @@ function bool(value: unknown, field: string): boolean {
  * the order of operations.
  */
 function checkWritesApart(ops: Operation[]): void {
-  const puts = new Set<string>();
+  const puts = new Map<string, Buffer>();
   for (const op of ops) {
     if (op.type !== 'put') continue;
-    const key = Buffer.from(op.key).toString('latin1');
-    if (puts.has(key)) throw new HttpError(400, 'bad_request', 'duplicate key given in txn request');
-    puts.add(key);
+    const key = Buffer.from(op.key);
+    const text = key.toString('latin1');
+    if (puts.has(text)) throw new HttpError(400, 'bad_request', 'duplicate key given in txn request');
+    puts.set(text, key);
   }
   for (const op of ops) {
     if (op.type !== 'delete') continue;
-    for (const key of puts) if (inRange(Buffer.from(key, 'latin1'), op.key, op.rangeEnd)) throw new HttpError(400, 'bad_request', 'duplicate key given in txn request');
+    for (const key of puts.values()) if (inRange(key, op.key, op.rangeEnd)) throw new HttpError(400, 'bad_request', 'duplicate key given in txn request');
   }
 }
+
+/**
+ * Bounds a transaction's size, whichever protocol brought it: every member
+ * applies every comparison and operation in one piece (a comparison over a
+ * range reads each key in it), and checkWritesApart pairs puts with deletes.
+ * etcd's --max-txn-ops is 128 for both; puts are batched in larger
+ * transactions here.
+ */
+function checkTxnSize(txn: Txn): void {
+  const branch = Math.max(txn.success.length, txn.failure.length);
+  if (txn.compare.length > MAX_TXN_COMPARES || branch > MAX_TXN_OPS) {
+    throw new HttpError(
+      400,
+      'too_many_operations',
+      `a transaction takes at most ${MAX_TXN_COMPARES} comparisons and ${MAX_TXN_OPS} operations in each branch; this one has ${txn.compare.length} comparisons and ${branch} operations in a branch`,
+    );
+  }
+}
+
+const MAX_TXN_COMPARES = 128;
+const MAX_TXN_OPS = 1024;
 
 /** Whether `key` is in etcd's range (exactly `from` without `end`; [from, end), or from `from` on when end is "\0"). */
 function inRange(key: Buffer, from: Uint8Array, end: Uint8Array | undefined): boolean {
@@ -201,8 +224,18 @@ function storageUnavailable(error: string): HttpError {
   return new HttpError(503, 'storage_unavailable', `this member cannot write its data (${error}); try another member`);
 }
 
-const TARGETS: Record<string, CompareTarget> = { VERSION: 'version', CREATE: 'create', MOD: 'mod', VALUE: 'value' };
-const RESULTS: Record<string, CompareResult> = { EQUAL: 'equal', GREATER: 'greater', LESS: 'less', NOT_EQUAL: 'notEqual' };
+const TARGETS = new Map<string, CompareTarget>([
+  ['VERSION', 'version'],
+  ['CREATE', 'create'],
+  ['MOD', 'mod'],
+  ['VALUE', 'value'],
+]);
+const RESULTS = new Map<string, CompareResult>([
+  ['EQUAL', 'equal'],
+  ['GREATER', 'greater'],
+  ['LESS', 'less'],
+  ['NOT_EQUAL', 'notEqual'],
+]);
 
 export class HttpApi {
   private readonly maxKeyBytes: number;
@@ -346,7 +379,10 @@ export class HttpApi {
         };
       }
       case 'delete': {
-        const r = await this.write({ compare: [], success: [{ type: 'delete', key }], failure: [] });
+        if (headers['if-none-match']) throw new HttpError(400, 'bad_request', 'If-None-Match has no meaning for a delete (there is nothing to delete when the key is absent)');
+        const compare: Compare[] = headers['if-match'] ? [{ key, target: 'mod', result: 'equal', number: int(headers['if-match'], 'If-Match') }] : [];
+        const r = await this.write({ compare, success: [{ type: 'delete', key }], failure: [] });
+        if (!r.succeeded) throw new HttpError(412, 'precondition_failed', 'the key does not match the precondition');
         const deleted = r.responses[0]?.type === 'delete' ? r.responses[0].deleted : 0;
         return json({ revision: r.revision, deleted });
       }
@@ -592,10 +628,11 @@ export class HttpApi {
       return v as Record<string, unknown>[];
     };
     const compare = list(req.compare, 'compare').map((c): Compare => {
-      const target = TARGETS[String(c.target ?? 'VERSION')];
-      const result = RESULTS[String(c.result ?? 'EQUAL')];
-      if (!target) throw new HttpError(400, 'bad_request', `compare.target must be one of ${Object.keys(TARGETS).join(', ')}`);
-      if (!result) throw new HttpError(400, 'bad_request', `compare.result must be one of ${Object.keys(RESULTS).join(', ')}`);
+      // A Map: a name such as "constructor" is no target, where an object's prototype would give one.
+      const target = TARGETS.get(String(c.target ?? 'VERSION'));
+      const result = RESULTS.get(String(c.result ?? 'EQUAL'));
+      if (!target) throw new HttpError(400, 'bad_request', `compare.target must be one of ${[...TARGETS.keys()].join(', ')}`);
+      if (!result) throw new HttpError(400, 'bad_request', `compare.result must be one of ${[...RESULTS.keys()].join(', ')}`);
       const key = base64(c.key, 'compare.key', true)!;
       this.checkKey(key);
       const rangeEnd = base64(c.range_end, 'compare.range_end', false);
@@ -611,6 +648,7 @@ export class HttpApi {
         throw new HttpError(400, 'bad_request', `each ${field} operation needs request_put, request_range or request_delete_range`);
       });
     const txn = { compare, success: ops('success'), failure: ops('failure') };
+    checkTxnSize(txn);
     checkWritesApart(txn.success);
     checkWritesApart(txn.failure);
     return txn;
@@ -806,6 +844,7 @@ export class HttpApi {
         } catch (err) {
           throw new HttpError(400, 'bad_request', (err as Error).message);
         }
+        checkTxnSize(command.txn);
         for (const op of [...command.txn.success, ...command.txn.failure]) {
           if (op.type === 'member') throw new HttpError(400, 'bad_request', 'member operations go through the admin API');
           this.checkKey(op.key);
