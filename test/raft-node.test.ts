@@ -21,6 +21,7 @@ import {
   type StateMachine,
 } from '../src/node/index.js';
 import { SnapshotStore } from '../src/node/snapshot-store.js';
+import type { SnapshotMeta } from '../src/core/index.js';
 import { MetaStore, SegmentLog, type AppendOptions, type LogEntry } from '../src/log/index.js';
 import { Prng } from './support/prng.js';
 import { eventually } from './support/eventually.js';
@@ -668,15 +669,21 @@ describe('RaftNode', () => {
     }
   });
 
+  /** Stops a follower, writes 400 keys and snapshots the leader past them: the follower, restarted, needs the snapshot. */
+  async function snapshotPastStoppedFollower(c: TestCluster): Promise<{ leader: Member; lagging: string; meta: SnapshotMeta }> {
+    const leader = await c.awaitLeader();
+    const lagging = c.peers.find((id) => id !== leader.node.id)!;
+    await c.stop(lagging);
+    for (let i = 0; i < 400; i++) await leader.node.apply(Buffer.from(`key${i}=${'v'.repeat(100)}${i}`));
+    const meta = await leader.node.snapshot();
+    return { leader, lagging, meta };
+  }
+
   test('a follower that missed compacted entries catches up through a snapshot streamed in chunks over a lossy network', async () => {
     await withCluster(
       'snapshot-install',
       async (c) => {
-        const leader = await c.awaitLeader();
-        const lagging = c.peers.find((id) => id !== leader.node.id)!;
-        await c.stop(lagging);
-        for (let i = 0; i < 400; i++) await leader.node.apply(Buffer.from(`key${i}=${'v'.repeat(100)}${i}`));
-        const meta = await leader.node.snapshot();
+        const { leader, lagging, meta } = await snapshotPastStoppedFollower(c);
         assert.ok(leader.node.status().firstIndex > 2, 'the leader compacted the entries the follower lacks');
         c.net.dropRate = 0.05;
         const back = await c.start(lagging);
@@ -702,11 +709,7 @@ describe('RaftNode', () => {
     await withCluster(
       'snapshot-quiet',
       async (c) => {
-        const leader = await c.awaitLeader();
-        const lagging = c.peers.find((id) => id !== leader.node.id)!;
-        await c.stop(lagging);
-        for (let i = 0; i < 400; i++) await leader.node.apply(Buffer.from(`key${i}=${'v'.repeat(100)}${i}`));
-        await leader.node.snapshot();
+        const { lagging } = await snapshotPastStoppedFollower(c);
         // Eight chunks arrive, then nothing of the transfer at all, offers included.
         let delivered = 0;
         let cut = true;
