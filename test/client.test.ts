@@ -236,6 +236,21 @@ describe('raftline/client', () => {
       assert.equal(deleteError.reason, 'results_too_large');
       assert.match(deleteError.message, /the write was applied \(revision \d+, succeeded true\), but its results are more than the \d+ sent in one answer, and are not sent: ask for fewer key-values in them/);
       assert.equal((await client.range('cap/', 'cap0', { countOnly: true })).count, 0, 'deleted');
+      // Ranges that each fit but together do not: the transaction applies, and its results are dropped as n3 builds them.
+      for (let i = 0; i < 3; i++) await client.put(`cap/${i}`, Buffer.alloc(1000 * 1024, i));
+      const everyCap = { type: 'range', key: Buffer.from('cap/'), rangeEnd: Buffer.from('cap0') } as const;
+      const oneRange = await client.txn({ compare: [], success: [everyCap], failure: [] });
+      assert.equal((oneRange.results[0] as { kvs: unknown[] }).kvs.length, 3, 'one range of 3 MB fits');
+      const ranges = await client.txn({ compare: [], success: [{ type: 'put', key: Buffer.from('cap/marker'), value: Buffer.from('m') }, everyCap, everyCap], failure: [] }).then(() => null, (err: unknown) => err);
+      assert.ok(ranges instanceof RaftlineClientError, String(ranges));
+      assert.equal(ranges.code, 'results_too_large');
+      const gatewayTxn = await fetch(`${clientUrl.n3}/v3/kv/txn`, {
+        method: 'POST',
+        body: JSON.stringify({ success: [{ request_put: { key: Buffer.from('cap/marker2').toString('base64'), value: 'bQ==' } }, { request_range: everything }, { request_range: everything }] }),
+      });
+      assert.equal(gatewayTxn.status, 413);
+      assert.equal(((await gatewayTxn.json()) as { reason: string }).reason, 'results_too_large');
+      assert.equal((await client.range('cap/marker', 'cap/markes', { countOnly: true })).count, 2, 'both transactions applied');
     } finally {
       await client.close();
     }

@@ -135,6 +135,40 @@ test('a command nobody waits for changes the state alike, its ranges and previou
   assert.deepEqual((state(awaitedStore) as { kvs: { key: Buffer }[] }).kvs.map((kv) => kv.key.toString()), ['k3', 'k4']);
 });
 
+test('a write whose results would list more than maxResultBytes applies, its results dropped as they are built', () => {
+  // 100 keys of 4 + 4 bytes: 100 × (8 + 32) = 4,000 bytes listed by a range over all.
+  const s = new KvStore({ maxResultBytes: 10_000 });
+  apply(s, txn(...Array.from({ length: 100 }, (_, i) => put(`k${String(i).padStart(3, '0')}`, 'vvvv'))));
+  const everything: Operation = { type: 'range', key: b('k'), rangeEnd: b('l') };
+
+  const twoRanges = apply(s, txn(everything, everything));
+  assert.equal(twoRanges.resultsDropped, undefined, '8,000 bytes fit');
+  assert.equal((twoRanges.responses[1] as { kvs: unknown[] }).kvs.length, 100);
+
+  const before = s.revision;
+  const tooMany = apply(s, txn(put('k000', 'new'), everything, everything, everything, { type: 'delete', key: b('k001'), prevKv: true }));
+  assert.equal(tooMany.resultsDropped, true);
+  assert.equal(tooMany.succeeded, true);
+  assert.equal(tooMany.revision, before + 1, 'the write applied');
+  for (const r of tooMany.responses) {
+    if (r.type === 'range') assert.deepEqual(r.kvs, []);
+    if (r.type === 'delete') {
+      assert.equal(r.deleted, 1);
+      assert.equal(r.prevKvs, undefined);
+    }
+  }
+  assert.equal(s.get(b('k000'))?.value.toString(), 'new');
+  assert.equal(s.get(b('k001')), undefined);
+
+  // One range over more keys than the bound allows is refused before its key-values are gathered.
+  const small = new KvStore({ maxResultBytes: 99 * 32 });
+  apply(small, txn(...Array.from({ length: 100 }, (_, i) => put(`k${i}`, ''))));
+  assert.equal(apply(small, txn(everything)).resultsDropped, true);
+  assert.equal(apply(small, txn({ ...everything, limit: 50 })).resultsDropped, undefined);
+  // A command nobody waits for lists nothing, so drops nothing.
+  assert.equal(applyEntry(small, encodeCommand({ clientId: '', sequence: 0, txn: txn(everything) }), false).resultsDropped, undefined);
+});
+
 test('ranges by prefix are ordered by bytes and honour limits', () => {
   const s = new KvStore();
   for (const k of ['p/b', 'p/a', 'q', 'p/c', 'p', 'o']) apply(s, txn(put(k, k)));

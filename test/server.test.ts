@@ -125,6 +125,47 @@ describe('raftline serve', () => {
     assert.equal(list.count, 3);
   });
 
+  test('/v1: the query is percent-decoded as path keys are, values that are not text are refused as text and given in base64, unknown or repeated parameters refused', async () => {
+    assert.equal((await put('n1', 'q/a+b', 'plus')).status, 200);
+    assert.equal((await put('n1', 'q/a b', 'space')).status, 200);
+    const list = async (query: string) => {
+      const r = await fetch(`${clientUrl.n2}/v1/kv?${query}`);
+      return { status: r.status, json: (await r.json()) as Record<string, any> };
+    };
+    const plus = await list('prefix=q/a+');
+    assert.equal(plus.status, 200);
+    assert.deepEqual(plus.json.kvs.map((kv: { key: string }) => kv.key), ['q/a+b']);
+    const space = await list('prefix=q/a%20');
+    assert.deepEqual(space.json.kvs.map((kv: { key: string }) => kv.key), ['q/a b']);
+
+    const binary = Buffer.from([0x71, 0xff, 0x00, 0xfe]);
+    assert.equal((await fetch(`${clientUrl.n1}/v1/kv/q%2Fbin`, { method: 'PUT', body: binary })).status, 200);
+    const asText = await list('prefix=q/bin');
+    assert.equal(asText.status, 406);
+    assert.equal(asText.json.code, 'not_text');
+    assert.match(asText.json.error, /encoding=base64/);
+    const asBase64 = await list('prefix=q/&encoding=base64');
+    assert.equal(asBase64.status, 200);
+    const byKey = new Map(asBase64.json.kvs.map((kv: { key: string; value: string }) => [Buffer.from(kv.key, 'base64').toString(), Buffer.from(kv.value, 'base64')]));
+    assert.deepEqual(byKey.get('q/bin'), binary);
+    assert.deepEqual(byKey.get('q/a+b'), Buffer.from('plus'));
+
+    for (const [query, reason] of [
+      ['prefx=q/', /unknown query parameter "prefx"/],
+      ['prefix=q/&prefix=r/', /given more than once/],
+      ['prefix=%zz', /not valid percent-encoding/],
+      ['prefix=q/&encoding=hex', /encoding must be text or base64/],
+    ] as const) {
+      const r = await list(query);
+      assert.equal(r.status, 400, query);
+      assert.match(r.json.error, reason, query);
+    }
+    const keyQuery = await fetch(`${clientUrl.n1}/v1/kv/q%2Fa%2Bb?consistency=stale&limit=1`);
+    assert.equal(keyQuery.status, 400);
+    assert.match(((await keyQuery.json()) as { error: string }).error, /unknown query parameter "limit"/);
+    assert.equal(await (await fetch(`${clientUrl.n1}/v1/kv/q%2Fa%2Bb?consistency=stale`)).text(), 'plus');
+  });
+
   test('a range answer of many megabytes arrives whole through /v3 and /v1, to a client that reads it slowly', async () => {
     const value = (i: number) => Buffer.alloc(3000, `big-${i}-`).toString();
     const keys = Array.from({ length: 2500 }, (_, i) => `big/${String(i).padStart(4, '0')}`);

@@ -2,6 +2,7 @@
 // values) and the etcd v3 JSON gateway subset (`/v3/kv/*`, shaped as etcd 3.4
 // answers). Any node serves any request: writes are forwarded to the leader,
 // linearizable reads go through a ReadIndex barrier.
+import { isUtf8 } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -74,6 +75,7 @@ const STATUS_TEXT: Record<number, string> = {
   401: '401 Unauthorized',
   404: '404 Not Found',
   405: '405 Method Not Allowed',
+  406: '406 Not Acceptable',
   409: '409 Conflict',
   412: '412 Precondition Failed',
   413: '413 Payload Too Large',
@@ -88,8 +90,6 @@ const ADMIN_OPS = ['members', 'add-peer', 'add-learner', 'promote', 'remove-peer
 const ADMIN_ROUTES = new Set(ADMIN_OPS.map((op) => `/v1/admin/${op}`));
 /** Served without the client token: the status page and its files hold no data (the page fetches with the token). */
 const PUBLIC_ROUTES = new Set(['/', '/assets']);
-/** The query of a URL without one, shared: routes only read their query. */
-const NO_QUERY: Readonly<URLSearchParams> = new URLSearchParams();
 const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
 const ADDRESS = /^[^\s:]+:(\d{1,5})$/;
 /** How long transfer-leader waits for the leadership to move before answering 504. */
@@ -118,6 +118,61 @@ function base64(value: unknown, field: string, required: boolean): Buffer | unde
     throw new HttpError(400, 'bad_request', `${field} must be base64`);
   }
   return Buffer.from(value, 'base64');
+}
+
+/** A request's query parameters, decoded. */
+export type Query = ReadonlyMap<string, string>;
+
+/**
+ * The parameters of a URL's query. Names and values are percent-decoded as
+ * keys in the path are, so `+` stays a `+` (form decoding would make it a
+ * space, and `?prefix=a+b` would list keys other than `/v1/kv/a+b`'s); bad
+ * percent-encoding and a parameter given twice are refused rather than
+ * passed on as they are, or one of them picked.
+ */
+export function parseQuery(raw: string): Query {
+  const query = new Map<string, string>();
+  for (const param of raw.split('&')) {
+    if (param === '') continue;
+    const eq = param.indexOf('=');
+    const name = decodeQueryPart(eq < 0 ? param : param.slice(0, eq));
+    if (query.has(name)) throw new HttpError(400, 'bad_request', `the query parameter ${JSON.stringify(name)} is given more than once`);
+    query.set(name, eq < 0 ? '' : decodeQueryPart(param.slice(eq + 1)));
+  }
+  return query;
+}
+
+function decodeQueryPart(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw new HttpError(400, 'bad_request', `${JSON.stringify(text)} in the query is not valid percent-encoding of UTF-8 text`);
+  }
+}
+
+/** Refuses parameters a route does not read: a misspelt one (`?prefx=`) would otherwise answer another question. */
+function checkQueryNames(query: Query, known: readonly string[]): void {
+  for (const name of query.keys()) {
+    if (!known.includes(name)) throw new HttpError(400, 'bad_request', `unknown query parameter ${JSON.stringify(name)} (this request takes ${known.map((k) => JSON.stringify(k)).join(', ')})`);
+  }
+}
+
+/**
+ * A key or value as UTF-8 text for /v1's JSON (`ofKey` names it in the
+ * refusal). Bytes that are not UTF-8 would come out as U+FFFD, a different
+ * value than the one stored, and a client writing it back would lose the
+ * original: they are refused, with the way to ask for them.
+ */
+function textOf(bytes: Buffer, ofKey: Buffer): string {
+  if (!isUtf8(bytes)) {
+    const which = bytes === ofKey ? 'a key' : 'the value of a key';
+    throw new HttpError(406, 'not_text', `${which} in the answer (base64 ${ofKey.toString('base64')}) is not UTF-8 text; ask with encoding=base64`);
+  }
+  return bytes.toString();
+}
+
+function base64Of(bytes: Buffer): string {
+  return bytes.toString('base64');
 }
 
 function int(value: unknown, field: string): number {
@@ -349,7 +404,7 @@ export class HttpApi {
 
   // ------------------------------------------------------------------ /v1
 
-  private async v1Key(method: string, url: string, query: URLSearchParams, headers: Record<string, string>, body: Buffer): Promise<Reply> {
+  private async v1Key(method: string, url: string, rawQuery: string, headers: Record<string, string>, body: Buffer): Promise<Reply> {
     let key: Buffer;
     try {
       key = Buffer.from(decodeURIComponent(url.slice('/v1/kv/'.length)));
@@ -357,8 +412,10 @@ export class HttpApi {
       throw new HttpError(400, 'bad_request', 'the key is not valid percent-encoding');
     }
     this.checkKey(key);
+    const query = parseQuery(rawQuery);
     switch (method) {
       case 'put': {
+        checkQueryNames(query, []);
         this.checkValue(body);
         const compare: Compare[] = [];
         if (headers['if-match']) compare.push({ key, target: 'mod', result: 'equal', number: int(headers['if-match'], 'If-Match') });
@@ -369,6 +426,7 @@ export class HttpApi {
         return json({ revision: r.revision });
       }
       case 'get': {
+        checkQueryNames(query, ['consistency']);
         await this.readBarrier(query.get('consistency') ?? 'linearizable');
         const kv = this.store.get(key);
         if (!kv) throw new HttpError(404, 'key_not_found', 'no such key');
@@ -379,6 +437,7 @@ export class HttpApi {
         };
       }
       case 'delete': {
+        checkQueryNames(query, []);
         if (headers['if-none-match']) throw new HttpError(400, 'bad_request', 'If-None-Match has no meaning for a delete (there is nothing to delete when the key is absent)');
         const compare: Compare[] = headers['if-match'] ? [{ key, target: 'mod', result: 'equal', number: int(headers['if-match'], 'If-Match') }] : [];
         const r = await this.write({ compare, success: [{ type: 'delete', key }], failure: [] });
@@ -391,20 +450,25 @@ export class HttpApi {
     }
   }
 
-  private async v1List(method: string, query: URLSearchParams): Promise<Reply> {
+  private async v1List(method: string, rawQuery: string): Promise<Reply> {
     if (method !== 'get') throw new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on /v1/kv`);
+    const query = parseQuery(rawQuery);
+    checkQueryNames(query, ['prefix', 'limit', 'consistency', 'encoding']);
     const prefix = Buffer.from(query.get('prefix') ?? '');
     this.checkKey(prefix, true);
     const limit = int(query.get('limit') ?? undefined, 'limit');
+    const encoding = query.get('encoding') ?? 'text';
+    if (encoding !== 'text' && encoding !== 'base64') throw new HttpError(400, 'bad_request', 'encoding must be text or base64');
     await this.readBarrier(query.get('consistency') ?? 'linearizable');
     const r = this.store.range({ type: 'range', key: prefix.length ? prefix : Buffer.from('\0'), rangeEnd: prefixEnd(prefix), limit });
+    const asText = encoding === 'text' ? textOf : base64Of;
     return this.jsonAnswer({
         revision: this.store.revision,
         count: r.count,
         more: r.more,
         kvs: new Rows(r.kvs, (kv) => ({
-          key: kv.key.toString(),
-          value: kv.value.toString(),
+          key: asText(kv.key, kv.key),
+          value: asText(kv.value, kv.key),
           createRevision: kv.createRevision,
           modRevision: kv.modRevision,
           version: kv.version,
@@ -763,9 +827,10 @@ export class HttpApi {
    * several turns. They were taken at the read or the write: stored
    * key-values are never modified, so writes applied meanwhile do not show.
    */
-  private async clientAnswerInTurns(id: number, route: string, fields: Partial<ClientResponse>): Promise<Uint8Array> {
+  private async clientAnswerInTurns(id: number, route: string, fields: Partial<ClientResponse>, resultsDropped = false): Promise<Uint8Array> {
     const response = this.clientResponse(id, fields);
-    return this.withinAnswerLimit(route, 200, response, await encodeResponseInTurns(response, this.maxUnreadAnswerBytes - LENGTH_PREFIX_BYTES));
+    const encoded = resultsDropped ? null : await encodeResponseInTurns(response, this.maxUnreadAnswerBytes - LENGTH_PREFIX_BYTES);
+    return this.withinAnswerLimit(route, 200, response, encoded);
   }
 
   /**
@@ -802,8 +867,9 @@ export class HttpApi {
   }
 
   /** `value` as a JSON answer, unless it is longer than a client may leave unread: then a 413 (see tooLarge). */
-  private async jsonAnswer(value: unknown, applied?: { revision: number; succeeded: boolean }): Promise<Reply> {
+  private async jsonAnswer(value: unknown, applied?: Pick<TxnResult, 'revision' | 'succeeded' | 'resultsDropped'>): Promise<Reply> {
     try {
+      if (applied?.resultsDropped) throw new AnswerTooLargeError(this.maxUnreadAnswerBytes);
       return jsonBody(await jsonInTurns(value, this.maxUnreadAnswerBytes));
     } catch (err) {
       if (!(err instanceof AnswerTooLargeError)) throw err;
@@ -851,7 +917,8 @@ export class HttpApi {
           if (op.type === 'put') this.checkValue(op.value);
         }
         const r = await this.propose(req.command);
-        return await this.clientAnswerInTurns(id, route, { revision: r.revision, succeeded: r.succeeded, duplicate: r.duplicate === true, results: r.responses.map(toClientResult) });
+        const fields = { revision: r.revision, succeeded: r.succeeded, duplicate: r.duplicate === true, results: r.responses.map(toClientResult) };
+        return await this.clientAnswerInTurns(id, route, fields, r.resultsDropped);
       }
       const read = req.read!;
       this.checkKey(read.key);
@@ -931,7 +998,7 @@ export class HttpApi {
     req: HttpRequest,
     /** The metrics label: the route's pattern, never the raw URL. */
     routeName: string,
-    route: (method: string, url: string, query: URLSearchParams, headers: Record<string, string>, body: Buffer) => Promise<Reply>,
+    route: (method: string, url: string, query: string, headers: Record<string, string>, body: Buffer) => Promise<Reply>,
     headerNames: string[] = [],
   ): void {
     const errorShape = routeName.startsWith('/v3/') ? 'etcd' : 'raftline';
@@ -946,8 +1013,7 @@ export class HttpApi {
     }
     const method = req.getMethod();
     const url = req.getUrl();
-    const rawQuery = req.getQuery();
-    const query = rawQuery ? new URLSearchParams(rawQuery) : NO_QUERY;
+    const query = req.getQuery() ?? '';
     const headers: Record<string, string> = {};
     for (const name of headerNames) headers[name] = req.getHeader(name);
     let aborted = false;

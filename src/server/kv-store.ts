@@ -64,6 +64,13 @@ export interface TxnResult {
   session?: string;
   /** Why the entry was not applied: it could not be decoded (proposed by a newer member than the leader, say). */
   undecodable?: string;
+  /**
+   * Set when the key-values the write's results would list (its ranges and
+   * previous key-values) come to more than maxResultBytes: the write
+   * applied, and its results are left out (ranges empty, no previous
+   * key-values), since no answer could carry them.
+   */
+  resultsDropped?: true;
 }
 
 /**
@@ -122,6 +129,18 @@ function holdsFor(cmp: Compare, kv: StoredKv | undefined): boolean {
   }
 }
 
+/** What `kv` counts for against maxResultBytes. */
+function answerBytes(kv: KeyValue): number {
+  return (kv instanceof StoredKv ? kv.keyText.length + kv.valueText.length : kv.key.byteLength + kv.value.byteLength) + KV_ANSWER_OVERHEAD_BYTES;
+}
+
+/** `result` listing no key-values. */
+function withoutKvs(result: OperationResult): OperationResult {
+  if (result.type === 'range') return UNREAD_RANGE;
+  if (result.type === 'delete') return { type: 'delete', deleted: result.deleted };
+  return result.type === 'put' ? PUT_RESULT : result;
+}
+
 function binaryString(bytes: Bytes): string {
   return latin1Slice.call(bytes, 0, bytes.byteLength);
 }
@@ -131,6 +150,26 @@ const ALL = '\u0000';
 const PUT_RESULT: OperationResult = Object.freeze({ type: 'put' });
 /** A range in a command nobody waits for: not read (a transaction's range over many keys cost each follower 140 ms at 300,000). */
 const UNREAD_RANGE: OperationResult = Object.freeze({ type: 'range', kvs: [], count: 0, more: false });
+
+/**
+ * Less than any answer spends on one key-value besides its key and value
+ * (revisions, field names, framing), through any protocol: a write's
+ * results whose keys and values, with this much each, pass maxResultBytes
+ * would not fit in an answer.
+ */
+export const KV_ANSWER_OVERHEAD_BYTES = 32;
+
+export interface KvStoreOptions {
+  /**
+   * The most the key-values in one write's results may come to (keys,
+   * values and KV_ANSWER_OVERHEAD_BYTES each), for the answers' limit
+   * (--max-unread-answer-bytes). Past it the results are dropped as they
+   * are built: a transaction of 1,024 ranges over every key would otherwise
+   * hold the proposer's event loop for a minute and take gigabytes of
+   * memory, for an answer refused in the end.
+   */
+  maxResultBytes?: number;
+}
 
 /**
  * The JSON header of a snapshot: state kept beside the keys. The sessions
@@ -148,6 +187,7 @@ interface SnapshotHeader {
 }
 
 export class KvStore implements StateMachine {
+  private readonly maxResultBytes: number;
   private data = new Map<string, StoredKv>();
   private sessions = new Map<string, Session>();
   /** Peer addresses of members, by node id (cluster metadata replicated with the data). */
@@ -165,6 +205,10 @@ export class KvStore implements StateMachine {
   onConfigurationCommitted?: (conf: Configuration) => void;
   /** Called when a member's address is set or forgotten (and for each one after a snapshot load). */
   onMemberAddress?: (id: string, address: string | null) => void;
+
+  constructor(opts: KvStoreOptions = {}) {
+    this.maxResultBytes = opts.maxResultBytes ?? Infinity;
+  }
 
   /** Member peer addresses recorded through the log. */
   get addresses(): Record<string, string> {
@@ -203,10 +247,16 @@ export class KvStore implements StateMachine {
 
   /** A read at the current state (after a read barrier for linearizable reads). */
   range(op: Extract<Operation, { type: 'range' }>): Extract<OperationResult, { type: 'range' }> {
+    return this.rangeOf(op, Infinity)!;
+  }
+
+  /** range(op), or null when it would list more than `maxKvs` key-values (it lists none then). */
+  private rangeOf(op: Extract<Operation, { type: 'range' }>, maxKvs: number): Extract<OperationResult, { type: 'range' }> | null {
     const limit = op.countOnly ? 0 : op.limit && op.limit > 0 ? op.limit : Infinity;
-    const keys = this.keysIn(op.key, op.rangeEnd, limit);
     const span = this.span(op.key, op.rangeEnd);
     const count = span ? this.ordered().count(span.from, span.to) : Number(this.data.has(binaryString(op.key)));
+    if (Math.min(count, limit) > maxKvs) return null;
+    const keys = this.keysIn(op.key, op.rangeEnd, limit);
     const kvs = keys.map((k): KeyValue => {
       const kv = this.data.get(k)!;
       return op.keysOnly ? { key: kv.key, value: Buffer.alloc(0), createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version } : kv;
@@ -370,6 +420,16 @@ export class KvStore implements StateMachine {
     const next = this.revisionValue + 1;
     let changed = false;
     const responses: OperationResult[] = [];
+    // What the results may still list (see KvStoreOptions.maxResultBytes); below 0 they are dropped.
+    let resultBytesLeft = awaited ? this.maxResultBytes : -1;
+    /** Whether the results may also list `kvs` (counted against them if so). */
+    const mayList = (kvs: readonly KeyValue[]): boolean => {
+      if (resultBytesLeft < 0) return false;
+      for (const kv of kvs) resultBytesLeft -= answerBytes(kv);
+      return resultBytesLeft >= 0;
+    };
+    /** The most key-values the results may still list, before their sizes are known. */
+    const kvsLeft = () => (resultBytesLeft < 0 ? -1 : resultBytesLeft / KV_ANSWER_OVERHEAD_BYTES);
     for (const op of ops) {
       switch (op.type) {
         case 'put': {
@@ -378,20 +438,28 @@ export class KvStore implements StateMachine {
           if (!prev) this.order?.add(k);
           this.data.set(k, new StoredKv(k, binaryString(op.value), prev ? prev.createRevision : next, next, prev ? prev.version + 1 : 1));
           changed = true;
-          responses.push(op.prevKv && prev ? { type: 'put', prevKv: prev } : PUT_RESULT);
+          responses.push(op.prevKv && prev && mayList([prev]) ? { type: 'put', prevKv: prev } : PUT_RESULT);
           break;
         }
         case 'delete': {
           const keys = this.removeKeys(op.key, op.rangeEnd);
-          const prevKvs = op.prevKv && awaited ? keys.map((k) => this.data.get(k)!) : undefined;
+          const prevKvs = op.prevKv && keys.length <= kvsLeft() ? keys.map((k) => this.data.get(k)!) : undefined;
+          if (op.prevKv && !(prevKvs && mayList(prevKvs))) resultBytesLeft = -1;
           for (const k of keys) this.data.delete(k);
           if (keys.length > 0) changed = true;
           responses.push({ type: 'delete', deleted: keys.length, ...(prevKvs ? { prevKvs } : {}) });
           break;
         }
-        case 'range':
-          responses.push(awaited ? this.range(op) : UNREAD_RANGE);
+        case 'range': {
+          // Not even counted once dropped: on a follower that would build the key order for nothing.
+          const range = resultBytesLeft < 0 ? null : this.rangeOf(op, kvsLeft());
+          if (range && mayList(range.kvs)) responses.push(range);
+          else {
+            resultBytesLeft = -1;
+            responses.push(UNREAD_RANGE);
+          }
           break;
+        }
         case 'member': {
           const id = Buffer.from(op.key).toString();
           if (op.address) this.memberAddresses.set(id, op.address);
@@ -404,6 +472,7 @@ export class KvStore implements StateMachine {
     }
     if (changed) this.revisionValue = next;
     if (c.clientId) this.remember(c.clientId, session, c.sequence, succeeded);
+    if (awaited && resultBytesLeft < 0) return { revision: this.revisionValue, succeeded, responses: responses.map(withoutKvs), resultsDropped: true };
     return { revision: this.revisionValue, succeeded, responses };
   }
 

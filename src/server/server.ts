@@ -177,7 +177,7 @@ export class RaftlineServer implements ApiBackend {
   /** Opens the data directory as a process start does (recovery included) and runs a node with a fresh state machine on it. */
   private async startNode(): Promise<void> {
     const { config, log, transport } = this;
-    const store = new KvStore();
+    const store = new KvStore({ maxResultBytes: config.maxUnreadAnswerBytes });
     store.onError = (err) => this.nodeError(err);
     store.onMemberAddress = (member, text) => {
       if (member === config.id) return;
