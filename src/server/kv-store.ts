@@ -165,7 +165,7 @@ export interface KvStoreOptions {
    * values and KV_ANSWER_OVERHEAD_BYTES each), for the answers' limit
    * (--max-unread-answer-bytes). Past it the results are dropped as they
    * are built: a transaction of 1,024 ranges over every key would otherwise
-   * hold the proposer's event loop for a minute and take gigabytes of
+   * hold the proposer's event loop for minutes and take gigabytes of
    * memory, for an answer refused in the end.
    */
   maxResultBytes?: number;
