@@ -56,10 +56,16 @@ class MappedFile {
   size_t size_;
 };
 
-// Looks for any intact record after a bad one. Finding one means the damage
+// Looks for an intact record of this log after the bad one at `bad_pos` (the
+// record of index `bad_index`), from `from` on. Finding one means the damage
 // is not a torn final write but corruption of data that was followed by more
-// writes, which must not be discarded silently.
-bool FindIntactRecordAfter(const uint8_t* data, size_t size, size_t from, size_t* found_at) {
+// writes, which must not be discarded silently. A record of this log there
+// holds a later index, by at most one per header's worth of bytes between
+// the two (every record is at least a header), and no lower term than
+// `last_term`. Intact records that do not (a client's value holding a copy of
+// raftline records, in the payload of a torn record) prove nothing.
+bool FindIntactRecordAfter(const uint8_t* data, size_t size, size_t bad_pos, size_t from, uint64_t bad_index,
+                           uint64_t last_term, size_t* found_at) {
   const uint8_t first_byte = static_cast<uint8_t>(kRecordMagic & 0xff);
   size_t pos = from;
   while (pos + kRecordHeaderBytes <= size) {
@@ -67,7 +73,8 @@ bool FindIntactRecordAfter(const uint8_t* data, size_t size, size_t from, size_t
     if (hit == nullptr) return false;
     pos = static_cast<size_t>(static_cast<const uint8_t*>(hit) - data);
     RecordHeader h;
-    if (CheckRecord(data + pos, size - pos, &h) == RecordCheck::kOk) {
+    if (CheckRecord(data + pos, size - pos, &h) == RecordCheck::kOk && h.index > bad_index &&
+        h.index - bad_index <= (pos - bad_pos) / kRecordHeaderBytes && h.term >= last_term) {
       *found_at = pos;
       return true;
     }
@@ -212,7 +219,11 @@ Error ScanSegment(const std::string& path, int fd, uint64_t first_index, bool is
   }
   if (pos < size) {
     size_t intact_at = 0;
-    if (FindIntactRecordAfter(data, size, pos + 1, &intact_at)) {
+    // A bad record whose header checksum passed spans the length it gives;
+    // records inside its payload are a client's bytes, not later writes.
+    size_t search_from = pos + 1;
+    if (check == RecordCheck::kBadPayloadCrc) search_from = std::max(search_from, std::min(size, pos + RecordBytes(h)));
+    if (FindIntactRecordAfter(data, size, pos, search_from, expect, *last_term, &intact_at)) {
       return Error::Corrupt(std::string("bad record (") + RecordCheckName(check) + ") followed by an intact record at byte " +
                                 std::to_string(intact_at) + "; this is not a torn tail, refusing to drop data",
                             path, static_cast<int64_t>(pos));

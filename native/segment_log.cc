@@ -183,7 +183,14 @@ Error SegmentLog::Recover(RecoveryReport* report) {
       // Bytes of a write that never completed: zero them, or a later append
       // of a different length could leave parts of them looking like
       // records. Zeroing rather than truncating keeps the preallocation.
-      if (!(err = ZeroRange(fd, scan.valid_end, scan.dirty_end, path)).ok()) return err;
+      // The cut record's header goes last, once the rest is on disk: a
+      // zeroing cut short by a crash then leaves a header that still spans
+      // its payload, and no payload without a header, whose bytes (a
+      // client's value) could hold what reads as records.
+      const uint64_t header_end = std::min<uint64_t>(scan.dirty_end, scan.valid_end + kRecordHeaderBytes);
+      if (!(err = ZeroRange(fd, header_end, scan.dirty_end, path)).ok()) return err;
+      if (!(err = Fdatasync(fd, path)).ok()) return err;
+      if (!(err = ZeroRange(fd, scan.valid_end, header_end, path)).ok()) return err;
       if (!(err = Fdatasync(fd, path)).ok()) return err;
       report->truncated_bytes = scan.dirty_end - scan.valid_end;
       report->truncated_file = path;

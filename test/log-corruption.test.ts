@@ -32,6 +32,7 @@ import { fileURLToPath } from 'node:url';
 import {
   CorruptLogError,
   MetaStore,
+  frameEntries,
   RECORD_HEADER_BYTES,
   SegmentLog,
   type LogEntry,
@@ -385,6 +386,57 @@ describe('a write cut short at a sector boundary is a torn tail: cut off and rep
         assert.equal(dataEnd(file), at, 'the unwritten record is zeroed');
       }));
   }
+});
+
+describe("records inside the payload of a torn last record (a client's value) do not make the tear look like damage", () => {
+  // Record 2 spans bytes 432..2464 of the open segment; its value holds
+  // framed records from byte 100 of the payload on (record 2's byte 132).
+  const firstBytes = 400;
+  const valueBytes = 2000;
+
+  async function withEmbedded(embedded: LogEntry[], body: (dir: string, file: string, at: number) => Promise<void>): Promise<void> {
+    const dir = mkdtempSync(path.join(tmpdir(), 'raftline-embedded-'));
+    try {
+      const value = payload(2, valueBytes);
+      frameEntries(embedded).copy(value, 100);
+      const log = await SegmentLog.open(dir, OPTIONS);
+      await log.append([
+        { index: 1, term: 1, type: 0, data: payload(1, firstBytes) },
+        { index: 2, term: 1, type: 0, data: value },
+      ]);
+      await log.close();
+      await body(dir, path.join(dir, '00000000000000000001.open'), RECORD_HEADER_BYTES + firstBytes);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Opens `dir` expecting entry 1 alone, record 2 at `at` cut off up to its last non-zero byte. */
+  async function assertCut(dir: string, file: string, at: number): Promise<void> {
+    const cut = dataEnd(file) - at;
+    const log = await SegmentLog.open(dir, OPTIONS);
+    try {
+      assert.equal(log.lastIndex, 1);
+      assert.deepEqual([log.recovery.truncatedFile, log.recovery.truncatedOffset, log.recovery.truncatedBytes], [file, at, cut]);
+    } finally {
+      await log.close();
+    }
+    assert.equal(dataEnd(file), at, 'the torn record, the records in its value with it, is zeroed');
+  }
+
+  test('the record torn after the records in its value: they lie inside its length, which its header vouches for', () =>
+    // Records that would pass for the ones after it: index 3 on, term 1.
+    withEmbedded([3, 4].map((index) => ({ index, term: 1, type: 0, data: payload(index, 30) })), async (dir, file, at) => {
+      tearAt(file, 1536);
+      await assertCut(dir, file, at);
+    }));
+
+  test('the torn record\'s header never written: records in its value of indexes this log could not hold there prove nothing', () =>
+    withEmbedded([{ index: 100_000, term: 7, type: 0, data: payload(9, 30) }], async (dir, file, at) => {
+      overwrite(file, at, new Uint8Array(512 - at));
+      await assertCut(dir, file, at);
+    }));
+
 });
 
 describe('a bad last record written in full may have been acknowledged: it is refused, changing nothing', () => {
