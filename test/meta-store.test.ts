@@ -38,6 +38,24 @@ test('concurrent saves apply in call order and the last one wins on disk', async
   }
 });
 
+test('idle() waits for every save begun, past one that failed', async () => {
+  const { dir, cleanup } = tempDir('meta-idle');
+  try {
+    const meta = await MetaStore.open(dir);
+    const failed = meta.save({ term: -1 });
+    const saves = Array.from({ length: 5 }, (_, i) => meta.save({ term: i + 1, vote: `n${i}` }));
+    await assert.rejects(failed, InvalidLogOperationError);
+    // The failed save settles first; the five after it are still to run.
+    assert.notEqual(meta.term, 5);
+    await meta.idle();
+    assert.equal(meta.term, 5);
+    assert.equal((await MetaStore.open(dir)).vote, 'n4');
+    await Promise.all(saves);
+  } finally {
+    cleanup();
+  }
+});
+
 test('an invalid save is rejected and leaves the state unchanged', async () => {
   const { dir, cleanup } = tempDir('meta-invalid');
   try {

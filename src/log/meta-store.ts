@@ -111,4 +111,13 @@ export class MetaStore {
     this.chain = result.catch(() => undefined);
     return result;
   }
+
+  /**
+   * Resolves once every save begun so far has finished, failed ones
+   * included: a save still running after its owner let go of the directory
+   * could land after the next owner's, and put back a vote it replaced.
+   */
+  idle(): Promise<void> {
+    return this.chain;
+  }
 }

@@ -589,6 +589,8 @@ export class RaftNode {
 
   private async close(): Promise<void> {
     await this.persistTail.catch(() => undefined);
+    // persistTail rejects with a Ready's first failed write, maybe while its term and vote still save.
+    await this.meta.idle();
     await this.applyTail.catch(() => undefined);
     // A snapshot write in the background was abandoned by stop(): its partial file is gone once this settles.
     await this.snapshotting?.catch(() => undefined);
