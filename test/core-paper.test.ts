@@ -326,6 +326,49 @@ describe('§6.4 linearizable reads', () => {
     assert.deepEqual(a.readStates.map((r) => r.requestId), [1], 'not served from the lease while transferring');
   });
 
+  test('a lease lasts electionTicks − 1 − leaseMarginTicks ticks from the acknowledged round: a follower may tick right after it, so it promised one tick less than electionTicks', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.tick('a');
+    c.stabilize();
+    const a = c.node('a');
+    // Later rounds go unanswered: the lease runs from the round just acknowledged.
+    c.isolate('a');
+    c.tick('a', 7);
+    a.core.readIndex(1, 'lease');
+    c.flush();
+    assert.deepEqual(a.readStates.map((r) => r.requestId), [1], 'served 7 ticks after the round');
+    c.tick('a');
+    a.core.readIndex(2, 'lease');
+    c.flush();
+    assert.deepEqual(a.readStates.map((r) => r.requestId), [1], 'not from the lease 8 ticks after it (10 − 1 − 1)');
+  });
+
+  test('snapshots a leader asked to send are dropped when it steps down in the same Ready: sent, they would carry the new term', () => {
+    const c = new Cluster(ABC);
+    c.elect('a');
+    c.isolate('c');
+    for (let i = 0; i < 10; i++) c.propose('a', `e${i}`);
+    c.stabilize();
+    const a = c.node('a');
+    a.storage.compact(a.core.commitIndex - 2);
+    c.heal();
+    c.tick('a');
+    // c's rejections of the appends it cannot take are held back, then stepped
+    // together with a message of a later term.
+    const fromC = (m: Message) => m.type === 'appendResp' && m.from === 'c';
+    c.stabilize((m) => !fromC(m));
+    const rejections = c.inbox.filter(fromC);
+    c.inbox = [];
+    assert.ok(rejections.length > 0);
+    const term = a.core.currentTerm;
+    for (const m of rejections) a.core.step(m);
+    a.core.step({ type: 'appendResp', from: 'b', to: 'a', term: term + 1, index: 0, reject: true, hintIndex: 0, hintTerm: 0 });
+    const r = a.core.ready();
+    assert.equal(r.softState?.role, 'follower');
+    assert.deepEqual(r.sendSnapshots, []);
+  });
+
   test('after a TimeoutNow went out, the leader serves no lease read for the rest of its term, even once the transfer is abandoned', () => {
     const c = new Cluster(ABC);
     c.elect('a');

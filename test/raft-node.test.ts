@@ -235,6 +235,46 @@ describe('RaftNode', () => {
     });
   });
 
+  test('a message read after a stall is stepped once the core has the ticks the stall missed: a heartbeat then restarts a whole election timeout', async () => {
+    await withCluster('stalled-follower', async (c) => {
+      const leader = await c.awaitLeader();
+      await leader.node.apply(Buffer.from('x=1'));
+      const follower = [...c.members.values()].find((m) => m !== leader)!;
+      const internals = follower.node as unknown as {
+        core: { step(m: PeerMessage): void };
+        receive(m: PeerMessage): void;
+        ticks: number;
+        tickEpochMs: number;
+        tickMs: number;
+      };
+      // How many ticks the core was short of the clock at each step.
+      const ticksBehind: number[] = [];
+      const step = internals.core.step.bind(internals.core);
+      internals.core.step = (m) => {
+        ticksBehind.push(Math.floor((performance.now() - internals.tickEpochMs) / internals.tickMs) - internals.ticks);
+        step(m);
+      };
+      // The follower's loop stalls (a GC pause, a long synchronous apply)
+      // for 700 ms just as a message reaches it, and reads it before its
+      // tick timer runs again. Ticks counted after it would shorten the
+      // election timeout the heartbeat resets, and the promise not to vote
+      // that the leader's lease relies on.
+      const receive = internals.receive.bind(follower.node);
+      let stalled = false;
+      internals.receive = (m) => {
+        if (!stalled && (m.type === 'heartbeat' || m.type === 'append')) {
+          stalled = true;
+          const until = performance.now() + 700;
+          while (performance.now() < until);
+          ticksBehind.length = 0;
+        }
+        receive(m);
+      };
+      await eventually('the follower steps the message it read after its stall', () => stalled && ticksBehind.length > 0);
+      assert.ok(ticksBehind[0] <= 1, `stepped ${ticksBehind[0]} ticks behind the clock`);
+    });
+  });
+
   test('a follower whose log append took longer than a heartbeat interval hands the next to the writer thread, and syncs on its own again once appends are fast', async () => {
     // Followers sync on their own thread when the writer is idle; on a disk
     // that slow they would answer no heartbeat meanwhile. The test slows one

@@ -774,6 +774,10 @@ export class RaftNode {
 
   private receive(m: PeerMessage): void {
     if (this.stopped) return;
+    // Ticks a stalled loop missed came before this message: counted after
+    // it, they would cut short the election timeout a heartbeat just reset,
+    // and with it this node's promise to the leader's lease.
+    this.catchUpTicks();
     switch (m.type) {
       case 'snapshotChunk':
         this.lastChunkTick = this.ticks;
@@ -1125,6 +1129,7 @@ export class RaftNode {
     }
     if (this.stopped) return;
     if (complete) {
+      this.catchUpTicks();
       this.core.step({ type: 'snapshot', from: m.from, to: this.id, term: m.term, snapshot: complete });
       this.schedule();
     }

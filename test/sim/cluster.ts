@@ -163,6 +163,13 @@ export class Simulation {
   private readonly history: HistoryOp[] = [];
   /** Index -> the one entry any node applied there. */
   private readonly appliedAt = new Map<number, string>();
+  /**
+   * Index -> the lowest term a node was in when it applied it: the entry was
+   * committed in that term or an earlier one, so every leader of a later
+   * term holds it (a leader of that term or before may have been elected
+   * before the commit, from votes that were delayed).
+   */
+  private readonly appliedInTerm = new Map<number, number>();
   private readonly leaderOfTerm = new Map<number, NodeId>();
   private healed = false;
   private requestIds = 0;
@@ -334,6 +341,8 @@ export class Simulation {
       const seen = this.appliedAt.get(e.index);
       if (seen === undefined) this.appliedAt.set(e.index, key);
       else if (seen !== key) throw new SafetyError(`state machine safety: ${node.id} applied a different entry at index ${e.index}`);
+      const term = node.core.currentTerm;
+      if (!(this.appliedInTerm.get(e.index)! <= term)) this.appliedInTerm.set(e.index, term);
       node.applied = e.index;
       const result = e.type === EntryType.Command ? this.applyCommand(node, e) : undefined;
       const w = node.pendingWrites.get(e.index);
@@ -684,12 +693,13 @@ export class Simulation {
     return [...this.nodes.values()].filter((n) => n.up && n.core.currentRole === 'leader').map((n) => n.id);
   }
 
-  /** A new leader's log holds every entry any node has applied (§5.4). */
+  /** A new leader's log holds every entry committed before its term (§5.4). */
   private checkLeaderCompleteness(leader: SimNode): void {
     const first = leader.storage.firstIndex();
+    const leaderTerm = leader.core.currentTerm;
     for (const [index, key] of this.appliedAt) {
       // Entries below the compaction point live on in the leader's snapshot.
-      if (index < first) continue;
+      if (index < first || this.appliedInTerm.get(index)! >= leaderTerm) continue;
       const e = leader.storage.entries(index, index + 1, Number.MAX_SAFE_INTEGER)[0];
       if (e === undefined || entryKey(e) !== key) {
         throw new SafetyError(`leader completeness: new leader ${leader.id} lacks committed entry ${index}`);
