@@ -219,10 +219,13 @@ Error ScanSegment(const std::string& path, int fd, uint64_t first_index, bool is
   }
   if (pos < size) {
     size_t intact_at = 0;
-    // A bad record whose header checksum passed spans the length it gives;
-    // records inside its payload are a client's bytes, not later writes.
+    // A bad record whose header checksum passed (its payload's did not, or
+    // runs past the end of the file) spans the length it gives; records
+    // inside its payload are a client's bytes, not later writes.
+    const bool header_vouched =
+        check == RecordCheck::kBadPayloadCrc || (check == RecordCheck::kShort && size - pos >= kRecordHeaderBytes);
     size_t search_from = pos + 1;
-    if (check == RecordCheck::kBadPayloadCrc) search_from = std::max(search_from, std::min(size, pos + RecordBytes(h)));
+    if (header_vouched) search_from = std::max(search_from, std::min(size, pos + RecordBytes(h)));
     if (FindIntactRecordAfter(data, size, pos, search_from, expect, *last_term, &intact_at)) {
       return Error::Corrupt(std::string("bad record (") + RecordCheckName(check) + ") followed by an intact record at byte " +
                                 std::to_string(intact_at) + "; this is not a torn tail, refusing to drop data",

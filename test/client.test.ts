@@ -236,7 +236,7 @@ describe('raftline/client', () => {
       assert.equal(deleteError.reason, 'results_too_large');
       assert.match(deleteError.message, /the write was applied \(revision \d+, succeeded true\), but its results are more than the \d+ sent in one answer, and are not sent: ask for fewer key-values in them/);
       assert.equal((await client.range('cap/', 'cap0', { countOnly: true })).count, 0, 'deleted');
-      // Ranges that each fit but together do not: the transaction applies, and its results are dropped as n3 builds them.
+      // Ranges that each fit but together do not: the transaction applies and says so, through both protocols.
       for (let i = 0; i < 3; i++) await client.put(`cap/${i}`, Buffer.alloc(1000 * 1024, i));
       const everyCap = { type: 'range', key: Buffer.from('cap/'), rangeEnd: Buffer.from('cap0') } as const;
       const oneRange = await client.txn({ compare: [], success: [everyCap], failure: [] });

@@ -160,11 +160,21 @@ test('a write whose results would list more than maxResultBytes applies, its res
   assert.equal(s.get(b('k000'))?.value.toString(), 'new');
   assert.equal(s.get(b('k001')), undefined);
 
-  // One range over more keys than the bound allows is refused before its key-values are gathered.
+  // One range over more keys than the bound allows is refused before its keys are gathered.
   const small = new KvStore({ maxResultBytes: 99 * 32 });
   apply(small, txn(...Array.from({ length: 100 }, (_, i) => put(`k${i}`, ''))));
+  const internals = small as unknown as { keysIn: (...args: unknown[]) => string[] };
+  const keysIn = internals.keysIn.bind(small);
+  const gathered: number[] = [];
+  internals.keysIn = (...args) => {
+    const keys = keysIn(...args);
+    gathered.push(keys.length);
+    return keys;
+  };
   assert.equal(apply(small, txn(everything)).resultsDropped, true);
+  assert.deepEqual(gathered, [], 'no key gathered');
   assert.equal(apply(small, txn({ ...everything, limit: 50 })).resultsDropped, undefined);
+  assert.deepEqual(gathered, [50]);
   // A command nobody waits for lists nothing, so drops nothing.
   assert.equal(applyEntry(small, encodeCommand({ clientId: '', sequence: 0, txn: txn(everything) }), false).resultsDropped, undefined);
 });

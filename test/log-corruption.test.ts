@@ -38,6 +38,7 @@ import {
   type LogEntry,
   type RecoveryReport,
 } from '../src/log/index.js';
+import { buildFailSync, runWithFailSync } from './support/failsync.js';
 
 // The minimum segment size, so 60 entries of 50..399 bytes fill several
 // closed segments and leave a handful of records in the open one.
@@ -424,10 +425,41 @@ describe("records inside the payload of a torn last record (a client's value) do
     assert.equal(dataEnd(file), at, 'the torn record, the records in its value with it, is zeroed');
   }
 
+  // Records that would pass for the ones after record 2: index 3 on, term 1.
+  const successors = [3, 4].map((index) => ({ index, term: 1, type: 0, data: payload(index, 30) }));
+
   test('the record torn after the records in its value: they lie inside its length, which its header vouches for', () =>
-    // Records that would pass for the ones after it: index 3 on, term 1.
-    withEmbedded([3, 4].map((index) => ({ index, term: 1, type: 0, data: payload(index, 30) })), async (dir, file, at) => {
+    withEmbedded(successors, async (dir, file, at) => {
       tearAt(file, 1536);
+      await assertCut(dir, file, at);
+    }));
+
+  test('the record cut short by the end of the file after the records in its value (a file that was not preallocated)', () =>
+    withEmbedded(successors, async (dir, file, at) => {
+      truncateSync(file, 1536);
+      await assertCut(dir, file, at);
+    }));
+
+  test('recovery zeroes the torn record\'s header last, after a sync: cut short before it, it leaves the header spanning a zeroed payload', () =>
+    withEmbedded(successors, async (dir, file, at) => {
+      tearAt(file, 1536);
+      const header = readFileSync(file).subarray(at, at + RECORD_HEADER_BYTES);
+      const lib = buildFailSync(dir);
+      const trigger = path.join(dir, 'fail-sync');
+      writeFileSync(trigger, '');
+      const logIndex = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'log', 'index.js');
+      // The open syncs the open segment before its scan, then after zeroing the payload: that second sync fails.
+      const script = `
+        import { SegmentLog } from ${JSON.stringify(logIndex)};
+        const failed = await SegmentLog.open(${JSON.stringify(dir)}, { segmentBytes: ${SEGMENT_BYTES} }).then(() => null, (err) => err.message);
+        console.log(JSON.stringify({ failed }));
+      `;
+      const { failed } = runWithFailSync(script, lib, trigger, 'fdatasync', 1) as { failed: string | null };
+      assert.match(failed ?? 'opened', /fdatasync.*00000000000000000001\.open/);
+      rmSync(trigger);
+      const bytes = readFileSync(file);
+      assert.deepEqual(bytes.subarray(at, at + RECORD_HEADER_BYTES), header, 'the header is as written');
+      assert.equal(dataEnd(file), at + RECORD_HEADER_BYTES, 'everything after it is zero');
       await assertCut(dir, file, at);
     }));
 

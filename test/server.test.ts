@@ -125,18 +125,18 @@ describe('raftline serve', () => {
     assert.equal(list.count, 3);
   });
 
-  test('/v1: the query is percent-decoded as path keys are, values that are not text are refused as text and given in base64, unknown or repeated parameters refused', async () => {
+  test('/v1: the query is form-decoded, keys and values that are not text are refused as text and given in base64, unknown or repeated parameters refused', async () => {
     assert.equal((await put('n1', 'q/a+b', 'plus')).status, 200);
     assert.equal((await put('n1', 'q/a b', 'space')).status, 200);
     const list = async (query: string) => {
       const r = await fetch(`${clientUrl.n2}/v1/kv?${query}`);
       return { status: r.status, json: (await r.json()) as Record<string, any> };
     };
-    const plus = await list('prefix=q/a+');
+    const plus = await list('prefix=q/a%2B');
     assert.equal(plus.status, 200);
     assert.deepEqual(plus.json.kvs.map((kv: { key: string }) => kv.key), ['q/a+b']);
-    const space = await list('prefix=q/a%20');
-    assert.deepEqual(space.json.kvs.map((kv: { key: string }) => kv.key), ['q/a b']);
+    const byUrlSearchParams = await list(new URLSearchParams({ prefix: 'q/a ' }).toString());
+    assert.deepEqual(byUrlSearchParams.json.kvs.map((kv: { key: string }) => kv.key), ['q/a b'], 'a space written as +');
 
     const binary = Buffer.from([0x71, 0xff, 0x00, 0xfe]);
     assert.equal((await fetch(`${clientUrl.n1}/v1/kv/q%2Fbin`, { method: 'PUT', body: binary })).status, 200);
@@ -149,6 +149,12 @@ describe('raftline serve', () => {
     const byKey = new Map(asBase64.json.kvs.map((kv: { key: string; value: string }) => [Buffer.from(kv.key, 'base64').toString(), Buffer.from(kv.value, 'base64')]));
     assert.deepEqual(byKey.get('q/bin'), binary);
     assert.deepEqual(byKey.get('q/a+b'), Buffer.from('plus'));
+    const badKey = Buffer.from([0x72, 0x2f, 0xff]);
+    assert.equal((await v3('n1', 'put', { key: badKey.toString('base64'), value: Buffer.from('text').toString('base64') })).status, 200);
+    const keyAsText = await list('prefix=r/');
+    assert.equal(keyAsText.status, 406);
+    const named = `a key in the answer (base64 ${badKey.toString('base64')}) is not UTF-8 text`;
+    assert.ok(keyAsText.json.error.startsWith(named), keyAsText.json.error);
 
     for (const [query, reason] of [
       ['prefx=q/', /unknown query parameter "prefx"/],

@@ -55,7 +55,7 @@ async function ready(port: number, child: ChildProcess, deadline: number): Promi
   for (;;) {
     if (hasExited(child)) throw new Error(`a server exited (${child.exitCode ?? child.signalCode}) while starting`);
     checkDeadline(deadline, `the server on port ${port} did not answer`);
-    const ok = await fetch(`http://127.0.0.1:${port}/v1/kv?limit=1&consistency=stale`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).then(
+    const ok = await fetch(`http://127.0.0.1:${port}/v1/kv?limit=1&consistency=stale&encoding=base64`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).then(
       (r) => r.ok,
       () => false,
     );

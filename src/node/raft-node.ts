@@ -633,14 +633,17 @@ export class RaftNode {
    * ticks, for election timeouts and for the lease of lease reads, so a
    * leader stalled past its lease would otherwise resume believing it holds it.
    */
-  private catchUpTicks(): void {
+  /** Whether it gave the core any tick. */
+  private catchUpTicks(): boolean {
     const due = Math.floor((performance.now() - this.tickEpochMs) / this.tickMs);
+    if (this.ticks >= due) return false;
     // After a very long stall every timeout has run out many times over: more ticks change nothing.
     this.ticks = Math.max(this.ticks, due - MAX_CATCH_UP_TICKS);
     while (this.ticks < due) {
       this.ticks++;
       this.core.tick();
     }
+    return true;
   }
 
   private changeConfiguration(change: ConfChange): Promise<unknown> {
@@ -776,8 +779,9 @@ export class RaftNode {
     if (this.stopped) return;
     // Ticks a stalled loop missed came before this message: counted after
     // it, they would cut short the election timeout a heartbeat just reset,
-    // and with it this node's promise to the leader's lease.
-    this.catchUpTicks();
+    // and with it this node's promise to the leader's lease. What they
+    // produce (heartbeats, a campaign) goes out in this turn's pass, not at the next tick.
+    if (this.catchUpTicks()) this.schedule();
     switch (m.type) {
       case 'snapshotChunk':
         this.lastChunkTick = this.ticks;

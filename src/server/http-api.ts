@@ -121,16 +121,15 @@ function base64(value: unknown, field: string, required: boolean): Buffer | unde
 }
 
 /** A request's query parameters, decoded. */
-export type Query = ReadonlyMap<string, string>;
+type Query = ReadonlyMap<string, string>;
 
 /**
- * The parameters of a URL's query. Names and values are percent-decoded as
- * keys in the path are, so `+` stays a `+` (form decoding would make it a
- * space, and `?prefix=a+b` would list keys other than `/v1/kv/a+b`'s); bad
- * percent-encoding and a parameter given twice are refused rather than
- * passed on as they are, or one of them picked.
+ * The parameters of a URL's query, form-decoded as URLSearchParams, HTML
+ * forms and other languages' URL libraries encode them (`+` a space, `%2B`
+ * a plus). Bad percent-encoding and a parameter given twice are refused
+ * rather than passed on as they are, or one of them picked.
  */
-export function parseQuery(raw: string): Query {
+function parseQuery(raw: string): Query {
   const query = new Map<string, string>();
   for (const param of raw.split('&')) {
     if (param === '') continue;
@@ -144,7 +143,7 @@ export function parseQuery(raw: string): Query {
 
 function decodeQueryPart(text: string): string {
   try {
-    return decodeURIComponent(text);
+    return decodeURIComponent(text.replaceAll('+', ' '));
   } catch {
     throw new HttpError(400, 'bad_request', `${JSON.stringify(text)} in the query is not valid percent-encoding of UTF-8 text`);
   }
@@ -153,26 +152,26 @@ function decodeQueryPart(text: string): string {
 /** Refuses parameters a route does not read: a misspelt one (`?prefx=`) would otherwise answer another question. */
 function checkQueryNames(query: Query, known: readonly string[]): void {
   for (const name of query.keys()) {
-    if (!known.includes(name)) throw new HttpError(400, 'bad_request', `unknown query parameter ${JSON.stringify(name)} (this request takes ${known.map((k) => JSON.stringify(k)).join(', ')})`);
+    if (known.includes(name)) continue;
+    const takes = known.length === 0 ? 'no query parameters' : known.map((k) => JSON.stringify(k)).join(', ');
+    throw new HttpError(400, 'bad_request', `unknown query parameter ${JSON.stringify(name)} (this request takes ${takes})`);
   }
 }
 
 /**
- * A key or value as UTF-8 text for /v1's JSON (`ofKey` names it in the
- * refusal). Bytes that are not UTF-8 would come out as U+FFFD, a different
- * value than the one stored, and a client writing it back would lose the
- * original: they are refused, with the way to ask for them.
+ * A listed key-value's key and value for /v1's JSON, as UTF-8 text or base64.
+ * Bytes that are not UTF-8 would come out as text with U+FFFD in their
+ * place, a different value than the one stored, which a client writing it
+ * back would lose: they are refused, with the way to ask for them.
  */
-function textOf(bytes: Buffer, ofKey: Buffer): string {
-  if (!isUtf8(bytes)) {
-    const which = bytes === ofKey ? 'a key' : 'the value of a key';
-    throw new HttpError(406, 'not_text', `${which} in the answer (base64 ${ofKey.toString('base64')}) is not UTF-8 text; ask with encoding=base64`);
+function v1KeyValue(kv: KeyValue, base64: boolean): { key: string; value: string } {
+  const key = kv.key;
+  const value = kv.value;
+  if (base64) return { key: key.toString('base64'), value: value.toString('base64') };
+  for (const [what, bytes] of [['a key', key], ['the value of a key', value]] as const) {
+    if (!isUtf8(bytes)) throw new HttpError(406, 'not_text', `${what} in the answer (base64 ${key.toString('base64')}) is not UTF-8 text; ask with encoding=base64`);
   }
-  return bytes.toString();
-}
-
-function base64Of(bytes: Buffer): string {
-  return bytes.toString('base64');
+  return { key: key.toString(), value: value.toString() };
 }
 
 function int(value: unknown, field: string): number {
@@ -456,19 +455,17 @@ export class HttpApi {
     checkQueryNames(query, ['prefix', 'limit', 'consistency', 'encoding']);
     const prefix = Buffer.from(query.get('prefix') ?? '');
     this.checkKey(prefix, true);
-    const limit = int(query.get('limit') ?? undefined, 'limit');
+    const limit = int(query.get('limit'), 'limit');
     const encoding = query.get('encoding') ?? 'text';
     if (encoding !== 'text' && encoding !== 'base64') throw new HttpError(400, 'bad_request', 'encoding must be text or base64');
     await this.readBarrier(query.get('consistency') ?? 'linearizable');
     const r = this.store.range({ type: 'range', key: prefix.length ? prefix : Buffer.from('\0'), rangeEnd: prefixEnd(prefix), limit });
-    const asText = encoding === 'text' ? textOf : base64Of;
     return this.jsonAnswer({
         revision: this.store.revision,
         count: r.count,
         more: r.more,
         kvs: new Rows(r.kvs, (kv) => ({
-          key: asText(kv.key, kv.key),
-          value: asText(kv.value, kv.key),
+          ...v1KeyValue(kv, encoding === 'base64'),
           createRevision: kv.createRevision,
           modRevision: kv.modRevision,
           version: kv.version,
@@ -868,14 +865,13 @@ export class HttpApi {
 
   /** `value` as a JSON answer, unless it is longer than a client may leave unread: then a 413 (see tooLarge). */
   private async jsonAnswer(value: unknown, applied?: Pick<TxnResult, 'revision' | 'succeeded' | 'resultsDropped'>): Promise<Reply> {
-    try {
-      if (applied?.resultsDropped) throw new AnswerTooLargeError(this.maxUnreadAnswerBytes);
-      return jsonBody(await jsonInTurns(value, this.maxUnreadAnswerBytes));
-    } catch (err) {
-      if (!(err instanceof AnswerTooLargeError)) throw err;
-      const { code, message } = this.tooLarge(null, applied);
-      throw new HttpError(413, code, message);
-    }
+    const built = applied?.resultsDropped ? null : await jsonInTurns(value, this.maxUnreadAnswerBytes).catch((err: unknown) => {
+      if (err instanceof AnswerTooLargeError) return null;
+      throw err;
+    });
+    if (built !== null) return jsonBody(built);
+    const { code, message } = this.tooLarge(null, applied);
+    throw new HttpError(413, code, message);
   }
 
   private clientResponse(id: number, fields: Partial<ClientResponse>): ClientResponse {

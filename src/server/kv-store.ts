@@ -157,7 +157,7 @@ const UNREAD_RANGE: OperationResult = Object.freeze({ type: 'range', kvs: [], co
  * results whose keys and values, with this much each, pass maxResultBytes
  * would not fit in an answer.
  */
-export const KV_ANSWER_OVERHEAD_BYTES = 32;
+const KV_ANSWER_OVERHEAD_BYTES = 32;
 
 export interface KvStoreOptions {
   /**

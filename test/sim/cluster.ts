@@ -342,7 +342,8 @@ export class Simulation {
       if (seen === undefined) this.appliedAt.set(e.index, key);
       else if (seen !== key) throw new SafetyError(`state machine safety: ${node.id} applied a different entry at index ${e.index}`);
       const term = node.core.currentTerm;
-      if (!(this.appliedInTerm.get(e.index)! <= term)) this.appliedInTerm.set(e.index, term);
+      const lowest = this.appliedInTerm.get(e.index);
+      if (lowest === undefined || term < lowest) this.appliedInTerm.set(e.index, term);
       node.applied = e.index;
       const result = e.type === EntryType.Command ? this.applyCommand(node, e) : undefined;
       const w = node.pendingWrites.get(e.index);

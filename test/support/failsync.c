@@ -1,7 +1,9 @@
 // LD_PRELOAD shim for the fault tests: fdatasync and fsync fail with EIO,
 // without syncing, while the file named by RAFTLINE_TEST_FAIL_SYNC_FILE
 // exists; with RAFTLINE_TEST_FAIL_SYNC_ONLY set to one of their names, only
-// that one fails (the log syncs files with fdatasync, directories with fsync).
+// that one fails (the log syncs files with fdatasync, directories with fsync);
+// with RAFTLINE_TEST_FAIL_SYNC_PASSES set to N, the first N of those calls
+// succeed, to fail a sync in the middle of one native call.
 // That is what a failing disk (or dm-error) shows a process, without needing
 // root or a block device; the test turns the fault on and off by creating and
 // deleting the file, so the process runs unchanged until then.
@@ -17,6 +19,7 @@ typedef int (*sync_fn)(int);
 
 static const char *trigger;
 static const char *only;
+static long passes_left;
 static sync_fn real_fdatasync;
 static sync_fn real_fsync;
 
@@ -25,6 +28,8 @@ static sync_fn real_fsync;
 __attribute__((constructor)) static void init(void) {
   trigger = getenv("RAFTLINE_TEST_FAIL_SYNC_FILE");
   only = getenv("RAFTLINE_TEST_FAIL_SYNC_ONLY");
+  const char *passes = getenv("RAFTLINE_TEST_FAIL_SYNC_PASSES");
+  passes_left = passes ? strtol(passes, NULL, 10) : 0;
   // RTLD_NEXT: libc's own functions, the ones this shim hides.
   real_fdatasync = (sync_fn)dlsym(RTLD_NEXT, "fdatasync");
   real_fsync = (sync_fn)dlsym(RTLD_NEXT, "fsync");
@@ -32,7 +37,8 @@ __attribute__((constructor)) static void init(void) {
 
 // Checked on every call, not once: the test creates the file while the process runs.
 static int failing(const char *call) {
-  return trigger != NULL && (only == NULL || strcmp(only, call) == 0) && access(trigger, F_OK) == 0;
+  if (trigger == NULL || (only != NULL && strcmp(only, call) != 0) || access(trigger, F_OK) != 0) return 0;
+  return __atomic_sub_fetch(&passes_left, 1, __ATOMIC_SEQ_CST) < 0;
 }
 
 int fdatasync(int fd) {

@@ -16,19 +16,24 @@ export function buildFailSync(dir: string): string {
 
 /**
  * Environment for a process whose fdatasync and fsync (or only the `only` one
- * of them) fail with EIO while `trigger` exists.
+ * of them) fail with EIO while `trigger` exists, but for the first `passes` of them.
  */
-export function failSyncEnv(lib: string, trigger: string, only?: 'fsync' | 'fdatasync'): Record<string, string> {
-  return { LD_PRELOAD: lib, RAFTLINE_TEST_FAIL_SYNC_FILE: trigger, ...(only ? { RAFTLINE_TEST_FAIL_SYNC_ONLY: only } : {}) };
+export function failSyncEnv(lib: string, trigger: string, only?: 'fsync' | 'fdatasync', passes = 0): Record<string, string> {
+  return {
+    LD_PRELOAD: lib,
+    RAFTLINE_TEST_FAIL_SYNC_FILE: trigger,
+    RAFTLINE_TEST_FAIL_SYNC_PASSES: String(passes),
+    ...(only ? { RAFTLINE_TEST_FAIL_SYNC_ONLY: only } : {}),
+  };
 }
 
 /**
  * Runs the ES module `script` in a child process with the shim loaded (see
  * failSyncEnv) and returns the JSON it printed, once it exited 0.
  */
-export function runWithFailSync(script: string, lib: string, trigger: string, only?: 'fsync' | 'fdatasync'): unknown {
+export function runWithFailSync(script: string, lib: string, trigger: string, only?: 'fsync' | 'fdatasync', passes = 0): unknown {
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    env: { ...process.env, ...failSyncEnv(lib, trigger, only) },
+    env: { ...process.env, ...failSyncEnv(lib, trigger, only, passes) },
     encoding: 'utf8',
     timeout: 30_000,
   });
