@@ -435,6 +435,29 @@ describe('RaftNode', () => {
     });
   });
 
+  test('a write forwarded to a leader that stops leading before it answers is of unknown outcome as soon as the follower learns it, not after its timeout', async () => {
+    await withCluster(
+      'forward-lost-leader',
+      async (c) => {
+        const leader = await c.awaitLeader();
+        await leader.node.apply(Buffer.from('warm=1'));
+        const follower = [...c.members.values()].find((m) => m !== leader)!;
+        await eventually('the follower knows its leader', () => follower.node.status().leader === leader.node.id);
+        // The leader is cut off (as if killed): the forward never reaches it, and the others elect another.
+        c.net.isolate(leader.node.id, c.peers);
+        const started = performance.now();
+        const outcome = await follower.node.apply(Buffer.from('lost=1'), { forward: true }).then(
+          () => 'applied',
+          (err: Error) => err,
+        );
+        assert.ok(outcome instanceof OutcomeUnknownError, `got ${String(outcome)} after ${Math.round(performance.now() - started)} ms`);
+        assert.match(outcome.message, new RegExp(`${leader.node.id}, the leader it was forwarded to, stopped leading`));
+        assert.notEqual(follower.node.status().leader, leader.node.id);
+      },
+      { applyTimeoutMs: 20_000 },
+    );
+  });
+
   test('a follower read barrier sees every write acknowledged before it', async () => {
     await withCluster('read', async (c) => {
       const leader = await c.awaitLeader();
