@@ -21,7 +21,8 @@ async function runDev(dataDir: string, body: () => Promise<void>): Promise<strin
   const configFile = path.join(dir, 'serve-config.json');
   writeFileSync(configFile, JSON.stringify({ clientTokenFile: tokenFile }));
   const env = { ...process.env, RAFTLINE_CLIENT_TOKEN: 'a-token-meant-for-serve-0123456789', RAFTLINE_CONFIG: configFile };
-  const child = spawn(process.execPath, [MAIN, 'dev', '--nodes', '3', '--dir', dataDir], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  // In a process group of its own, as a terminal runs it: Ctrl-C signals dev and its servers together.
+  const child = spawn(process.execPath, [MAIN, 'dev', '--nodes', '3', '--dir', dataDir], { stdio: ['ignore', 'pipe', 'inherit'], env, detached: true });
   let out = '';
   child.stdout!.setEncoding('utf8').on('data', (t: string) => (out += t));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -29,9 +30,10 @@ async function runDev(dataDir: string, body: () => Promise<void>): Promise<strin
     await eventually('the endpoints are printed', () => out.includes('Ctrl-C stops the cluster'), 60_000);
     await body();
   } finally {
-    child.kill('SIGINT');
+    process.kill(-child.pid!, 'SIGINT');
   }
   assert.equal(await exited, 0, 'Ctrl-C stops the cluster cleanly');
+  assert.equal(out.split('"msg":"stopped"').length - 1, 3, 'every server stopped gracefully (dev\'s SIGTERM after the terminal\'s SIGINT did not kill them)');
   return out;
 }
 
@@ -41,6 +43,9 @@ test('raftline dev starts a 3-node cluster, prints its endpoints and a curl exam
     const r = await fetch('http://127.0.0.1:7201/v1/kv/greeting', { method: 'PUT', body: 'hello' });
     assert.equal(r.status, 200);
     assert.equal(await (await fetch('http://127.0.0.1:7203/v1/kv/greeting')).text(), 'hello');
+    const second = spawnSync(process.execPath, [MAIN, 'dev', '--dir', path.join(dir, 'second')], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(second.status, 1, 'a second dev on the same ports is refused before any server starts');
+    assert.match(second.stderr, /127\.0\.0\.1:7101 is in use \(another raftline dev\?\)/);
   });
   for (const port of [7201, 7202, 7203]) assert.ok(out.includes(`http://127.0.0.1:${port}`), `endpoint ${port} printed`);
   assert.match(out, /curl -X PUT --data-binary hello http:\/\/127\.0\.0\.1:7201\/v1\/kv\/greeting/);

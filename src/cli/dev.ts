@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from './config.js';
@@ -13,7 +14,8 @@ export const DEV_USAGE = `Usage: raftline dev [--nodes N] [--dir DIR]
 Starts N (1-7, default 3) raftline servers on this machine: peers on 127.0.0.1:7101..,
 clients on 127.0.0.1:7201... Data and the cluster secret live in DIR (default ./.raftline);
 running it again resumes from them (with the same N). The servers take no client token and
-ignore RAFTLINE_* settings in the environment. Ctrl-C stops every server cleanly.
+ignore RAFTLINE_* settings in the environment. Ctrl-C stops every server cleanly; a server
+that exits (or is killed) stops the others, so to try failover run raftline serve per node.
 `;
 
 const PEER_BASE_PORT = 7101;
@@ -32,15 +34,14 @@ function parse(argv: string[]): { nodes: number; dir: string } {
   let dir = '.raftline';
   for (let i = 0; i < argv.length; i++) {
     const [name, inline] = argv[i].split(/=(.*)/s, 2);
+    if (name !== '--nodes' && name !== '--dir') throw new ConfigError(`unknown argument '${argv[i]}'`);
     const value = inline ?? argv[++i];
     if (name === '--nodes') {
       nodes = Number(value);
       if (!Number.isInteger(nodes) || nodes < 1 || nodes > 7) throw new ConfigError(`--nodes must be an integer from 1 to 7, got '${value}'`);
-    } else if (name === '--dir') {
+    } else {
       if (!value) throw new ConfigError('--dir needs a value');
       dir = value;
-    } else {
-      throw new ConfigError(`unknown argument '${argv[i]}'`);
     }
   }
   return { nodes, dir: path.resolve(dir) };
@@ -94,9 +95,31 @@ function checkClusterSize(dir: string, nodes: number): void {
   }
 }
 
+/**
+ * Refuses ports another process listens on: a server there (another
+ * raftline dev, say) would answer the readiness checks for the one that
+ * failed to start.
+ */
+async function checkPortsFree(ports: number[]): Promise<void> {
+  for (const port of ports) {
+    const taken = await new Promise<boolean>((resolve) => {
+      const probe = net.createServer();
+      probe.once('error', () => resolve(true));
+      probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(false)));
+    });
+    if (taken) throw new Error(`127.0.0.1:${port} is in use (another raftline dev?); stop what listens there first`);
+  }
+}
+
+/** How a server process ended, for messages. */
+function exitOf(code: number | null, signal: NodeJS.Signals | null): string {
+  return signal ? `killed by ${signal}` : `code ${code}`;
+}
+
 export async function dev(argv: string[]): Promise<number> {
   const { nodes, dir } = parse(argv);
   checkClusterSize(dir, nodes);
+  await checkPortsFree(Array.from({ length: nodes }, (_, i) => [PEER_BASE_PORT + i, CLIENT_BASE_PORT + i]).flat());
   mkdirSync(dir, { recursive: true });
   const secretFile = path.join(dir, 'secret');
   if (!existsSync(secretFile)) writeFileSync(secretFile, randomBytes(32).toString('hex'), { mode: 0o600 });
@@ -115,7 +138,7 @@ export async function dev(argv: string[]): Promise<number> {
       { stdio: ['ignore', 'inherit', 'inherit'], env },
     ),
   );
-  const exited = children.map((c) => new Promise<number>((resolve) => c.once('exit', (code) => resolve(code ?? 1))));
+  const exited = children.map((c) => new Promise<string>((resolve) => c.once('exit', (code, signal) => resolve(exitOf(code, signal)))));
   let stopping = false;
   let stoppedByUser = false;
   const stopAll = () => {
@@ -149,9 +172,9 @@ export async function dev(argv: string[]): Promise<number> {
   );
   const first = await Promise.race(exited);
   if (!stopping) {
-    process.stderr.write(`raftline dev: a server exited unexpectedly (code ${first}); stopping the others\n`);
+    process.stderr.write(`raftline dev: a server exited unexpectedly (${first}); stopping the others (run raftline serve for each node to try failover)\n`);
     stopAll();
   }
-  const codes = await Promise.all(exited);
-  return stopping && codes.every((c) => c === 0) ? 0 : 1;
+  const ends = await Promise.all(exited);
+  return stopping && ends.every((end) => end === exitOf(0, null)) ? 0 : 1;
 }

@@ -10,9 +10,14 @@ export async function serve(argv: string[]): Promise<number | never> {
   const config = parseServeConfig(argv, process.env);
   const server = await RaftlineServer.start(config);
   const fatal = await new Promise<boolean>((resolve) => {
+    // Later signals are taken and ignored while the server stops: a
+    // terminal's Ctrl-C reaches raftline dev and its servers together, and
+    // dev's own SIGTERM right after would otherwise kill them mid-stop.
     const stop = () => {
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
+      process.on('SIGTERM', () => undefined);
+      process.on('SIGINT', () => undefined);
       resolve(false);
     };
     process.on('SIGTERM', stop);
