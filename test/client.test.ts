@@ -86,6 +86,14 @@ describe('raftline/client', () => {
       assert.equal(t.succeeded, true);
       assert.equal(Buffer.from(t.results[1].kvs[0].value).toString(), 'grace');
       await assert.rejects(client.put('k'.repeat(5000), 'v'), (err: Error) => err instanceof RaftlineClientError && err.code === 'key_too_large');
+      // From JavaScript, text where bytes belong is refused at the call (it was written as as many zero bytes).
+      const untyped = client.txn as (txn: unknown) => Promise<unknown>;
+      const refused = (message: RegExp) => (err: Error) => err instanceof RaftlineClientError && err.code === 'bad_request' && message.test(err.message);
+      await assert.rejects(untyped.call(client, { compare: [], success: [{ type: 'put', key: 'seen', value: 'no' }], failure: [] }), refused(/success\[0\]\.key must be a Uint8Array/));
+      await assert.rejects(
+        untyped.call(client, { compare: [{ key: Buffer.from('seen'), target: 'VALUE', result: 'equal' }], success: [], failure: [] }),
+        refused(/compare\[0\]\.target must be one of value, version, create, mod, not "VALUE"/),
+      );
       assert.equal(Buffer.from((await client.get('seen', { consistency: 'stale' }))!.value).toString(), 'yes');
     } finally {
       await client.close();

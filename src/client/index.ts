@@ -184,7 +184,8 @@ export class RaftlineClient {
     if (opts.endpoints.length === 0) throw new RaftlineClientError('bad_request', 'at least one endpoint is needed');
     this.endpoints = opts.endpoints.map((e) => e.replace(/\/+$/, ''));
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
-    this.headers = opts.token === undefined ? {} : { Authorization: `Bearer ${opts.token}` };
+    // Trimmed as the servers trim theirs: a token read from a file ends in a newline, which no header may hold.
+    this.headers = opts.token === undefined ? {} : { Authorization: `Bearer ${opts.token.trim()}` };
     this.sweeper = setInterval(() => this.expire(), 250);
     this.sweeper.unref();
   }
@@ -345,7 +346,7 @@ export class RaftlineClient {
     try {
       command = encodeCommand({ clientId: session.id, sequence: session.sequence + 1, txn });
     } catch (err) {
-      return Promise.reject(err);
+      return Promise.reject(new RaftlineClientError('bad_request', `txn: ${(err as Error).message}`));
     }
     const sequence = ++session.sequence;
     session.inFlight.add(sequence);

@@ -259,7 +259,40 @@ function expectedBytes(ops: Operation[]): number {
   return bytes;
 }
 
+/**
+ * Throws a TypeError naming the first field of `txn` an encoded command
+ * cannot hold as given. A JavaScript caller passing a string for a key
+ * would otherwise have it written as that many zero bytes, and an unknown
+ * comparison name as one every member refuses.
+ */
+function checkTxn(txn: Txn): void {
+  const bytesIn = (value: unknown, field: string, optional = false): void => {
+    if (value instanceof Uint8Array || (optional && value === undefined)) return;
+    throw new TypeError(`${field} must be a Uint8Array (Buffer.from(text) for text), not ${value === null ? 'null' : typeof value}`);
+  };
+  const oneOf = (value: unknown, names: readonly string[], field: string): void => {
+    if (!names.includes(value as string)) throw new TypeError(`${field} must be one of ${names.join(', ')}, not ${JSON.stringify(value)}`);
+  };
+  txn.compare.forEach((cmp, i) => {
+    bytesIn(cmp.key, `compare[${i}].key`);
+    bytesIn(cmp.rangeEnd, `compare[${i}].rangeEnd`, true);
+    oneOf(cmp.target, TARGETS, `compare[${i}].target`);
+    oneOf(cmp.result, RESULTS, `compare[${i}].result`);
+    if (cmp.target === 'value') bytesIn(cmp.value, `compare[${i}].value`, true);
+    else if (cmp.number !== undefined && !(Number.isSafeInteger(cmp.number) && cmp.number >= 0)) throw new TypeError(`compare[${i}].number must be a non-negative integer, not ${String(cmp.number)}`);
+  });
+  for (const [branch, ops] of [['success', txn.success], ['failure', txn.failure]] as const) {
+    ops.forEach((op, i) => {
+      oneOf(op.type, OPS, `${branch}[${i}].type`);
+      bytesIn(op.key, `${branch}[${i}].key`);
+      if (op.type === 'put') bytesIn(op.value, `${branch}[${i}].value`);
+      if (op.type === 'delete' || op.type === 'range') bytesIn(op.rangeEnd, `${branch}[${i}].rangeEnd`, true);
+    });
+  }
+}
+
 export function encodeCommand(c: KvCommand): Buffer {
+  checkTxn(c.txn);
   const w = new Writer(expectedBytes(c.txn.success) + expectedBytes(c.txn.failure) + c.clientId.length * 3);
   w.u8(VERSION);
   w.bytes(Buffer.from(c.clientId));

@@ -19,7 +19,9 @@ export class ServerMetrics {
   private readonly appendSeconds = new Histogram({ name: 'raftline_log_append_duration_seconds', help: 'Log appends until durable (write and fdatasync)', buckets: LATENCY_BUCKETS_S, registers: [this.registry] });
   private readonly appendEntries = new Histogram({ name: 'raftline_log_append_entries', help: 'Entries per durable log append (group commit)', buckets: SIZE_BUCKETS, registers: [this.registry] });
   private readonly applyEntries = new Histogram({ name: 'raftline_apply_batch_entries', help: 'Entries per batch handed to the state machine', buckets: SIZE_BUCKETS, registers: [this.registry] });
-  private readonly leaderChanges = new Counter({ name: 'raftline_leader_changes_total', help: 'Times this node saw the leader change (elections included)', registers: [this.registry] });
+  private readonly leaderChanges = new Counter({ name: 'raftline_leader_changes_total', help: 'Times this node learned of a new leader (a leader of a new term)', registers: [this.registry] });
+  /** The term of the last leader counted: role changes without a new leader (candidacies, losing the leader) are not. */
+  private leaderTerm = -1;
   private readonly snapshotSeconds = new Histogram({ name: 'raftline_snapshot_duration_seconds', help: 'Snapshots saved here or installed from the leader', labelNames: ['kind'], buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60], registers: [this.registry] });
 
   constructor(node: () => RaftNode | null, storageAvailable: () => boolean, peerTransport: () => UwsTransportStats) {
@@ -69,7 +71,10 @@ export class ServerMetrics {
   readonly onNodeEvent = (e: NodeEvent): void => {
     switch (e.type) {
       case 'roleChanged':
-        this.leaderChanges.inc();
+        if (e.leader !== null && e.term !== this.leaderTerm) {
+          this.leaderTerm = e.term;
+          this.leaderChanges.inc();
+        }
         break;
       case 'appended':
         this.appendSeconds.observe(e.durationMs / 1000);

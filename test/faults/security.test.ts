@@ -8,7 +8,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { chromium } from 'playwright-core';
@@ -265,7 +265,8 @@ test('with a client token, every client route refuses requests without it or wit
     operations++;
     unauthorized++;
   }
-  const client = await RaftlineClient.connect({ endpoints, token });
+  // As read from the token file, newline included.
+  const client = await RaftlineClient.connect({ endpoints, token: readFileSync(tokenFile, 'utf8') });
   try {
     await client.put('binary', 'yes');
     assert.equal(Buffer.from((await client.get('binary'))!.value).toString(), 'yes');
