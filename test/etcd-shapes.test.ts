@@ -82,6 +82,12 @@ test('put, range, deleterange and txn answer exactly as etcd 3.4 does', async ()
     ['deleterange', { key: b64('a/'), range_end: b64('a0'), prev_kv: true }],
     ['deleterange', { key: b64('missing') }],
     ['range', { key: b64('\0'), range_end: b64('\0') }],
+    // etcd's gateway also takes the fields' JSON names.
+    ['put', { key: b64('c/1'), value: b64('1') }],
+    ['put', { key: b64('c/1'), value: b64('2'), prevKv: true }],
+    ['range', { key: b64('c/'), rangeEnd: b64('c0'), countOnly: true }],
+    ['range', { key: b64('c/'), rangeEnd: b64('c0'), keysOnly: true }],
+    ['txn', { compare: [{ key: b64('c/1'), target: 'MOD', result: 'LESS', modRevision: '1000', rangeEnd: b64('c0') }], success: [{ requestRange: { key: b64('c/'), rangeEnd: b64('c0') } }, { requestDeleteRange: { key: b64('c/1'), prevKv: true } }] }],
   ];
   for (const [op, body] of steps) {
     const [etcd, ours] = await Promise.all(

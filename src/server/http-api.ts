@@ -195,6 +195,19 @@ function refuseUnsupported(req: Record<string, unknown>, fields: Record<string, 
   }
 }
 
+/**
+ * An etcd request object with its fields under their proto names. etcd's
+ * gateway also takes their JSON names (lowerCamelCase: `rangeEnd` for
+ * `range_end`, `requestPut` for `request_put`); read under one name only,
+ * a request spelt the other way would answer another question. As in etcd,
+ * a field given both ways takes the later.
+ */
+function etcdFields(req: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(req)) out[name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = value;
+  return out;
+}
+
 const NO_HISTORY = 'raftline keeps only the current version of each key';
 const NO_LEASES = 'raftline has no leases';
 const UNSUPPORTED_RANGE_FIELDS = {
@@ -640,10 +653,16 @@ export class HttpApi {
         const r = await this.write(txn);
         const out: Record<string, unknown> = { header: this.header(r.revision) };
         if (r.succeeded) out.succeeded = true;
+        // etcd gives each operation inside a transaction a header with the
+        // revision as of that operation: its writes all take the one
+        // revision after the store's, so a range before the first change
+        // reads the revision before.
+        const changes = (resp: OperationResult) => resp.type === 'put' || (resp.type === 'delete' && resp.deleted > 0);
+        let revision = r.responses.some(changes) ? r.revision - 1 : r.revision;
         const responses = r.responses.map((resp) => {
+          if (changes(resp)) revision = r.revision;
           const name = resp.type === 'put' ? 'response_put' : resp.type === 'delete' ? 'response_delete_range' : 'response_range';
-          // etcd gives the operations inside a transaction a header with the revision only.
-          return { [name]: { header: { revision: String(r.revision) }, ...this.v3Response(resp) } };
+          return { [name]: { header: { revision: String(revision) }, ...this.v3Response(resp) } };
         });
         if (responses.length) out.responses = responses;
         return this.jsonAnswer(out, r);
@@ -653,7 +672,8 @@ export class HttpApi {
     }
   }
 
-  private v3Put(req: Record<string, unknown>): Operation {
+  private v3Put(request: Record<string, unknown>): Operation {
+    const req = etcdFields(request);
     refuseUnsupported(req, UNSUPPORTED_PUT_FIELDS);
     const key = base64(req.key, 'key', true)!;
     const value = base64(req.value, 'value', false) ?? Buffer.alloc(0);
@@ -662,7 +682,8 @@ export class HttpApi {
     return { type: 'put', key, value, prevKv: bool(req.prev_kv, 'prev_kv') };
   }
 
-  private v3Range(req: Record<string, unknown>): Extract<Operation, { type: 'range' }> {
+  private v3Range(request: Record<string, unknown>): Extract<Operation, { type: 'range' }> {
+    const req = etcdFields(request);
     refuseUnsupported(req, UNSUPPORTED_RANGE_FIELDS);
     const key = base64(req.key, 'key', true)!;
     this.checkKey(key);
@@ -676,7 +697,8 @@ export class HttpApi {
     };
   }
 
-  private v3Delete(req: Record<string, unknown>): Operation {
+  private v3Delete(request: Record<string, unknown>): Operation {
+    const req = etcdFields(request);
     const key = base64(req.key, 'key', true)!;
     this.checkKey(key);
     return { type: 'delete', key, rangeEnd: base64(req.range_end, 'range_end', false), prevKv: bool(req.prev_kv, 'prev_kv') };
@@ -688,7 +710,7 @@ export class HttpApi {
       if (!Array.isArray(v) || v.some((x) => typeof x !== 'object' || x === null)) throw new HttpError(400, 'bad_request', `${field} must be an array of objects`);
       return v as Record<string, unknown>[];
     };
-    const compare = list(req.compare, 'compare').map((c): Compare => {
+    const compare = list(req.compare, 'compare').map(etcdFields).map((c): Compare => {
       // A Map: a name such as "constructor" is no target, where an object's prototype would give one.
       const target = TARGETS.get(String(c.target ?? 'VERSION'));
       const result = RESULTS.get(String(c.result ?? 'EQUAL'));
@@ -702,7 +724,7 @@ export class HttpApi {
       return { key, rangeEnd, target, result, number: int(c[field], `compare.${field}`) };
     });
     const ops = (field: string) =>
-      list(req[field], field).map((o): Operation => {
+      list(req[field], field).map(etcdFields).map((o): Operation => {
         if (o.request_put && typeof o.request_put === 'object') return this.v3Put(o.request_put as Record<string, unknown>);
         if (o.request_range && typeof o.request_range === 'object') return this.v3Range(o.request_range as Record<string, unknown>);
         if (o.request_delete_range && typeof o.request_delete_range === 'object') return this.v3Delete(o.request_delete_range as Record<string, unknown>);
