@@ -374,8 +374,15 @@ describe('raftline serve', () => {
     assert.equal(r.status, 0, r.stderr);
     await eventually('n1 leads again', async () => ((await (await fetch(`${clientUrl.n1}/status`)).json()) as { role: string }).role === 'leader');
     ctl('remove-peer', 'n4');
-    const final = JSON.parse(ctl('members', '--json')) as { voters: string[] };
+    const final = JSON.parse(ctl('members', '--json')) as { voters: string[]; members: Record<string, unknown> };
     assert.deepEqual([...final.voters].sort(), IDS);
+    assert.equal(final.members.n4, undefined, 'remove-peer forgets its address');
+    // A voter that never started, added and then left out by change-peers: its address is forgotten too.
+    ctl('add-peer', 'n5', '127.0.0.1:1');
+    ctl('change-peers', IDS.join(','));
+    const pruned = JSON.parse(ctl('members', '--json')) as { voters: string[]; members: Record<string, unknown> };
+    assert.deepEqual([...pruned.voters].sort(), IDS);
+    assert.equal(pruned.members.n5, undefined, 'change-peers forgets the address of a voter it removed');
     // A frozen member is reported unreachable instead of hanging the command.
     const frozen = children.get('n3')!;
     frozen.kill('SIGSTOP');

@@ -586,6 +586,8 @@ export class HttpApi {
           // The leader would wait forever for a quorum that counts members it cannot reach.
           if (strangers.length > 0) throw new HttpError(409, 'invalid_change', `${strangers.join(', ')}: not a member; add it first (add-peer or add-learner)`);
           await this.node.changePeers(voters);
+          // As remove-peer does: every member would go on dialling the ones removed.
+          for (const removed of configuration.voters.filter((v) => !voters.includes(v))) await setAddress(removed, '').catch(() => undefined);
           break;
         }
         case 'transfer-leader': {
