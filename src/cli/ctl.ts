@@ -9,7 +9,7 @@ or RAFTLINE_CLIENT_TOKEN.
 
 Commands:
   status                      every endpoint's role, term, leader, commit/applied index, followers' lag
-  members                     voters, learners and their peer addresses
+  members                     voters and learners, with their client URLs (peer addresses of members never started)
   add-peer ID HOST:PORT       add a voter (start it first with raftline serve --join)
   add-learner ID HOST:PORT    add a non-voting member
   promote ID                  make a learner a voter
@@ -76,6 +76,17 @@ const STATUS_TIMEOUT_MS = 2000;
 /** Membership changes wait for their entry to commit; transfer-leader for the new leader. */
 const CHANGE_TIMEOUT_MS = 30_000;
 
+/** An endpoint answered, with an error (a missing token, a refused change). */
+class RefusedError extends Error {}
+
+interface EndpointStatus {
+  endpoint: string;
+  status: Record<string, any> | null;
+  error?: string;
+  /** The endpoint answered with an error, rather than not at all. */
+  refused?: boolean;
+}
+
 /** The endpoints given, and the headers every request to them carries. */
 class Cluster {
   constructor(
@@ -94,28 +105,54 @@ class Cluster {
       throw new Error(`${endpoint}: ${(err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (err as Error).message}`);
     }
     const out = (await r.json()) as Record<string, unknown>;
-    if (!r.ok) throw new Error(`${endpoint}: ${String(out.error ?? r.statusText)} (${String(out.code ?? r.status)})`);
+    if (!r.ok) throw new RefusedError(`${endpoint}: ${String(out.error ?? r.statusText)} (${String(out.code ?? r.status)})`);
     return out;
   }
 
-  statuses(): Promise<{ endpoint: string; status: Record<string, any> | null; error?: string }[]> {
+  statuses(): Promise<EndpointStatus[]> {
     return Promise.all(
       this.endpoints.map((endpoint) =>
         this.call(endpoint, '/status').then(
-          (status) => ({ endpoint, status }),
-          (err: Error) => ({ endpoint, status: null, error: err.message }),
+          (status): EndpointStatus => ({ endpoint, status }),
+          (err: Error): EndpointStatus => ({ endpoint, status: null, error: err.message, refused: err instanceof RefusedError }),
         ),
       ),
     );
   }
 
+  /** The first endpoint that answers /status, for requests any member serves. */
+  async anyMember(): Promise<string> {
+    const all = await this.statuses();
+    const found = all.find((s) => s.status);
+    if (!found) throw new Error(`no endpoint answered: ${all.map((s) => s.error).join('; ')}`);
+    return found.endpoint;
+  }
+
+  /**
+   * The leader's endpoint: one of those given, or the client URL the leader
+   * a member names has recorded in the cluster's metadata.
+   */
   async leader(): Promise<string> {
+    let all: EndpointStatus[] = [];
+    let named: string | undefined;
     for (let attempt = 0; attempt < 50; attempt++) {
-      const found = (await this.statuses()).find((s) => s.status?.role === 'leader');
+      all = await this.statuses();
+      const found = all.find((s) => s.status?.role === 'leader');
       if (found) return found.endpoint;
+      named = all.find((s) => s.status?.leader)?.status!.leader as string | undefined;
+      const asking = all.find((s) => s.status);
+      if (named && asking) {
+        const members = (await this.call(asking.endpoint, '/v1/admin/members')).members as Record<string, { client?: string }>;
+        const client = members[named]?.client;
+        if (client) return client;
+      }
+      // Refusals (a missing or wrong token) that waiting will not change.
+      if (all.every((s) => s.refused)) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new Error(`none of ${this.endpoints.join(', ')} is the leader; include the leader's endpoint`);
+    if (all.every((s) => !s.status)) throw new Error(`no endpoint answered: ${all.map((s) => s.error).join('; ')}`);
+    if (named) throw new Error(`the leader is ${named}, whose client URL no member has recorded; include its endpoint in --endpoints`);
+    throw new Error(`none of ${this.endpoints.join(', ')} knows a leader (an election under way, or most members down)`);
   }
 }
 
@@ -128,8 +165,8 @@ export async function ctl(argv: string[]): Promise<number> {
   switch (command) {
     case 'status': {
       const all = await cluster.statuses();
-      const lines = all.map(({ endpoint, status: s, error }) => {
-        if (!s) return `${endpoint}  unreachable: ${error}`;
+      const lines = all.map(({ endpoint, status: s, error, refused }) => {
+        if (!s) return `${endpoint}  ${refused ? 'refused' : 'unreachable'}: ${error}`;
         const followers = Object.entries(s.followers as Record<string, { lag: number; state: string }>)
           .map(([id, f]) => `${id} lag ${f.lag} (${f.state})`)
           .join(', ');
@@ -139,7 +176,7 @@ export async function ctl(argv: string[]): Promise<number> {
       return all.every((s) => s.status) ? 0 : 1;
     }
     case 'members': {
-      const m = await cluster.call(await cluster.leader(), '/v1/admin/members');
+      const m = await cluster.call(await cluster.anyMember(), '/v1/admin/members');
       const members = m.members as Record<string, { peer: string; client?: string }>;
       const show = (ids: string[]) => ids.map((id) => (members[id] ? `${id} (${members[id].client ?? members[id].peer})` : id)).join(', ') || '-';
       print(m, `leader ${String(m.leader)}  term ${String(m.term)}\nvoters: ${show(m.voters as string[])}\nlearners: ${show(m.learners as string[])}`);

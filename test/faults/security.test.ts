@@ -280,7 +280,10 @@ test('with a client token, every client route refuses requests without it or wit
     spawnSync(process.execPath, [MAIN, 'ctl', '--endpoints', endpoints.join(','), ...argv], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, ...env } });
   const refused = ctl(['status']);
   assert.equal(refused.status, 1);
-  assert.match(refused.stdout, /unauthorized/);
+  assert.match(refused.stdout, /  refused: .*\(unauthorized\)/, 'refused, not unreachable');
+  const change = ctl(['transfer-leader', 'n2']);
+  assert.equal(change.status, 1);
+  assert.match(change.stderr, /no endpoint answered: .*\(unauthorized\)/, 'says why, rather than that none is the leader');
   const withFile = ctl(['--token-file', tokenFile, 'status']);
   assert.equal(withFile.status, 0, withFile.stderr);
   assert.equal(withFile.stdout.match(/  leader  term /g)?.length, 1, withFile.stdout);
