@@ -469,6 +469,7 @@ describe('raftline serve', () => {
       [[...base, '--peers', 'a=localhost'], /must be HOST:PORT/],
       [[...base, '--peers', 'a=127.0.0.1:1', '--bogus', '1'], /unknown flag --bogus/],
       [[...base, '--peers', 'a=127.0.0.1:1', '--election-timeout-ms', 'soon'], /--election-timeout-ms must be an integer/],
+      [[...base, '--peers', 'a=127.0.0.1:1', '--election-timeout-ms', '10'], /the default --heartbeat-interval-ms \(100\) must be at most half of --election-timeout-ms \(10\)/],
       [[...base, '--peers', 'a=127.0.0.1:1', '--config', path.join(dir, 'missing.json')], /config file .*missing\.json/],
       [[...base, '--peers', 'a=127.0.0.1:1', '--config', nullConfig], /config file .*null\.json: must hold a JSON object of settings, got null/],
       [[...base.slice(2), '--peers', 'a=127.0.0.1:1', '--config', numericIdConfig], /config id must be a string, got 7/],

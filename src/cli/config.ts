@@ -179,7 +179,10 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
   };
   const electionTimeoutMs = optionalNumber('electionTimeoutMs', 1000, 10);
   const heartbeatIntervalMs = optionalNumber('heartbeatIntervalMs', 100, 1);
-  if (heartbeatIntervalMs * 2 > electionTimeoutMs) throw new ConfigError('the heartbeat interval must be at most half the election timeout');
+  if (heartbeatIntervalMs * 2 > electionTimeoutMs) {
+    const setting = (key: string, flag: string, value: number) => `${get(key)?.from ?? `the default ${flag}`} (${value})`;
+    throw new ConfigError(`${setting('heartbeatIntervalMs', '--heartbeat-interval-ms', heartbeatIntervalMs)} must be at most half of ${setting('electionTimeoutMs', '--election-timeout-ms', electionTimeoutMs)}`);
+  }
   const boundedNumber = (key: string, fallback: number, min: number, max: number) => {
     const value = optionalNumber(key, fallback, min);
     if (value > max) throw new ConfigError(`${get(key)!.from} must be at most ${max} (${max >= 1 << 30 ? `${max / (1 << 30)} GiB` : `${max / (1 << 20)} MiB`}), got '${value}'`);
