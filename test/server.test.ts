@@ -69,6 +69,14 @@ describe('raftline serve', () => {
     assert.equal(got.headers.get('x-raftline-mod-revision'), String(revision));
     assert.equal((await put('n1', 'color', 'red', { 'If-Match': String(revision + 100) })).status, 412);
     assert.equal((await put('n3', 'color', 'red', { 'If-Match': String(revision) })).status, 200);
+    // The ETag a GET gives is what If-Match takes; * asks only that the key exist.
+    const etag = (await fetch(`${clientUrl.n1}/v1/kv/color`)).headers.get('etag')!;
+    assert.match(etag, /^"\d+"$/);
+    assert.equal((await put('n2', 'color', 'red', { 'If-Match': etag })).status, 200);
+    assert.equal((await put('n2', 'color', 'red', { 'If-Match': etag })).status, 412, 'the ETag of an older version');
+    assert.equal((await put('n2', 'no-such-color', 'red', { 'If-Match': '*' })).status, 412);
+    assert.equal((await put('n2', 'color', 'red', { 'If-Match': '*' })).status, 200);
+    assert.equal((await put('n2', 'color', 'red', { 'If-Match': 'W/"3"' })).status, 400, 'a weak ETag never matches for a write');
     assert.equal((await put('n1', 'color', 'green', { 'If-None-Match': '*' })).status, 412);
     assert.equal((await put('n1', 'shape', 'round', { 'If-None-Match': '*' })).status, 200);
     assert.equal(await (await fetch(`${clientUrl.n1}/v1/kv/color?consistency=lease`)).text(), 'red');

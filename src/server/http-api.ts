@@ -174,6 +174,17 @@ function v1KeyValue(kv: KeyValue, base64: boolean): { key: string; value: string
   return { key: key.toString(), value: value.toString() };
 }
 
+/**
+ * The comparison an If-Match header asks for: `*`, that the key exists;
+ * otherwise its mod revision, bare or as the ETag a GET gives (`"12"`).
+ */
+function ifMatch(key: Buffer, header: string): Compare {
+  const value = header.trim();
+  if (value === '*') return { key, target: 'version', result: 'greater', number: 0 };
+  const etag = /^"(\d{1,16})"$/.exec(value);
+  return { key, target: 'mod', result: 'equal', number: int(etag ? etag[1] : value, 'If-Match') };
+}
+
 function int(value: unknown, field: string): number {
   if (value === undefined || value === null) return 0;
   // Decimal digits only: Number() would also take "", "0x10" and "1e3".
@@ -430,7 +441,7 @@ export class HttpApi {
         checkQueryNames(query, []);
         this.checkValue(body);
         const compare: Compare[] = [];
-        if (headers['if-match']) compare.push({ key, target: 'mod', result: 'equal', number: int(headers['if-match'], 'If-Match') });
+        if (headers['if-match']) compare.push(ifMatch(key, headers['if-match']));
         if (headers['if-none-match'] === '*') compare.push({ key, target: 'create', result: 'equal', number: 0 });
         else if (headers['if-none-match']) throw new HttpError(400, 'bad_request', 'If-None-Match supports only *');
         const r = await this.write({ compare, success: [{ type: 'put', key, value: body }], failure: [] });
@@ -445,13 +456,18 @@ export class HttpApi {
         return {
           status: 200,
           body: kv.value,
-          headers: { 'Content-Type': 'application/octet-stream', 'X-Raftline-Revision': String(this.store.revision), 'X-Raftline-Mod-Revision': String(kv.modRevision) },
+          headers: {
+            'Content-Type': 'application/octet-stream',
+            'X-Raftline-Revision': String(this.store.revision),
+            'X-Raftline-Mod-Revision': String(kv.modRevision),
+            ETag: `"${kv.modRevision}"`,
+          },
         };
       }
       case 'delete': {
         checkQueryNames(query, []);
         if (headers['if-none-match']) throw new HttpError(400, 'bad_request', 'If-None-Match has no meaning for a delete (there is nothing to delete when the key is absent)');
-        const compare: Compare[] = headers['if-match'] ? [{ key, target: 'mod', result: 'equal', number: int(headers['if-match'], 'If-Match') }] : [];
+        const compare: Compare[] = headers['if-match'] ? [ifMatch(key, headers['if-match'])] : [];
         const r = await this.write({ compare, success: [{ type: 'delete', key }], failure: [] });
         if (!r.succeeded) throw new HttpError(412, 'precondition_failed', 'the key does not match the precondition');
         const deleted = r.responses[0]?.type === 'delete' ? r.responses[0].deleted : 0;
