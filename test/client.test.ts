@@ -94,6 +94,11 @@ describe('raftline/client', () => {
         untyped.call(client, { compare: [{ key: Buffer.from('seen'), target: 'VALUE', result: 'equal' }], success: [], failure: [] }),
         refused(/compare\[0\]\.target must be one of value, version, create, mod, not "VALUE"/),
       );
+      // A limit the command's varint cannot hold (-1 made an entry every member failed to decode).
+      await assert.rejects(
+        client.txn({ compare: [], success: [{ type: 'range', key: Buffer.from('seen'), limit: -1 }], failure: [] }),
+        refused(/success\[0\]\.limit must be a non-negative integer/),
+      );
       assert.equal(Buffer.from((await client.get('seen', { consistency: 'stale' }))!.value).toString(), 'yes');
     } finally {
       await client.close();

@@ -87,6 +87,8 @@ test('put, range, deleterange and txn answer exactly as etcd 3.4 does', async ()
     ['put', { key: b64('c/1'), value: b64('2'), prevKv: true }],
     ['range', { key: b64('c/'), rangeEnd: b64('c0'), countOnly: true }],
     ['range', { key: b64('c/'), rangeEnd: b64('c0'), keysOnly: true }],
+    ['range', { key: b64('c/'), rangeEnd: b64('c/2'), range_end: b64('c0') }],
+    ['range', { key: b64('c/'), range_end: b64('c0'), countOnly: true, count_only: false }],
     ['txn', { compare: [{ key: b64('c/1'), target: 'MOD', result: 'LESS', modRevision: '1000', rangeEnd: b64('c0') }], success: [{ requestRange: { key: b64('c/'), rangeEnd: b64('c0') } }, { requestDeleteRange: { key: b64('c/1'), prevKv: true } }] }],
   ];
   for (const [op, body] of steps) {

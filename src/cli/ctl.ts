@@ -135,25 +135,35 @@ class Cluster {
   async leader(): Promise<string> {
     let all: EndpointStatus[] = [];
     let named: string | undefined;
+    /** Client URLs members recorded, by member, looked up once per member named leader. */
+    const recorded = new Map<string, string | undefined>();
     for (let attempt = 0; attempt < 50; attempt++) {
       all = await this.statuses();
       const found = all.find((s) => s.status?.role === 'leader');
       if (found) return found.endpoint;
       named = all.find((s) => s.status?.leader)?.status!.leader as string | undefined;
       const asking = all.find((s) => s.status);
-      if (named && asking) {
-        const members = (await this.call(asking.endpoint, '/v1/admin/members')).members as Record<string, { client?: string }>;
-        const client = members[named]?.client;
-        if (client) return client;
+      if (named && asking && !recorded.has(named)) {
+        const members = await this.call(asking.endpoint, '/v1/admin/members').then((m) => m.members as Record<string, { client?: string }>, () => null);
+        if (members) recorded.set(named, usableUrl(members[named]?.client));
       }
+      // Only once it says so itself: the others name a leader killed a moment ago until they elect another.
+      const client = named && recorded.get(named);
+      if (client && (await this.call(client, '/status').then((s) => s.role === 'leader', () => false))) return client;
       // Refusals (a missing or wrong token) that waiting will not change.
       if (all.every((s) => s.refused)) break;
       await new Promise((r) => setTimeout(r, 100));
     }
+    if (all.every((s) => s.refused)) throw new Error(`every endpoint refused: ${all.map((s) => s.error).join('; ')}`);
     if (all.every((s) => !s.status)) throw new Error(`no endpoint answered: ${all.map((s) => s.error).join('; ')}`);
-    if (named) throw new Error(`the leader is ${named}, whose client URL no member has recorded; include its endpoint in --endpoints`);
-    throw new Error(`none of ${this.endpoints.join(', ')} knows a leader (an election under way, or most members down)`);
+    if (named && !recorded.get(named)) throw new Error(`the leader is ${named}, whose client URL no member has recorded; include its endpoint in --endpoints`);
+    throw new Error(`none of ${this.endpoints.join(', ')} could reach a leader (an election under way, or most members down)`);
   }
+}
+
+/** A recorded client URL another machine can use: not one on a wildcard address. */
+function usableUrl(url: string | undefined): string | undefined {
+  return url && !/^https?:\/\/(0\.0\.0\.0|\[::\])(:|\/|$)/.test(url) ? url : undefined;
 }
 
 const list = (text: string) => text.split(',').map((x) => x.trim()).filter(Boolean);

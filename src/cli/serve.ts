@@ -1,6 +1,9 @@
 import { RaftlineServer } from '../server/server.js';
 import { parseServeConfig } from './config.js';
 
+/** How long after the first stop signal later ones are taken as copies of it. */
+const REPEAT_SIGNAL_GRACE_MS = 2_000;
+
 /**
  * `raftline serve`: runs one member until SIGTERM or SIGINT, then stops
  * gracefully and exits 0; exits 1 after a fatal error, which only a new
@@ -10,14 +13,19 @@ export async function serve(argv: string[]): Promise<number | never> {
   const config = parseServeConfig(argv, process.env);
   const server = await RaftlineServer.start(config);
   const fatal = await new Promise<boolean>((resolve) => {
-    // Later signals are taken and ignored while the server stops: a
-    // terminal's Ctrl-C reaches raftline dev and its servers together, and
-    // dev's own SIGTERM right after would otherwise kill them mid-stop.
+    // A signal right after the first is ignored: a terminal's Ctrl-C reaches
+    // raftline dev and its servers together, and dev's own SIGTERM follows
+    // at once. One later (a second Ctrl-C on a stop that hangs) exits now;
+    // every acknowledged write is already synced.
     const stop = () => {
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
-      process.on('SIGTERM', () => undefined);
-      process.on('SIGINT', () => undefined);
+      const firstMs = Date.now();
+      const again = () => {
+        if (Date.now() - firstMs > REPEAT_SIGNAL_GRACE_MS) process.exit(130);
+      };
+      process.on('SIGTERM', again);
+      process.on('SIGINT', again);
       resolve(false);
     };
     process.on('SIGTERM', stop);

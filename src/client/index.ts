@@ -185,7 +185,7 @@ export class RaftlineClient {
     this.endpoints = opts.endpoints.map((e) => e.replace(/\/+$/, ''));
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     // Trimmed as the servers trim theirs: a token read from a file ends in a newline, which no header may hold.
-    this.headers = opts.token === undefined ? {} : { Authorization: `Bearer ${opts.token.trim()}` };
+    this.headers = opts.token === undefined ? {} : { Authorization: `Bearer ${String(opts.token).trim()}` };
     this.sweeper = setInterval(() => this.expire(), 250);
     this.sweeper.unref();
   }

@@ -132,8 +132,9 @@ interface QueuedProposal {
 
 /** A forwarded command waiting for the leader to say which index it got. */
 interface ForwardWaiter {
-  /** The leader it went to. */
+  /** The leader it went to, and the term it led. */
   leader: NodeId;
+  term: number;
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
   deadlineMs: number;
@@ -695,7 +696,7 @@ export class RaftNode {
 
   private forward(leader: NodeId, p: QueuedProposal): void {
     const requestId = ++this.requestIds;
-    this.forwarded.set(requestId, { leader, resolve: p.resolve, reject: p.reject, deadlineMs: Date.now() + this.applyTimeoutMs });
+    this.forwarded.set(requestId, { leader, term: this.core.currentTerm, resolve: p.resolve, reject: p.reject, deadlineMs: Date.now() + this.applyTimeoutMs });
     this.opts.transport.send(this.groupId, { type: 'forward', from: this.id, to: leader, term: this.core.currentTerm, requestId, data: p.data });
   }
 
@@ -954,22 +955,23 @@ export class RaftNode {
     }
     if (role === 'leader' && this.role !== 'leader') fsm.onLeaderStart?.(term);
     else if (leader !== null && leader !== this.id && leader !== this.leader) fsm.onStartFollowing?.({ leader, term });
-    if (leader !== this.leader) this.abandonForwarded(leader);
+    if (leader !== this.leader) this.abandonForwarded(leader, term);
     if (role !== this.role || leader !== this.leader) this.opts.onEvent?.({ type: 'roleChanged', role, leader, term });
     this.role = role;
     this.leader = leader;
   }
 
   /**
-   * Settles the commands forwarded to a leader other than `leader`: one that
-   * stopped leading (killed, or deposed) will not say which index they got,
-   * and they waited for applyTimeoutMs. It may have appended them, and the
-   * next leader commit them, so their outcome is unknown; a client with a
-   * session can send them again at once.
+   * Settles the commands forwarded to a leader whose term is over (another
+   * term began, or another leader is known): it will not say which index
+   * they got, and they waited for applyTimeoutMs. It may have appended them,
+   * and the next leader commit them, so their outcome is unknown; a client
+   * with a session can send them again at once. Losing sight of the leader
+   * within its term (a pre-vote) is not enough: it may still answer.
    */
-  private abandonForwarded(leader: NodeId | null): void {
+  private abandonForwarded(leader: NodeId | null, term: number): void {
     for (const [requestId, w] of this.forwarded) {
-      if (w.leader === leader) continue;
+      if (term === w.term && (leader === null || leader === w.leader)) continue;
       this.forwarded.delete(requestId);
       w.reject(new OutcomeUnknownError(null, `${w.leader}, the leader it was forwarded to, stopped leading before it said which index the command got; it may still be committed`));
     }

@@ -210,12 +210,16 @@ function refuseUnsupported(req: Record<string, unknown>, fields: Record<string, 
  * An etcd request object with its fields under their proto names. etcd's
  * gateway also takes their JSON names (lowerCamelCase: `rangeEnd` for
  * `range_end`, `requestPut` for `request_put`); read under one name only,
- * a request spelt the other way would answer another question. As in etcd,
- * a field given both ways takes the later.
+ * a request spelt the other way would answer another question. As in
+ * etcd, a field given both ways takes the JSON name's value.
  */
 function etcdFields(req: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(req)) out[name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = value;
+  const names = Object.keys(req);
+  if (!names.some((name) => /[A-Z]/.test(name))) return req;
+  // No prototype: a "__proto__" field is a field like any other.
+  const out: Record<string, unknown> = Object.create(null);
+  for (const name of names) if (!/[A-Z]/.test(name)) out[name] = req[name];
+  for (const name of names) if (/[A-Z]/.test(name)) out[name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = req[name];
   return out;
 }
 

@@ -12,6 +12,11 @@
 // cluster's life, so a session the state machine forgot can never be
 // registered again by a late copy of its registration.
 
+import { types } from 'node:util';
+
+/** Any realm's Uint8Array, Buffer included. */
+const isUint8Array = types.isUint8Array;
+
 /** A key or value: raw bytes. */
 export type Bytes = Uint8Array;
 
@@ -266,27 +271,31 @@ function expectedBytes(ops: Operation[]): number {
  * comparison name as one every member refuses.
  */
 function checkTxn(txn: Txn): void {
-  const bytesIn = (value: unknown, field: string, optional = false): void => {
-    if (value instanceof Uint8Array || (optional && value === undefined)) return;
-    throw new TypeError(`${field} must be a Uint8Array (Buffer.from(text) for text), not ${value === null ? 'null' : typeof value}`);
+  // Field names are spelt out only for a refusal: this runs for every write.
+  const refuse = (list: string, i: number, field: string, what: string, value: unknown): never => {
+    throw new TypeError(`${list}[${i}].${field} must be ${what}, not ${value === null ? 'null' : typeof value === 'string' ? JSON.stringify(value) : typeof value}`);
   };
-  const oneOf = (value: unknown, names: readonly string[], field: string): void => {
-    if (!names.includes(value as string)) throw new TypeError(`${field} must be one of ${names.join(', ')}, not ${JSON.stringify(value)}`);
-  };
+  const BYTES = 'a Uint8Array (Buffer.from(text) for text)';
+  const isCount = (n: unknown) => n === undefined || (Number.isSafeInteger(n) && (n as number) >= 0);
+  for (const list of ['compare', 'success', 'failure'] as const) {
+    if (!Array.isArray(txn[list])) throw new TypeError(`${list} must be an array, not ${typeof txn[list]}`);
+  }
   txn.compare.forEach((cmp, i) => {
-    bytesIn(cmp.key, `compare[${i}].key`);
-    bytesIn(cmp.rangeEnd, `compare[${i}].rangeEnd`, true);
-    oneOf(cmp.target, TARGETS, `compare[${i}].target`);
-    oneOf(cmp.result, RESULTS, `compare[${i}].result`);
-    if (cmp.target === 'value') bytesIn(cmp.value, `compare[${i}].value`, true);
-    else if (cmp.number !== undefined && !(Number.isSafeInteger(cmp.number) && cmp.number >= 0)) throw new TypeError(`compare[${i}].number must be a non-negative integer, not ${String(cmp.number)}`);
+    if (!isUint8Array(cmp.key)) refuse('compare', i, 'key', BYTES, cmp.key);
+    if (cmp.rangeEnd !== undefined && !isUint8Array(cmp.rangeEnd)) refuse('compare', i, 'rangeEnd', BYTES, cmp.rangeEnd);
+    if (!TARGETS.includes(cmp.target)) refuse('compare', i, 'target', `one of ${TARGETS.join(', ')}`, cmp.target);
+    if (!RESULTS.includes(cmp.result)) refuse('compare', i, 'result', `one of ${RESULTS.join(', ')}`, cmp.result);
+    if (cmp.target === 'value' && cmp.value !== undefined && !isUint8Array(cmp.value)) refuse('compare', i, 'value', BYTES, cmp.value);
+    if (cmp.target !== 'value' && !isCount(cmp.number)) refuse('compare', i, 'number', 'a non-negative integer', cmp.number);
   });
-  for (const [branch, ops] of [['success', txn.success], ['failure', txn.failure]] as const) {
-    ops.forEach((op, i) => {
-      oneOf(op.type, OPS, `${branch}[${i}].type`);
-      bytesIn(op.key, `${branch}[${i}].key`);
-      if (op.type === 'put') bytesIn(op.value, `${branch}[${i}].value`);
-      if (op.type === 'delete' || op.type === 'range') bytesIn(op.rangeEnd, `${branch}[${i}].rangeEnd`, true);
+  for (const list of ['success', 'failure'] as const) {
+    txn[list].forEach((op, i) => {
+      if (!OPS.includes(op.type)) refuse(list, i, 'type', `one of ${OPS.join(', ')}`, op.type);
+      if (!isUint8Array(op.key)) refuse(list, i, 'key', BYTES, op.key);
+      if (op.type === 'put' && !isUint8Array(op.value)) refuse(list, i, 'value', BYTES, op.value);
+      if ((op.type === 'delete' || op.type === 'range') && op.rangeEnd !== undefined && !isUint8Array(op.rangeEnd)) refuse(list, i, 'rangeEnd', BYTES, op.rangeEnd);
+      // A limit the varint cannot hold made an entry every member failed to decode (-1), or never ended (Infinity).
+      if (op.type === 'range' && !isCount(op.limit)) refuse(list, i, 'limit', 'a non-negative integer', op.limit);
     });
   }
 }

@@ -283,7 +283,7 @@ test('with a client token, every client route refuses requests without it or wit
   assert.match(refused.stdout, /  refused: .*\(unauthorized\)/, 'refused, not unreachable');
   const change = ctl(['transfer-leader', 'n2']);
   assert.equal(change.status, 1);
-  assert.match(change.stderr, /no endpoint answered: .*\(unauthorized\)/, 'says why, rather than that none is the leader');
+  assert.match(change.stderr, /every endpoint refused: .*\(unauthorized\)/, 'says why, rather than that none is the leader');
   const withFile = ctl(['--token-file', tokenFile, 'status']);
   assert.equal(withFile.status, 0, withFile.stderr);
   assert.equal(withFile.stdout.match(/  leader  term /g)?.length, 1, withFile.stdout);
