@@ -271,33 +271,53 @@ function expectedBytes(ops: Operation[]): number {
  * comparison name as one every member refuses.
  */
 function checkTxn(txn: Txn): void {
-  // Field names are spelt out only for a refusal: this runs for every write.
-  const refuse = (list: string, i: number, field: string, what: string, value: unknown): never => {
-    throw new TypeError(`${list}[${i}].${field} must be ${what}, not ${value === null ? 'null' : typeof value === 'string' ? JSON.stringify(value) : typeof value}`);
-  };
-  const BYTES = 'a Uint8Array (Buffer.from(text) for text)';
-  const isCount = (n: unknown) => n === undefined || (Number.isSafeInteger(n) && (n as number) >= 0);
-  for (const list of ['compare', 'success', 'failure'] as const) {
-    if (!Array.isArray(txn[list])) throw new TypeError(`${list} must be an array, not ${typeof txn[list]}`);
+  if (!Array.isArray(txn.compare) || !Array.isArray(txn.success) || !Array.isArray(txn.failure)) {
+    throw new TypeError('a transaction needs compare, success and failure arrays');
   }
-  txn.compare.forEach((cmp, i) => {
+  for (let i = 0; i < txn.compare.length; i++) {
+    const cmp = txn.compare[i];
     if (!isUint8Array(cmp.key)) refuse('compare', i, 'key', BYTES, cmp.key);
     if (cmp.rangeEnd !== undefined && !isUint8Array(cmp.rangeEnd)) refuse('compare', i, 'rangeEnd', BYTES, cmp.rangeEnd);
     if (!TARGETS.includes(cmp.target)) refuse('compare', i, 'target', `one of ${TARGETS.join(', ')}`, cmp.target);
     if (!RESULTS.includes(cmp.result)) refuse('compare', i, 'result', `one of ${RESULTS.join(', ')}`, cmp.result);
     if (cmp.target === 'value' && cmp.value !== undefined && !isUint8Array(cmp.value)) refuse('compare', i, 'value', BYTES, cmp.value);
     if (cmp.target !== 'value' && !isCount(cmp.number)) refuse('compare', i, 'number', 'a non-negative integer', cmp.number);
-  });
-  for (const list of ['success', 'failure'] as const) {
-    txn[list].forEach((op, i) => {
-      if (!OPS.includes(op.type)) refuse(list, i, 'type', `one of ${OPS.join(', ')}`, op.type);
-      if (!isUint8Array(op.key)) refuse(list, i, 'key', BYTES, op.key);
-      if (op.type === 'put' && !isUint8Array(op.value)) refuse(list, i, 'value', BYTES, op.value);
-      if ((op.type === 'delete' || op.type === 'range') && op.rangeEnd !== undefined && !isUint8Array(op.rangeEnd)) refuse(list, i, 'rangeEnd', BYTES, op.rangeEnd);
-      // A limit the varint cannot hold made an entry every member failed to decode (-1), or never ended (Infinity).
-      if (op.type === 'range' && !isCount(op.limit)) refuse(list, i, 'limit', 'a non-negative integer', op.limit);
-    });
   }
+  checkOps(txn.success, 'success');
+  checkOps(txn.failure, 'failure');
+}
+
+function checkOps(ops: Operation[], list: string): void {
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i];
+    if (!isUint8Array(op.key)) refuse(list, i, 'key', BYTES, op.key);
+    if ((op.type === 'delete' || op.type === 'range') && op.rangeEnd !== undefined && !isUint8Array(op.rangeEnd)) refuse(list, i, 'rangeEnd', BYTES, op.rangeEnd);
+    switch (op.type) {
+      case 'put':
+        if (!isUint8Array(op.value)) refuse(list, i, 'value', BYTES, op.value);
+        break;
+      case 'range':
+        // A limit the varint cannot hold made an entry every member failed to decode (-1), or never ended (Infinity).
+        if (!isCount(op.limit)) refuse(list, i, 'limit', 'a non-negative integer', op.limit);
+        break;
+      case 'delete':
+      case 'member':
+        break;
+      default:
+        refuse(list, i, 'type', `one of ${OPS.join(', ')}`, (op as { type: unknown }).type);
+    }
+  }
+}
+
+const BYTES = 'a Uint8Array (Buffer.from(text) for text)';
+
+function isCount(n: unknown): boolean {
+  return n === undefined || (Number.isSafeInteger(n) && (n as number) >= 0);
+}
+
+/** Field names are spelt out only here, for a refusal: the checks run for every write. */
+function refuse(list: string, i: number, field: string, what: string, value: unknown): never {
+  throw new TypeError(`${list}[${i}].${field} must be ${what}, not ${value === null ? 'null' : typeof value === 'string' ? JSON.stringify(value) : typeof value}`);
 }
 
 export function encodeCommand(c: KvCommand): Buffer {
