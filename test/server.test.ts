@@ -268,6 +268,7 @@ describe('raftline serve', () => {
       } else {
         assert.equal(body.code, code);
       }
+      if (status === 405) assert.match(r.headers.get('allow') ?? '', /^(GET, PUT, DELETE|POST)$/, `${url}: Allow names the methods it takes`);
       assert.ok(body.error.length > 0);
     }
     assert.equal((await put('n2', 'still', 'alive')).status, 200);

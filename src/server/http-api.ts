@@ -63,9 +63,16 @@ class HttpError extends Error {
     readonly code: string,
     message: string,
     readonly leader: string | null = null,
+    /** For a 405: the methods the route takes (the Allow header). */
+    readonly allow: readonly string[] = [],
   ) {
     super(message);
   }
+}
+
+/** The 405 for `method` on `route`, naming (and giving in Allow) the methods it takes. */
+function methodNotAllowed(method: string, route: string, allow: readonly string[]): HttpError {
+  return new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on ${route}; it takes ${allow.join(', ')}`, null, allow);
 }
 
 const STATUS_TEXT: Record<number, string> = {
@@ -478,12 +485,12 @@ export class HttpApi {
         return json({ revision: r.revision, deleted });
       }
       default:
-        throw new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on /v1/kv/{key}`);
+        throw methodNotAllowed(method, '/v1/kv/{key}', ['GET', 'PUT', 'DELETE']);
     }
   }
 
   private async v1List(method: string, rawQuery: string): Promise<Reply> {
-    if (method !== 'get') throw new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on /v1/kv`);
+    if (method !== 'get') throw methodNotAllowed(method, '/v1/kv', ['GET']);
     const query = parseQuery(rawQuery);
     checkQueryNames(query, ['prefix', 'limit', 'consistency', 'encoding']);
     const prefix = Buffer.from(query.get('prefix') ?? '');
@@ -508,7 +515,7 @@ export class HttpApi {
 
   /** The node as JSON: role, term, leader, commit and applied index, configuration, and on the leader each follower's progress. */
   private async status(method: string): Promise<Reply> {
-    if (method !== 'get') throw new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on /status`);
+    if (method !== 'get') throw methodNotAllowed(method, '/status', ['GET']);
     const s = this.node.status();
     const storageError = this.backend.storageError;
     const t = this.opts.peerTransport();
@@ -540,7 +547,7 @@ export class HttpApi {
 
   /** Members as the replicated configuration and metadata know them: what the status page starts from. */
   private async cluster(method: string): Promise<Reply> {
-    if (method !== 'get') throw new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on /v1/cluster`);
+    if (method !== 'get') throw methodNotAllowed(method, '/v1/cluster', ['GET']);
     const s = this.node.status();
     return json({ self: s.id, leader: s.leader, term: s.term, configuration: s.configuration, members: this.members() });
   }
@@ -553,12 +560,12 @@ export class HttpApi {
   private async admin(method: string, url: string, body: Buffer): Promise<Reply> {
     const op = url.slice('/v1/admin/'.length);
     if (op === 'members') {
-      if (method !== 'get') throw new HttpError(405, 'method_not_allowed', 'members takes GET');
+      if (method !== 'get') throw methodNotAllowed(method, '/v1/admin/members', ['GET']);
       const s = this.node.status();
       return json({ leader: s.leader, term: s.term, ...s.configuration, members: this.members() });
     }
     if (!ADMIN_OPS.includes(op)) throw new HttpError(404, 'not_found', `no admin operation ${op}`);
-    if (method !== 'post') throw new HttpError(405, 'method_not_allowed', `${op} takes POST`);
+    if (method !== 'post') throw methodNotAllowed(method, `/v1/admin/${op}`, ['POST']);
     this.requireStorage();
     const req = jsonObject(body);
     const id = (field: string): string => {
@@ -647,7 +654,7 @@ export class HttpApi {
   }
 
   private async metrics(method: string): Promise<Reply> {
-    if (method !== 'get') throw new HttpError(405, 'method_not_allowed', `${method.toUpperCase()} is not allowed on /metrics`);
+    if (method !== 'get') throw methodNotAllowed(method, '/metrics', ['GET']);
     const registry = this.opts.metrics.registry;
     return { status: 200, body: await registry.metrics(), headers: { 'Content-Type': registry.contentType } };
   }
@@ -655,7 +662,7 @@ export class HttpApi {
   // ------------------------------------------------------------------ /v3
 
   private async v3(method: string, url: string, body: Buffer): Promise<Reply> {
-    if (method !== 'post') throw new HttpError(405, 'method_not_allowed', 'the etcd gateway takes POST');
+    if (method !== 'post') throw methodNotAllowed(method, url, ['POST']);
     const req = jsonObject(body);
     switch (url) {
       case '/v3/kv/put':
@@ -1227,6 +1234,7 @@ function errorReply(err: HttpError, shape: 'raftline' | 'etcd' = 'raftline'): Re
   const reply = json({ ...body, ...(err.leader ? { leader: err.leader } : {}) }, err.status);
   if (err.status === 503) reply.headers['Retry-After'] = '1';
   if (err.status === 401) reply.headers['WWW-Authenticate'] = 'Bearer realm="raftline"';
+  if (err.allow.length > 0) reply.headers.Allow = err.allow.join(', ');
   return reply;
 }
 
