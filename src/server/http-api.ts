@@ -130,6 +130,9 @@ function base64(value: unknown, field: string, required: boolean): Buffer | unde
 /** A request's query parameters, decoded. */
 type Query = ReadonlyMap<string, string>;
 
+/** The query of a URL without one, shared: most requests have none. */
+const NO_QUERY: Query = new Map();
+
 /**
  * The parameters of a URL's query, form-decoded as URLSearchParams, HTML
  * forms and other languages' URL libraries encode them (`+` a space, `%2B`
@@ -137,6 +140,7 @@ type Query = ReadonlyMap<string, string>;
  * rather than passed on as they are, or one of them picked.
  */
 function parseQuery(raw: string): Query {
+  if (raw === '') return NO_QUERY;
   const query = new Map<string, string>();
   for (const param of raw.split('&')) {
     if (param === '') continue;
@@ -175,8 +179,10 @@ function v1KeyValue(kv: KeyValue, base64: boolean): { key: string; value: string
   const key = kv.key;
   const value = kv.value;
   if (base64) return { key: key.toString('base64'), value: value.toString('base64') };
-  for (const [what, bytes] of [['a key', key], ['the value of a key', value]] as const) {
-    if (!isUtf8(bytes)) throw new HttpError(406, 'not_text', `${what} in the answer (base64 ${key.toString('base64')}) is not UTF-8 text; ask with encoding=base64`);
+  const keyIsText = isUtf8(key);
+  if (!keyIsText || !isUtf8(value)) {
+    const what = keyIsText ? 'the value of a key' : 'a key';
+    throw new HttpError(406, 'not_text', `${what} in the answer (base64 ${key.toString('base64')}) is not UTF-8 text; ask with encoding=base64`);
   }
   return { key: key.toString(), value: value.toString() };
 }

@@ -188,6 +188,8 @@ interface SnapshotHeader {
 
 export class KvStore implements StateMachine {
   private readonly maxResultBytes: number;
+  /** What the results of the command being applied may still list (see KvStoreOptions.maxResultBytes); below 0 they are dropped. */
+  private resultBytesLeft = 0;
   private data = new Map<string, StoredKv>();
   private sessions = new Map<string, Session>();
   /** Peer addresses of members, by node id (cluster metadata replicated with the data). */
@@ -420,16 +422,7 @@ export class KvStore implements StateMachine {
     const next = this.revisionValue + 1;
     let changed = false;
     const responses: OperationResult[] = [];
-    // What the results may still list (see KvStoreOptions.maxResultBytes); below 0 they are dropped.
-    let resultBytesLeft = awaited ? this.maxResultBytes : -1;
-    /** Whether the results may also list `kvs` (counted against them if so). */
-    const mayList = (kvs: readonly KeyValue[]): boolean => {
-      if (resultBytesLeft < 0) return false;
-      for (const kv of kvs) resultBytesLeft -= answerBytes(kv);
-      return resultBytesLeft >= 0;
-    };
-    /** The most key-values the results may still list, before their sizes are known. */
-    const kvsLeft = () => (resultBytesLeft < 0 ? -1 : resultBytesLeft / KV_ANSWER_OVERHEAD_BYTES);
+    this.resultBytesLeft = awaited ? this.maxResultBytes : -1;
     for (const op of ops) {
       switch (op.type) {
         case 'put': {
@@ -438,13 +431,13 @@ export class KvStore implements StateMachine {
           if (!prev) this.order?.add(k);
           this.data.set(k, new StoredKv(k, binaryString(op.value), prev ? prev.createRevision : next, next, prev ? prev.version + 1 : 1));
           changed = true;
-          responses.push(op.prevKv && prev && mayList([prev]) ? { type: 'put', prevKv: prev } : PUT_RESULT);
+          responses.push(op.prevKv && prev && this.mayList([prev]) ? { type: 'put', prevKv: prev } : PUT_RESULT);
           break;
         }
         case 'delete': {
           const keys = this.removeKeys(op.key, op.rangeEnd);
-          const prevKvs = op.prevKv && keys.length <= kvsLeft() ? keys.map((k) => this.data.get(k)!) : undefined;
-          if (op.prevKv && !(prevKvs && mayList(prevKvs))) resultBytesLeft = -1;
+          const prevKvs = op.prevKv && keys.length <= this.kvsLeft() ? keys.map((k) => this.data.get(k)!) : undefined;
+          if (op.prevKv && !(prevKvs && this.mayList(prevKvs))) this.resultBytesLeft = -1;
           for (const k of keys) this.data.delete(k);
           if (keys.length > 0) changed = true;
           responses.push({ type: 'delete', deleted: keys.length, ...(prevKvs ? { prevKvs } : {}) });
@@ -452,10 +445,10 @@ export class KvStore implements StateMachine {
         }
         case 'range': {
           // Not even counted once dropped: on a follower that would build the key order for nothing.
-          const range = resultBytesLeft < 0 ? null : this.rangeOf(op, kvsLeft());
-          if (range && mayList(range.kvs)) responses.push(range);
+          const range = this.resultBytesLeft < 0 ? null : this.rangeOf(op, this.kvsLeft());
+          if (range && this.mayList(range.kvs)) responses.push(range);
           else {
-            resultBytesLeft = -1;
+            this.resultBytesLeft = -1;
             responses.push(UNREAD_RANGE);
           }
           break;
@@ -472,8 +465,20 @@ export class KvStore implements StateMachine {
     }
     if (changed) this.revisionValue = next;
     if (c.clientId) this.remember(c.clientId, session, c.sequence, succeeded);
-    if (awaited && resultBytesLeft < 0) return { revision: this.revisionValue, succeeded, responses: responses.map(withoutKvs), resultsDropped: true };
+    if (awaited && this.resultBytesLeft < 0) return { revision: this.revisionValue, succeeded, responses: responses.map(withoutKvs), resultsDropped: true };
     return { revision: this.revisionValue, succeeded, responses };
+  }
+
+  /** Whether the results may also list `kvs` (counted against them if so). */
+  private mayList(kvs: readonly KeyValue[]): boolean {
+    if (this.resultBytesLeft < 0) return false;
+    for (const kv of kvs) this.resultBytesLeft -= answerBytes(kv);
+    return this.resultBytesLeft >= 0;
+  }
+
+  /** The most key-values the results may still list, before their sizes are known. */
+  private kvsLeft(): number {
+    return this.resultBytesLeft < 0 ? -1 : this.resultBytesLeft / KV_ANSWER_OVERHEAD_BYTES;
   }
 
   private remember(clientId: string, existing: Session | undefined, sequence: number, succeeded: boolean): void {
