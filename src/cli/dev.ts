@@ -176,5 +176,8 @@ export async function dev(argv: string[]): Promise<number> {
     stopAll();
   }
   const ends = await Promise.all(exited);
+  ends.forEach((end, i) => {
+    if (end !== exitOf(0, null)) process.stderr.write(`raftline dev: ${ids[i]} did not stop cleanly (${end})\n`);
+  });
   return stopping && ends.every((end) => end === exitOf(0, null)) ? 0 : 1;
 }

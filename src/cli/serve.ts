@@ -16,20 +16,20 @@ export async function serve(argv: string[]): Promise<number | never> {
     // A signal right after the first is ignored: a terminal's Ctrl-C reaches
     // raftline dev and its servers together, and dev's own SIGTERM follows
     // at once. One later (a second Ctrl-C on a stop that hangs) exits now;
-    // every acknowledged write is already synced.
-    const stop = () => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      const firstMs = Date.now();
-      const again = () => {
-        if (Date.now() - firstMs > REPEAT_SIGNAL_GRACE_MS) process.exit(130);
-      };
-      process.on('SIGTERM', again);
-      process.on('SIGINT', again);
-      resolve(false);
+    // every acknowledged write is already synced. The listener stays: while
+    // a signal has none, Node restores its default action, and a SIGTERM
+    // landing then killed the server mid-stop.
+    let firstStopMs: number | null = null;
+    const onStopSignal = () => {
+      if (firstStopMs === null) {
+        firstStopMs = Date.now();
+        resolve(false);
+      } else if (Date.now() - firstStopMs > REPEAT_SIGNAL_GRACE_MS) {
+        process.exit(130);
+      }
     };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
+    process.on('SIGTERM', onStopSignal);
+    process.on('SIGINT', onStopSignal);
     void server.failed.then(() => resolve(true));
   });
   // Idle keep-alive client connections would hold the process open (this
