@@ -21,7 +21,7 @@ import {
   type StateMachine,
 } from '../src/node/index.js';
 import { SnapshotStore } from '../src/node/snapshot-store.js';
-import type { SnapshotMeta } from '../src/core/index.js';
+import type { Configuration, SnapshotMeta } from '../src/core/index.js';
 import { MetaStore, SegmentLog, type AppendOptions, type LogEntry } from '../src/log/index.js';
 import { Prng } from './support/prng.js';
 import { eventually } from './support/eventually.js';
@@ -597,6 +597,42 @@ describe('RaftNode', () => {
         'the leader replicates to the new voter',
       );
     });
+  });
+
+  test('a configuration is committed between the commands around it, with the one it replaced, on every member and on replay', async () => {
+    class OrderMachine extends KvMachine {
+      readonly events: string[] = [];
+      onApply(batch: ApplyIterator): void {
+        for (const cmd of batch) this.events.push(Buffer.from(cmd.data).toString());
+        super.onApply(batch);
+      }
+      onConfigurationCommitted(conf: Configuration, previous: Configuration | null): void {
+        this.events.push(`conf ${conf.voters.join(',')}/${conf.learners.join(',')} after ${previous ? `${previous.voters.join(',')}/${previous.learners.join(',')}` : 'snapshot'}`);
+      }
+    }
+    await withCluster(
+      'conf-order',
+      async (c) => {
+        const leader = await c.awaitLeader();
+        await leader.node.apply(Buffer.from('warm=1'));
+        // Proposed in one turn, so they commit (and apply) together; the
+        // change is proposed at once, the commands when the turn's proposals are flushed.
+        await Promise.all([leader.node.addLearner('n4'), leader.node.apply(Buffer.from('a=1')), leader.node.apply(Buffer.from('b=1'))]);
+        const expected = ['warm=1', 'conf n1,n2,n3/n4 after n1,n2,n3/', 'a=1', 'b=1'];
+        for (const id of ['n1', 'n2', 'n3']) {
+          const fsm = c.members.get(id)!.fsm as OrderMachine;
+          await eventually(`${id} applied everything`, () => fsm.events.length >= expected.length);
+          assert.deepEqual(fsm.events, expected, id);
+        }
+        const follower = [...c.members.keys()].find((id) => id !== leader.node.id)!;
+        await c.stop(follower);
+        const restarted = await c.start(follower);
+        await eventually('the restarted member replayed its log', () => (restarted.fsm as OrderMachine).events.length >= expected.length);
+        assert.deepEqual((restarted.fsm as OrderMachine).events, expected, 'replayed in the same order');
+      },
+      {},
+      () => new OrderMachine(),
+    );
   });
 
   test('a snapshot compacts the log, and a restart recovers from the snapshot plus the log after it', async () => {

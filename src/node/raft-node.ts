@@ -903,12 +903,22 @@ export class RaftNode {
     const commands: AppliedCommand[] = [];
     for (const e of fresh) if (e.type === EntryType.Command) commands.push(new AppliedCommand(e.index, e.term, e.data, this.waiters.has(e.index)));
     this.applyingIndex = fresh[fresh.length - 1].index;
-    if (commands.length > 0) await this.opts.fsm.onApply(new Batch(commands));
-    this.opts.onEvent?.({ type: 'applied', entries: fresh.length });
+    // A configuration takes effect between the commands around it, on every
+    // member alike, so a state machine may change its state on it.
+    let appliedCommands = 0;
     let next = 0;
     for (const e of fresh) {
+      if (e.type === EntryType.Command) next++;
+      if (e.type !== EntryType.Config) continue;
+      if (next > appliedCommands) await this.opts.fsm.onApply(new Batch(commands.slice(appliedCommands, next)));
+      appliedCommands = next;
+      this.opts.fsm.onConfigurationCommitted?.(this.core.configurationAt(e.index), this.core.configurationAt(e.index - 1));
+    }
+    if (commands.length > appliedCommands) await this.opts.fsm.onApply(new Batch(appliedCommands === 0 ? commands : commands.slice(appliedCommands)));
+    this.opts.onEvent?.({ type: 'applied', entries: fresh.length });
+    next = 0;
+    for (const e of fresh) {
       const command = e.type === EntryType.Command ? commands[next++] : undefined;
-      if (e.type === EntryType.Config) this.opts.fsm.onConfigurationCommitted?.(this.core.configurationAt(e.index));
       const w = this.waiters.get(e.index);
       if (!w) continue;
       this.waiters.delete(e.index);
@@ -1072,7 +1082,7 @@ export class RaftNode {
     // Commands proposed here that the snapshot replaced: whether they made it is unknown.
     const upTo = file.meta.index;
     this.settleWaiters((index) => index <= upTo, (index) => new OutcomeUnknownError(index, 'a snapshot from the leader replaced it'));
-    this.opts.fsm.onConfigurationCommitted?.(file.meta.configuration);
+    this.opts.fsm.onConfigurationCommitted?.(file.meta.configuration, null);
     this.releaseReads();
   }
 

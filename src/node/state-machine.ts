@@ -75,7 +75,12 @@ export interface StateMachine {
   onLeaderStop?(reason: Error): void;
   onStartFollowing?(change: LeaderChange): void;
   onStopFollowing?(change: LeaderChange): void;
-  onConfigurationCommitted?(conf: Configuration): void;
+  /**
+   * A configuration was committed, between the commands before and after it
+   * in the log (as every member applies it), replacing `previous`; null
+   * after a snapshot load, whose state already reflects it.
+   */
+  onConfigurationCommitted?(conf: Configuration, previous: Configuration | null): void;
   /** A fatal error stopped the node (a log write failed); it must be restarted. */
   onError?(err: RaftError): void;
   onShutdown?(): void;

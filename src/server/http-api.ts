@@ -592,7 +592,7 @@ export class HttpApi {
       return v as string;
     };
     const setAddress = (member: string, peerAddress: string) =>
-      this.write({ compare: [], success: [{ type: 'member', key: Buffer.from(member), address: peerAddress && encodeMemberInfo({ peer: peerAddress }) }], failure: [] });
+      this.write({ compare: [], success: [{ type: 'member', key: Buffer.from(member), address: encodeMemberInfo({ peer: peerAddress }) }], failure: [] });
     try {
       switch (op) {
         case 'add-peer':
@@ -609,7 +609,6 @@ export class HttpApi {
           const member = id('id');
           const s = this.node.status();
           await (s.configuration.learners.includes(member) ? this.node.removeLearner(member) : this.node.removePeer(member));
-          await setAddress(member, '').catch(() => undefined);
           break;
         }
         case 'change-peers': {
@@ -619,8 +618,6 @@ export class HttpApi {
           // The leader would wait forever for a quorum that counts members it cannot reach.
           if (strangers.length > 0) throw new HttpError(409, 'invalid_change', `${strangers.join(', ')}: not a member; add it first (add-peer or add-learner)`);
           await this.node.changePeers(voters);
-          // As remove-peer does: every member would go on dialling the ones removed.
-          for (const removed of configuration.voters.filter((v) => !voters.includes(v))) await setAddress(removed, '').catch(() => undefined);
           break;
         }
         case 'transfer-leader': {

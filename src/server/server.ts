@@ -185,7 +185,7 @@ export class RaftlineServer implements ApiBackend {
       if (info) transport.setPeer(member, info.peer);
       else transport.removePeer(member);
     };
-    store.onConfigurationCommitted = (conf) => log.info({ voters: conf.voters, learners: conf.learners, joint: conf.outgoing !== undefined }, 'configuration committed');
+    store.onConfiguration = (conf) => log.info({ voters: conf.voters, learners: conf.learners, joint: conf.outgoing !== undefined }, 'configuration committed');
     const node = await RaftNode.start({
       groupId: GROUP,
       id: config.id,
