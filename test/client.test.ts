@@ -303,6 +303,42 @@ describe('raftline/client', () => {
     ws.close();
   });
 
+  test('a client asking for more answers than it reads is cut off as soon as they pass the limit, before the rest are built', async () => {
+    const client = await RaftlineClient.connect({ endpoints: [clientUrl.n3] });
+    try {
+      await client.put('flood/big', Buffer.alloc(1000 * 1024, 3));
+      await eventually('n3 applied the value', async () => (await client.get('flood/big', { consistency: 'stale' }))?.value.length === 1000 * 1024);
+    } finally {
+      await client.close();
+    }
+    const { ws, answers } = await rawConnection('n3');
+    const socket = (ws as unknown as { _socket: import('node:net').Socket })._socket;
+    socket.pause();
+    const closed = new Promise<[number, string]>((resolve) => ws.once('close', (code, reason) => resolve([code, reason.toString()])));
+    // 200 MB of answers asked for in one frame, to a member that lets 4 MiB wait.
+    ws.send(packFrame(Array.from({ length: 200 }, (_, i) => readRequest(i + 1, 'flood/big', 'stale')), 0, 200), { binary: true });
+    await new Promise((r) => setTimeout(r, 1000));
+    socket.resume();
+    assert.deepEqual(await closed, [1008, `more than ${ANSWER_LIMIT_N3} bytes of answers unread`]);
+    // Counted once all were built, the answers that fit uWS's send buffer (16 MiB) went out before the close.
+    assert.ok(answers.length < ANSWER_LIMIT_N3 / (1000 * 1024), `${answers.length} answers sent`);
+  });
+
+  test('a connection with more requests than the member works on at once gets every answer; a client id longer than 128 bytes is refused', async () => {
+    const { ws, answers } = await rawConnection('n2');
+    const reads = Array.from({ length: 3000 }, (_, i) => readRequest(i + 1, 'ready', 'stale'));
+    for (const frame of packFrames(reads)) ws.send(frame, { binary: true });
+    const txn = { compare: [], success: [{ type: 'put' as const, key: Buffer.from('long-id'), value: Buffer.from('v') }], failure: [] };
+    ws.send(packFrame([encodeRequest({ id: 5000, command: encodeCommand({ clientId: 'c'.repeat(129), sequence: 1, txn }) })], 0, 1), { binary: true });
+    await eventually('every request answered', () => answers.length === 3001, 60_000);
+    assert.deepEqual(answers.filter((a) => a.id <= 3000).map((a) => a.errorCode).filter((code) => code !== ''), []);
+    assert.deepEqual(new Set(answers.map((a) => a.id)).size, 3001);
+    const refused = answers.find((a) => a.id === 5000)!;
+    assert.equal(refused.errorCode, 'bad_request');
+    assert.match(refused.error, /a client id may have 128 bytes at most/);
+    ws.close();
+  });
+
   test('a client whose server freezes (SIGSTOP) moves to another endpoint and its requests complete there', async () => {
     const statuses = await Promise.all(IDS.map(async (id) => ({ id, s: (await (await fetch(`${clientUrl[id]}/status`)).json()) as { role: string } })));
     const leader = statuses.find((x) => x.s.role === 'leader')!.id;

@@ -16,7 +16,7 @@ import { FRAME_TARGET_BYTES, frameEnd, LENGTH_PREFIX_BYTES, packFrame, unpackFra
 import { decodeCommand, encodeCommand, isSessionRegistration, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
 import { ClientTokenCheck } from './client-auth.js';
 import { AnswerTooLargeError, jsonInTurns, Rows } from './json-rows.js';
-import type { KeyValue, KvStore, OperationResult, TxnResult } from './kv-store.js';
+import { resultsAnswerBytes, type KeyValue, type KvStore, type OperationResult, type TxnResult } from './kv-store.js';
 import { encodeMemberInfo, parseMemberInfo, type MemberInfo } from './members.js';
 import type { ServerMetrics } from './metrics.js';
 
@@ -406,7 +406,7 @@ export class HttpApi {
           this.respond(res, '/v1/ws', errorReply(refused));
           return;
         }
-        res.upgrade<ClientSocketData>({ closed: false, replies: [], unsent: [], unsentBytes: 0 }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+        res.upgrade<ClientSocketData>({ closed: false, replies: [], repliesBytes: 0, reservedBytes: 0, unsent: [], unsentBytes: 0, inFlight: 0, waiting: [], waitingBytes: 0 }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
       },
       message: (ws, message, isBinary) => {
         if (!isBinary) {
@@ -415,14 +415,23 @@ export class HttpApi {
         }
         // uWS reuses the message's memory after this call.
         const { envelopes, error } = unpackFrame(Buffer.from(new Uint8Array(message)));
-        for (const request of envelopes) void this.clientRequest(request).then((response) => this.reply(ws, response));
+        const data = ws.getUserData();
+        for (const request of envelopes) {
+          if (data.inFlight < MAX_CLIENT_REQUESTS_IN_FLIGHT) this.startClientRequest(ws, request);
+          else {
+            data.waiting.push(request);
+            data.waitingBytes += request.byteLength;
+          }
+        }
         if (error) this.reply(ws, this.clientAnswer(0, 'ws:malformed', 400, { errorCode: 'bad_request', error: `malformed frame: ${error}`, succeeded: false }));
+        if (data.waitingBytes > this.maxBodyBytes) this.closeClient(ws, `more than ${this.maxBodyBytes} bytes of requests waiting behind ${MAX_CLIENT_REQUESTS_IN_FLIGHT} in flight`);
       },
       drain: (ws) => this.sendUnsent(ws),
       close: (ws) => {
         const data = ws.getUserData();
         data.closed = true;
         data.unsent = [];
+        data.waiting = [];
       },
     });
     app.any('/v1/kv/*', (res, req) =>
@@ -809,13 +818,60 @@ export class HttpApi {
     const data = ws.getUserData();
     if (data.closed) return;
     data.replies.push(response);
-    if (data.replies.length === 1) process.nextTick(() => this.sendReplies(ws));
+    data.repliesBytes += response.byteLength;
+    // Counted as each answer is built, not once the burst is over: a burst
+    // of reads of large values would otherwise all be built first.
+    if (data.repliesBytes + data.unsentBytes > this.maxUnreadAnswerBytes) this.closeClient(ws, `more than ${this.maxUnreadAnswerBytes} bytes of answers unread`);
+    else if (data.replies.length === 1) process.nextTick(() => this.sendReplies(ws));
+  }
+
+  /**
+   * Works on at most MAX_CLIENT_REQUESTS_IN_FLIGHT of a connection's requests
+   * at a time; the rest wait, in order, for answers to leave room.
+   */
+  private startClientRequest(ws: WebSocket<ClientSocketData>, request: Uint8Array): void {
+    const data = ws.getUserData();
+    data.inFlight++;
+    let reservedBytes = 0;
+    // Answers are built in one burst when many requests settle together (a
+    // read barrier releasing a frame of reads of large values): each one's
+    // bytes are reserved before it is built, so the connection is refused at
+    // its limit instead of after the whole burst is built.
+    const reserve = (bytes: number): boolean => {
+      if (data.closed) return false;
+      reservedBytes += bytes;
+      data.reservedBytes += bytes;
+      if (data.reservedBytes + data.repliesBytes + data.unsentBytes <= this.maxUnreadAnswerBytes) return true;
+      this.closeClient(ws, `more than ${this.maxUnreadAnswerBytes} bytes of answers unread`);
+      return false;
+    };
+    void this.clientRequest(request, reserve).then((response) => {
+      data.inFlight--;
+      data.reservedBytes -= reservedBytes;
+      if (response) this.reply(ws, response);
+      while (!data.closed && data.inFlight < MAX_CLIENT_REQUESTS_IN_FLIGHT && data.waiting.length > 0) {
+        const next = data.waiting.shift()!;
+        data.waitingBytes -= next.byteLength;
+        this.startClientRequest(ws, next);
+      }
+    });
+  }
+
+  /** A client that asks for far more than it reads: it learns why, and its retries go elsewhere or later. */
+  private closeClient(ws: WebSocket<ClientSocketData>, reason: string): void {
+    const data = ws.getUserData();
+    data.closed = true;
+    data.replies = [];
+    data.unsent = [];
+    data.waiting = [];
+    ws.end(1008, reason);
   }
 
   private sendReplies(ws: WebSocket<ClientSocketData>): void {
     const data = ws.getUserData();
     const replies = data.replies;
     data.replies = [];
+    data.repliesBytes = 0;
     if (data.closed) return;
     for (let start = 0; start < replies.length; ) {
       const end = frameEnd(replies, start);
@@ -829,12 +885,6 @@ export class HttpApi {
       start = end;
     }
     this.sendUnsent(ws);
-    if (data.unsentBytes > this.maxUnreadAnswerBytes) {
-      // A client that asks for far more than it reads: it learns why, and its retries go elsewhere or later.
-      data.closed = true;
-      data.unsent = [];
-      ws.end(1008, `more than ${this.maxUnreadAnswerBytes} bytes of answers unread`);
-    }
   }
 
   /**
@@ -933,7 +983,16 @@ export class HttpApi {
   }
 
   /** One binary-protocol request; always answers (errors included), never throws. */
-  private async clientRequest(bytes: Uint8Array): Promise<Uint8Array> {
+  /**
+   * The answer to one request, or null when `reserve` refused the bytes of
+   * its results (the connection is closed). An answer over the limit alone
+   * reserves nothing: it becomes a too_large error.
+   */
+  private async clientRequest(bytes: Uint8Array, reserve: (bytes: number) => boolean): Promise<Uint8Array | null> {
+    const reserveResults = (results: readonly OperationResult[]): boolean => {
+      const resultsBytes = resultsAnswerBytes(results);
+      return reserve(resultsBytes > this.maxUnreadAnswerBytes ? 0 : resultsBytes);
+    };
     let id = 0;
     let route = 'ws:malformed';
     const answer = (fields: Partial<ClientResponse>, status = 200): Uint8Array => this.clientAnswer(id, route, status, fields);
@@ -960,6 +1019,8 @@ export class HttpApi {
         } catch (err) {
           throw new HttpError(400, 'bad_request', (err as Error).message);
         }
+        // Every member keeps a session's id for as long as it remembers the session (up to MAX_SESSIONS).
+        if (Buffer.byteLength(command.clientId) > MAX_CLIENT_ID_BYTES) throw new HttpError(400, 'bad_request', `a client id may have ${MAX_CLIENT_ID_BYTES} bytes at most`);
         checkTxnSize(command.txn);
         for (const op of [...command.txn.success, ...command.txn.failure]) {
           if (op.type === 'member') throw new HttpError(400, 'bad_request', 'member operations go through the admin API');
@@ -967,6 +1028,7 @@ export class HttpApi {
           if (op.type === 'put') this.checkValue(op.value);
         }
         const r = await this.propose(req.command);
+        if (!reserveResults(r.responses)) return null;
         const fields = { revision: r.revision, succeeded: r.succeeded, duplicate: r.duplicate === true, results: r.responses.map(toClientResult) };
         return await this.clientAnswerInTurns(id, route, fields, r.resultsDropped);
       }
@@ -974,6 +1036,7 @@ export class HttpApi {
       this.checkKey(read.key);
       await this.readBarrier(read.consistency === 'lease' ? 'lease' : read.consistency === 'stale' ? 'stale' : 'linearizable');
       const range = this.store.range({ type: 'range', key: read.key, rangeEnd: read.rangeEnd, limit: read.limit, keysOnly: read.keysOnly, countOnly: read.countOnly });
+      if (!reserveResults([range])) return null;
       return await this.clientAnswerInTurns(id, route, { results: [toClientResult(range)] });
     } catch (err) {
       const e = err instanceof ClientFrameError ? new HttpError(400, 'bad_request', err.message) : this.answerFor(err, route === 'ws:write');
@@ -1131,8 +1194,15 @@ function statusPage(): { html: string; uplotJs: Buffer; uplotCss: Buffer } {
 
 interface ClientSocketData {
   closed: boolean;
-  /** Answers waiting for the current burst of work to finish. */
+  /** Answers waiting for the current burst of work to finish, and their bytes. */
   replies: Uint8Array[];
+  repliesBytes: number;
+  /** Bytes of answers being built (see startClientRequest). */
+  reservedBytes: number;
+  /** Requests being worked on; those beyond MAX_CLIENT_REQUESTS_IN_FLIGHT wait, and their bytes. */
+  inFlight: number;
+  waiting: Uint8Array[];
+  waitingBytes: number;
   /** Answer messages waiting for uWS's send buffer to drain, and their bytes not yet sent. */
   unsent: UnsentMessage[];
   unsentBytes: number;
@@ -1190,6 +1260,15 @@ function tryEndParts(res: HttpResponse, parts: readonly Uint8Array[], totalBytes
 
 /** Answer bytes a client connection may hold in uWS's send buffer; more wait for it to drain. */
 const REPLY_BUFFER_BYTES = 16 << 20;
+/**
+ * Requests of one client connection worked on at once: what a client keeps
+ * in flight at 256 concurrent, several times over. Each may build an answer
+ * up to --max-unread-answer-bytes, so without a bound one frame of reads of
+ * a large value made the server build gigabytes before it could refuse.
+ */
+const MAX_CLIENT_REQUESTS_IN_FLIGHT = 1024;
+/** Registered sessions are named `#<index>`; longer ids come only from other clients. */
+const MAX_CLIENT_ID_BYTES = 128;
 
 function toClientResult(r: OperationResult): ClientResult {
   const base: ClientResult = { type: r.type, deleted: 0, count: 0, more: false, kvs: [], prevKvs: [] };

@@ -134,6 +134,16 @@ function answerBytes(kv: KeyValue): number {
   return (kv instanceof StoredKv ? kv.keyText.length + kv.valueText.length : kv.key.byteLength + kv.value.byteLength) + KV_ANSWER_OVERHEAD_BYTES;
 }
 
+/** About how many bytes an answer listing `results` takes (what they count for against maxResultBytes). */
+export function resultsAnswerBytes(results: readonly OperationResult[]): number {
+  let bytes = 0;
+  for (const r of results) {
+    const kvs = r.type === 'range' ? r.kvs : r.type === 'delete' ? r.prevKvs : r.type === 'put' && r.prevKv ? [r.prevKv] : undefined;
+    if (kvs) for (const kv of kvs) bytes += answerBytes(kv);
+  }
+  return bytes;
+}
+
 /** `result` listing no key-values. */
 function withoutKvs(result: OperationResult): OperationResult {
   if (result.type === 'range') return UNREAD_RANGE;
