@@ -60,6 +60,10 @@ describe('raftline/client', () => {
     encodeRequest({ id, read: { key: Buffer.from(key), limit: 0, keysOnly: false, countOnly: false, consistency } });
 
   test('puts, gets, preconditions, deletes, prefixes and transactions', async () => {
+    await assert.rejects(
+      RaftlineClient.connect({ endpoints: [clientUrl.n1.replace('http://', '')] }),
+      (err: Error) => err instanceof RaftlineClientError && err.code === 'bad_request' && /is not a URL like http:\/\/127\.0\.0\.1:7201/.test(err.message),
+    );
     const client = await RaftlineClient.connect({ endpoints });
     try {
       const first = await client.put('user/1', 'ada');

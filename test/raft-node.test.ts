@@ -580,6 +580,44 @@ describe('RaftNode', () => {
     });
   });
 
+  test('a command that is not bytes is refused at the call, and the node goes on', async () => {
+    await withCluster('not-bytes', async (c) => {
+      const leader = await c.awaitLeader();
+      const untyped = leader.node.apply.bind(leader.node) as (data: unknown) => Promise<unknown>;
+      for (const [data, name] of [['5', 'String'], [new Float32Array(2), 'Float32Array'], [new ArrayBuffer(4), 'ArrayBuffer']] as const) {
+        await assert.rejects(untyped(data), (err: RaftError) => err.code === 'ERR_RAFTLINE_CONFIG' && err.message.endsWith(`must be a Uint8Array (a Buffer, say), not ${name}`));
+      }
+      assert.equal(await leader.node.apply(Buffer.from('after=1')), 'after is 1');
+      assert.equal(leader.node.failure, null);
+    });
+  });
+
+  test('a stopped leader reports neither role nor leader, and its state machine hears that leadership ended', async () => {
+    class LeadershipMachine extends KvMachine {
+      readonly events: string[] = [];
+      onLeaderStart(term: number): void {
+        this.events.push(`start ${term}`);
+      }
+      onLeaderStop(reason: Error): void {
+        this.events.push(`stop: ${reason.message}`);
+      }
+    }
+    await withCluster(
+      'stopped-leader',
+      async (c) => {
+        const leader = await c.awaitLeader();
+        await leader.node.apply(Buffer.from('k=1'));
+        await leader.node.shutdown();
+        const status = leader.node.status();
+        assert.deepEqual([status.role, status.leader, status.stopped], ['follower', null, true]);
+        assert.deepEqual((leader.fsm as LeadershipMachine).events, [`start ${status.term}`, 'stop: the raft node is shutting down']);
+        for (const [id, m] of c.members) if (m !== leader) assert.equal(m.node.status().stopped, false, id);
+      },
+      {},
+      () => new LeadershipMachine(),
+    );
+  });
+
   test('a node started without peers joins when the leader adds it, and then counts as a voter', async () => {
     await withCluster('add', async (c) => {
       const leader = await c.awaitLeader();

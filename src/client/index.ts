@@ -182,6 +182,9 @@ export class RaftlineClient {
 
   private constructor(opts: ClientOptions) {
     if (opts.endpoints.length === 0) throw new RaftlineClientError('bad_request', 'at least one endpoint is needed');
+    for (const e of opts.endpoints) {
+      if (!/^https?:\/\/[^/]/.test(e)) throw new RaftlineClientError('bad_request', `endpoint ${JSON.stringify(e)} is not a URL like http://127.0.0.1:7201 (a member's client address)`);
+    }
     this.endpoints = opts.endpoints.map((e) => e.replace(/\/+$/, ''));
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     // Trimmed as the servers trim theirs: a token read from a file ends in a newline, which no header may hold.
@@ -203,6 +206,7 @@ export class RaftlineClient {
     return client;
   }
 
+  /** With `ifModRevision` or `ifAbsent`, a put whose condition fails resolves with `succeeded: false` and writes nothing. */
   put(key: string | Uint8Array, value: string | Uint8Array, opts: { ifModRevision?: number; ifAbsent?: boolean; prevKv?: boolean } = {}): Promise<TxnResponse> {
     const k = bytes(key);
     const compare: Txn['compare'] = [];

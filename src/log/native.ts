@@ -70,8 +70,8 @@ function load(): NativeAddon {
     return createRequire(import.meta.url)(addonPath) as NativeAddon;
   } catch (err) {
     throw new Error(
-      `raftline: cannot load the native log addon at ${addonPath}; run \`npm ci\` (or \`npx node-gyp rebuild\`) ` +
-        `in ${packageRoot} to build it. Cause: ${(err as Error).message}`,
+      `raftline: cannot load the native log addon at ${addonPath} (was it installed with scripts disabled?); ` +
+        `build it with \`npx node-gyp rebuild\` in ${packageRoot}. Cause: ${(err as Error).message}`,
     );
   }
 }

@@ -108,6 +108,8 @@ export interface NodeStatus extends Omit<CoreStatus, 'peers'> {
   snapshot: SnapshotMeta | null;
   /** On the leader: each follower's replication state. */
   peers: Record<NodeId, FollowerStatus>;
+  /** After shutdown() or a fatal error (see `failure`): the node neither leads nor follows (role follower, leader null). */
+  stopped: boolean;
 }
 
 interface Waiter {
@@ -416,6 +418,10 @@ export class RaftNode {
    */
   apply(data: Uint8Array, options: { expectedTerm?: number; forward?: boolean } = {}): Promise<unknown> {
     if (this.stopped) return Promise.reject(this.stopped);
+    // Refused here, not by the log after it was proposed, where it would stop the node.
+    if (Object.prototype.toString.call(data) !== '[object Uint8Array]') {
+      return Promise.reject(new RaftError(`apply: the command must be a Uint8Array (a Buffer, say), not ${Object.prototype.toString.call(data).slice(8, -1)}`, 'ERR_RAFTLINE_CONFIG'));
+    }
     if (options.forward && options.expectedTerm !== undefined) {
       return Promise.reject(new RaftError('expectedTerm cannot be combined with forward', 'ERR_RAFTLINE_CONFIG'));
     }
@@ -560,6 +566,9 @@ export class RaftNode {
     }
     return {
       ...core,
+      // The core stopped where it was: a stopped leader must not look like one.
+      ...(this.stopped ? { role: 'follower' as const, leader: null } : {}),
+      stopped: this.stopped !== null,
       peers,
       groupId: this.groupId,
       appliedIndex: this.appliedIndex,
@@ -1219,6 +1228,11 @@ export class RaftNode {
     clearInterval(this.ticker);
     this.unregister();
     this.abandonRequests(reason, `this node stopped (${reason.message})`);
+    // An application acting on leadership must hear that it ended.
+    if (this.role === 'leader') this.opts.fsm.onLeaderStop?.(reason);
+    else if (this.leader !== null && this.leader !== this.id) this.opts.fsm.onStopFollowing?.({ leader: this.leader, term: this.core.currentTerm });
+    this.role = 'follower';
+    this.leader = null;
   }
 }
 

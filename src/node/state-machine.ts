@@ -81,7 +81,10 @@ export interface StateMachine {
    * after a snapshot load, whose state already reflects it.
    */
   onConfigurationCommitted?(conf: Configuration, previous: Configuration | null): void;
-  /** A fatal error stopped the node (a log write failed); it must be restarted. */
+  /**
+   * A fatal error stopped the node (a log or state write failed, or a
+   * method of this state machine threw); it must be restarted.
+   */
   onError?(err: RaftError): void;
   onShutdown?(): void;
 }
