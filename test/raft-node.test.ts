@@ -174,9 +174,13 @@ describe('RaftNode', () => {
     }
   }
 
-  test('a peer list naming a node twice is refused at start (it would count twice toward every quorum)', async () => {
+  test('a peer list naming a node twice (it would count twice toward every quorum), or an election timeout under two heartbeats, is refused at start', async () => {
     const c = new TestCluster(path.join(root, 'repeated-peers'), ['n1', 'n2', 'n1']);
     await assert.rejects(c.start('n1'), (err: RaftError) => err.code === 'ERR_RAFTLINE_CONFIG' && /peers lists n1 more than once/.test(err.message));
+    await assert.rejects(
+      c.start('n1', ['n1'], { electionTimeoutMs: 50, heartbeatIntervalMs: 100 }),
+      (err: RaftError) => err.code === 'ERR_RAFTLINE_CONFIG' && /electionTimeoutMs \(50\) must be at least twice heartbeatIntervalMs \(100\)/.test(err.message),
+    );
     assert.equal(c.members.size, 0);
   });
 

@@ -358,6 +358,12 @@ export class RaftNode {
   /** Opens (or recovers) the node's log, state and latest snapshot, and joins the group. */
   static async start(opts: RaftNodeOptions): Promise<RaftNode> {
     const peers = opts.peers ?? [];
+    const heartbeatMs = opts.heartbeatIntervalMs ?? 100;
+    const electionMs = opts.electionTimeoutMs ?? 1000;
+    // Ticks are heartbeats; an election timeout shorter than two would be quietly stretched to two.
+    if (!(heartbeatMs > 0 && electionMs >= 2 * heartbeatMs)) {
+      throw new RaftError(`electionTimeoutMs (${electionMs}) must be at least twice heartbeatIntervalMs (${heartbeatMs}), and both positive`, 'ERR_RAFTLINE_CONFIG');
+    }
     if (peers.length > 0 && !peers.includes(opts.id)) throw new RaftError(`peers must include this node (${opts.id})`, 'ERR_RAFTLINE_CONFIG');
     refuseRepeats(peers, 'peers');
     const log = await SegmentLog.open(path.join(opts.dataDir, 'log'), { segmentBytes: opts.segmentBytes, sync: opts.sync });
