@@ -7,6 +7,11 @@ import { ClientFrameError, decodeRequest, decodeResponse, encodeRequest, encodeR
 import { KeyValue as WireKeyValue } from '../src/transport/generated/raftline/client/key-value.js';
 import { Response as WireResponse } from '../src/transport/generated/raftline/client/response.js';
 import { Result as WireResult } from '../src/transport/generated/raftline/client/result.js';
+import { Configuration as WireConfiguration } from '../src/transport/generated/raftline/wire/configuration.js';
+import { Envelope as WireEnvelope } from '../src/transport/generated/raftline/wire/envelope.js';
+import { MessageType } from '../src/transport/generated/raftline/wire/message-type.js';
+import { SnapshotMeta as WireSnapshotMeta } from '../src/transport/generated/raftline/wire/snapshot-meta.js';
+import { applyConfChange, MAX_CONFIGURATION_MEMBERS, type Configuration } from '../src/core/index.js';
 import { Prng } from './support/prng.js';
 
 const base = { from: 'n1', to: 'n2', term: 7 };
@@ -128,6 +133,77 @@ function decodesTheSameAnywhere(messages: Uint8Array[], decode: (bytes: Uint8Arr
     assert.deepEqual(outcome(shared.subarray(4096, 4096 + damaged.length)), outcome(damaged), `mutation ${i}`);
   }
 }
+
+/**
+ * An InstallSnapshot envelope whose configuration's lists are the vectors
+ * `lists` builds (of string offsets, shared however it likes), as a peer
+ * holding the secret but not using encodeEnvelope could send.
+ */
+function craftedSnapshot(lists: (b: flatbuffers.Builder) => { voters: number; learners: number; outgoing?: number }): Uint8Array {
+  const b = new flatbuffers.Builder(1 << 16);
+  const { voters, learners, outgoing } = lists(b);
+  const [group, from, to] = ['g', 'n1', 'n2'].map((s) => b.createString(s));
+  WireConfiguration.startConfiguration(b);
+  WireConfiguration.addVoters(b, voters);
+  WireConfiguration.addLearners(b, learners);
+  if (outgoing !== undefined) {
+    WireConfiguration.addOutgoing(b, outgoing);
+    WireConfiguration.addJoint(b, true);
+  }
+  const configuration = WireConfiguration.endConfiguration(b);
+  WireSnapshotMeta.startSnapshotMeta(b);
+  WireSnapshotMeta.addConfiguration(b, configuration);
+  const meta = WireSnapshotMeta.endSnapshotMeta(b);
+  WireEnvelope.startEnvelope(b);
+  WireEnvelope.addGroup(b, group);
+  WireEnvelope.addFrom(b, from);
+  WireEnvelope.addTo(b, to);
+  WireEnvelope.addType(b, MessageType.InstallSnapshot);
+  WireEnvelope.addSnapshot(b, meta);
+  b.finish(WireEnvelope.endEnvelope(b));
+  return b.asUint8Array();
+}
+
+const ids = (n: number, prefix = 'm'): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+
+function snapshotOf(configuration: Configuration): PeerMessage {
+  return { ...base, type: 'snapshot', snapshot: { index: 500, term: 6, configuration } };
+}
+
+test('an envelope naming one long id 100,000 times is refused before any id is decoded', () => {
+  const bytes = craftedSnapshot((b) => {
+    const long = b.createString('x'.repeat(256));
+    const voters = WireConfiguration.createVotersVector(b, Array.from({ length: 100_000 }, () => long));
+    return { voters, learners: WireConfiguration.createLearnersVector(b, []) };
+  });
+  // The list alone fits the envelope, four bytes an element.
+  assert.ok(100_000 * 4 <= bytes.byteLength);
+  assert.throws(() => decodeEnvelope(bytes), (err: Error) => err instanceof FrameError && err.message.includes(`at most ${MAX_CONFIGURATION_MEMBERS} members`));
+});
+
+test('lists that each fit the envelope are refused when together they name more ids than it holds', () => {
+  const bytes = craftedSnapshot((b) => {
+    const shared = WireConfiguration.createVotersVector(b, ids(600).map((id) => b.createString(id)));
+    return { voters: shared, learners: shared, outgoing: shared };
+  });
+  assert.ok(600 * 4 <= bytes.byteLength);
+  assert.throws(() => decodeEnvelope(bytes), (err: Error) => err instanceof FrameError && /cannot fit in what is left of the envelope/.test(err.message));
+});
+
+test('an id listed twice in a configuration is refused', () => {
+  assert.throws(() => decodeEnvelope(encodeEnvelope('g', snapshotOf({ voters: ['n1', 'n2', 'n1'], learners: [] }))), (err: Error) => err instanceof FrameError && /voter "n1" is listed twice/.test(err.message));
+  assert.throws(() => decodeEnvelope(encodeEnvelope('g', snapshotOf({ voters: ['n1'], learners: ['n3', 'n3'] }))), (err: Error) => err instanceof FrameError && /learner "n3" is listed twice/.test(err.message));
+});
+
+test('a configuration of the most members the core makes crosses the wire; one more is refused by the core and by the codec', () => {
+  const full: Configuration = { voters: ids(5, 'v'), learners: ids(MAX_CONFIGURATION_MEMBERS - 5) };
+  const m = snapshotOf(full);
+  assert.deepEqual(plain(decodeEnvelope(encodeEnvelope('g', m)).message), plain(m));
+  const overTheCap = new RegExp(`at most ${MAX_CONFIGURATION_MEMBERS} members`);
+  assert.match(String(applyConfChange(full, { type: 'addLearner', id: 'one-more' })), overTheCap);
+  assert.match(String(applyConfChange(full, { type: 'changeVoters', voters: ['one-more'] })), overTheCap, 'a joint configuration counts the voters it leaves');
+  assert.throws(() => decodeEnvelope(encodeEnvelope('g', snapshotOf({ ...full, learners: ids(MAX_CONFIGURATION_MEMBERS - 4) }))), (err: Error) => err instanceof FrameError && overTheCap.test(err.message));
+});
 
 test('a damaged envelope decodes the same wherever it sits in memory: no byte vector reaches outside it', () => {
   decodesTheSameAnywhere(samples.map((m) => encodeEnvelope('g', m)), decodeEnvelope, FrameError);

@@ -174,13 +174,15 @@ describe('RaftNode', () => {
     }
   }
 
-  test('a peer list naming a node twice (it would count twice toward every quorum), or an election timeout under two heartbeats, is refused at start', async () => {
+  test('a peer list naming a node twice (it would count twice toward every quorum), an election timeout under two heartbeats or more than 1,024 peers, is refused at start', async () => {
     const c = new TestCluster(path.join(root, 'repeated-peers'), ['n1', 'n2', 'n1']);
     await assert.rejects(c.start('n1'), (err: RaftError) => err.code === 'ERR_RAFTLINE_CONFIG' && /peers lists n1 more than once/.test(err.message));
     await assert.rejects(
       c.start('n1', ['n1'], { electionTimeoutMs: 50, heartbeatIntervalMs: 100 }),
       (err: RaftError) => err.code === 'ERR_RAFTLINE_CONFIG' && /electionTimeoutMs \(50\) must be at least twice heartbeatIntervalMs \(100\)/.test(err.message),
     );
+    const crowd = Array.from({ length: 1025 }, (_, i) => `n${i + 1}`);
+    await assert.rejects(c.start('n1', crowd), (err: RaftError) => err.code === 'ERR_RAFTLINE_CONFIG' && /peers names 1025 nodes; a configuration may name at most 1024/.test(err.message));
     assert.equal(c.members.size, 0);
   });
 

@@ -4,7 +4,7 @@ import WebSocket from 'ws';
 import type { PeerMessage } from '../src/transport/index.js';
 import { encodeEnvelope, UwsTransport, type UwsTransportOptions } from '../src/transport/index.js';
 import { packFrame } from '../src/transport/frame.js';
-import { decodeHello, encodeProof, encodeWelcome, newNonce, UPGRADE_TOKEN_HEADER, upgradeToken, verifyWelcome } from '../src/transport/handshake.js';
+import { decodeHello, encodeProof, encodeWelcome, newNonce, UPGRADE_PEER_ID_HEADER, UPGRADE_TOKEN_HEADER, upgradeToken, verifyWelcome } from '../src/transport/handshake.js';
 import { loadUws } from '../src/transport/uws.js';
 import { eventually } from './support/eventually.js';
 import { freePorts } from './support/servers.js';
@@ -513,6 +513,59 @@ test('a raw client is closed without a handshake; after one, malformed frames ar
     assert.equal(got[1]!.from, 'a');
   } finally {
     await closeAll(ts);
+  }
+});
+
+/** A raw WebSocket to `server` through the handshake, as the peer `id`. */
+async function authenticatedRawClient(server: UwsTransport, serverId: string, id: string): Promise<ReturnType<typeof rawClient>> {
+  const secret = Buffer.from(SECRET);
+  const raw = rawClient(server.port, { [UPGRADE_TOKEN_HEADER]: upgradeToken(secret, serverId) });
+  const nonceS = decodeHello(await within(raw.next(), 'hello'));
+  const nonceC = newNonce();
+  raw.ws.send(encodeProof(secret, id, serverId, nonceS, nonceC));
+  verifyWelcome(secret, await within(raw.next(), 'welcome'), nonceC, nonceS);
+  return raw;
+}
+
+test('a frame of zeros from a peer is one malformed frame, not one per four bytes; the peer still gets through', async () => {
+  const b = await UwsTransport.listen(options('b'));
+  try {
+    const got: PeerMessage[] = [];
+    b.register('g', 'b', (m) => got.push(m));
+    const raw = await authenticatedRawClient(b, 'b', 'raw');
+    raw.ws.send(Buffer.alloc(1024 * 1024));
+    raw.ws.send(packFrame([encodeEnvelope('g', heartbeat('raw', 'b', 1))], 0, 1));
+    // One connection's frames are handled in order: the heartbeat comes after the zeros.
+    await eventually('the heartbeat after the zeros', () => got.length >= 1);
+    assert.equal(b.stats().rejected.malformed, 1);
+    raw.ws.close();
+  } finally {
+    await b.close();
+  }
+});
+
+test('refused upgrades from one address are logged once a second, whatever peer ids they claim', async () => {
+  const lines: string[] = [];
+  const b = await UwsTransport.listen(options('b', { onLog: (e) => lines.push(e.message) }));
+  try {
+    const wrongSecret = Buffer.from('another-secret-0123456789');
+    const startMs = performance.now();
+    for (let batch = 0; batch < 6; batch++) {
+      await Promise.all(
+        Array.from({ length: 50 }, (_, i) => {
+          const headers = { [UPGRADE_TOKEN_HEADER]: upgradeToken(wrongSecret, 'b'), [UPGRADE_PEER_ID_HEADER]: `impostor-${batch * 50 + i}` };
+          return within(rawClient(b.port, headers).error, 'the upgrade to be refused');
+        }),
+      );
+    }
+    // The limiter lets one refusal a second through: no more lines than seconds begun.
+    const windows = Math.floor((performance.now() - startMs) / 1000) + 1;
+    assert.equal(b.stats().rejected.auth, 300);
+    const refusals = lines.filter((l) => /wrong cluster secret/.test(l));
+    assert.ok(refusals.length >= 1 && refusals.length <= windows, `${refusals.length} refusals logged in ${windows} s`);
+    assert.match(refusals[0]!, /calling itself "impostor-\d+"/, 'the line still names the id the caller claimed');
+  } finally {
+    await b.close();
   }
 });
 

@@ -14,6 +14,15 @@ export function isJoint(conf: Configuration): boolean {
   return conf.outgoing !== undefined;
 }
 
+/**
+ * The most members (voters of both halves and learners, each counted once) a
+ * configuration may name: far more than one leader can replicate to, so a
+ * bound only on what a damaged or hostile message may make a member build.
+ * The leader refuses changes beyond it and the peer codec refuses
+ * configurations beyond it (docs/transport.md).
+ */
+export const MAX_CONFIGURATION_MEMBERS = 1024;
+
 /** Every node that receives replication: voters of both halves and learners. */
 export function members(conf: Configuration): NodeId[] {
   return [...new Set([...conf.voters, ...(conf.outgoing ?? []), ...conf.learners])];

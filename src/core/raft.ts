@@ -3,7 +3,7 @@
 // collected into a Ready (ready.ts). Time is ticks, randomness comes from the
 // injected PRNG, and storage is read through a synchronous LogReader.
 import { Progress } from './progress.js';
-import { hasQuorum, isJoint, isVoter, members, quorumValue, voteOutcome, type Configuration } from './quorum.js';
+import { hasQuorum, isJoint, isVoter, MAX_CONFIGURATION_MEMBERS, members, quorumValue, voteOutcome, type Configuration } from './quorum.js';
 import { RaftLog } from './raft-log.js';
 import { emptyReady, type Ready, type SoftState } from './ready.js';
 import {
@@ -88,6 +88,14 @@ export type ConfChange =
 
 /** The configuration after `change`, or why it is refused. */
 export function applyConfChange(conf: Configuration, change: ConfChange): Configuration | string {
+  const next = changedConfiguration(conf, change);
+  if (typeof next !== 'string' && members(next).length > MAX_CONFIGURATION_MEMBERS) {
+    return `a configuration may name at most ${MAX_CONFIGURATION_MEMBERS} members (voters and learners)`;
+  }
+  return next;
+}
+
+function changedConfiguration(conf: Configuration, change: ConfChange): Configuration | string {
   const voters = new Set(conf.voters);
   const learners = new Set(conf.learners);
   switch (change.type) {

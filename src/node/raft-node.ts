@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import {
   DEFAULT_CORE_OPTIONS,
   EntryType,
+  MAX_CONFIGURATION_MEMBERS,
   RaftCore,
   type ConfChange,
   type CoreOptions,
@@ -366,6 +367,7 @@ export class RaftNode {
     }
     if (peers.length > 0 && !peers.includes(opts.id)) throw new RaftError(`peers must include this node (${opts.id})`, 'ERR_RAFTLINE_CONFIG');
     refuseRepeats(peers, 'peers');
+    if (peers.length > MAX_CONFIGURATION_MEMBERS) throw new RaftError(`peers names ${peers.length} nodes; a configuration may name at most ${MAX_CONFIGURATION_MEMBERS}`, 'ERR_RAFTLINE_CONFIG');
     const log = await SegmentLog.open(path.join(opts.dataDir, 'log'), { segmentBytes: opts.segmentBytes, sync: opts.sync });
     try {
       const meta = await MetaStore.open(opts.dataDir);

@@ -7,7 +7,7 @@ import { Request } from './generated/raftline/client/request.js';
 import { Response } from './generated/raftline/client/response.js';
 import { Result } from './generated/raftline/client/result.js';
 import { addSafeInteger, INT64_SLOTS, readSafeInteger, type FlatTable } from './flat-int.js';
-import { within } from './frame.js';
+import { MIN_ENVELOPE_BYTES, within } from './frame.js';
 
 const REQUEST_INT64 = INT64_SLOTS.Request;
 const RESPONSE_INT64 = INT64_SLOTS.Response;
@@ -104,7 +104,7 @@ interface Bounds {
  * inside the message, which `Bounds` refuses.
  */
 function guarded<T>(what: string, bytes: Uint8Array, decode: (bb: flatbuffers.ByteBuffer, bounds: Bounds) => T): T {
-  if (bytes.byteLength < 8) throw new ClientFrameError(`${bytes.byteLength} bytes is too short for a ${what}`);
+  if (bytes.byteLength < MIN_ENVELOPE_BYTES) throw new ClientFrameError(`${bytes.byteLength} bytes is too short for a ${what}`);
   let elementsLeft = Math.floor(bytes.byteLength / 4);
   const bounds: Bounds = {
     vector(v, field) {

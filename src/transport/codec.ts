@@ -2,14 +2,14 @@
 // back, refusing anything malformed with a FrameError that says why.
 import * as flatbuffers from 'flatbuffers';
 import type { Entry, NodeId, SnapshotMeta } from '../core/index.js';
-import type { Configuration } from '../core/quorum.js';
+import { MAX_CONFIGURATION_MEMBERS, members, type Configuration } from '../core/quorum.js';
 import { decodeRecords, frameEntries, verifyRecords } from '../log/index.js';
 import { Configuration as WireConfiguration } from './generated/raftline/wire/configuration.js';
 import { Envelope } from './generated/raftline/wire/envelope.js';
 import { MessageType } from './generated/raftline/wire/message-type.js';
 import { SnapshotMeta as WireSnapshotMeta } from './generated/raftline/wire/snapshot-meta.js';
 import { addSafeInteger, INT64_SLOTS, readSafeInteger, type FlatTable } from './flat-int.js';
-import { within } from './frame.js';
+import { MIN_ENVELOPE_BYTES, within } from './frame.js';
 import type { PeerMessage } from './transport.js';
 
 const ENVELOPE_INT64 = INT64_SLOTS.Envelope;
@@ -32,6 +32,8 @@ export interface PeerEnvelope {
 
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
 const MAX_ID_CHARS = 256;
+/** The most UTF-8 bytes an id of MAX_ID_CHARS may take (3 per UTF-16 unit), checked before it is decoded. */
+const MAX_ID_BYTES = 3 * MAX_ID_CHARS;
 
 const TYPE_TO_WIRE: Record<PeerMessage['type'], MessageType> = {
   preVote: MessageType.PreVote,
@@ -220,26 +222,64 @@ function num(table: FlatTable, slot: number, field: string): number {
   return value;
 }
 
-function id(value: string | null, field: string): NodeId {
+const utf8 = new TextDecoder();
+
+/**
+ * An id read with flatbuffers.Encoding.UTF8_BYTES (the accessors then return
+ * the bytes, though typed as either): its length is checked before it is
+ * decoded, so a long string costs nothing.
+ */
+function id(read: string | Uint8Array | null, field: string): NodeId {
+  const bytes = read as Uint8Array | null;
+  const value = bytes === null || bytes.length > MAX_ID_BYTES ? '' : utf8.decode(bytes);
   if (!value || value.length > MAX_ID_CHARS) throw new FrameError(`${field} is missing or longer than ${MAX_ID_CHARS} characters`);
   return value;
 }
 
-function idList(length: number, get: (i: number) => string | null, field: string, envelopeBytes: number): NodeId[] {
-  // Each id takes a 4-byte offset at least: a damaged length must not make a huge list.
-  if (length * 4 > envelopeBytes) throw new FrameError(`${length} ${field}s cannot fit in a ${envelopeBytes}-byte envelope`);
+/**
+ * The bytes an envelope must hold for what its configuration decodes to.
+ * The accessors follow offsets without a verifier, and any number of them
+ * may point at the same bytes: a 4 MB envelope of one id named 3 million
+ * times made 3 million strings. encodeEnvelope writes each id's offset (4
+ * bytes) and each id (its 4-byte length and bytes) once, so what is decoded
+ * is charged that much, and an envelope is refused once the charges pass
+ * its size. An envelope carries at most one configuration.
+ */
+class ConfigurationBudget {
+  constructor(private bytesLeft: number) {}
+
+  charge(bytes: number, what: string): void {
+    if (bytes > this.bytesLeft) throw new FrameError(`${what} cannot fit in what is left of the envelope (${this.bytesLeft} bytes)`);
+    this.bytesLeft -= bytes;
+  }
+}
+
+function idList(length: number, get: (i: number) => string | Uint8Array, field: string, budget: ConfigurationBudget): NodeId[] {
+  if (length > MAX_CONFIGURATION_MEMBERS) throw new FrameError(`${length} ${field}s: a configuration names at most ${MAX_CONFIGURATION_MEMBERS} members`);
+  budget.charge(4 * length, `${length} ${field}s`);
   const out: NodeId[] = [];
-  for (let i = 0; i < length; i++) out.push(id(get(i), field));
+  const seen = new Set<NodeId>();
+  for (let i = 0; i < length; i++) {
+    const bytes = get(i);
+    budget.charge(4 + bytes.length, `${field} ${i}`);
+    const value = id(bytes, field);
+    if (seen.has(value)) throw new FrameError(`${field} ${JSON.stringify(value)} is listed twice`);
+    seen.add(value);
+    out.push(value);
+  }
   return out;
 }
 
 function decodeConfiguration(c: WireConfiguration | null, envelopeBytes: number): Configuration {
   if (!c) throw new FrameError('snapshot without a configuration');
+  const budget = new ConfigurationBudget(envelopeBytes);
+  const utf8Bytes = flatbuffers.Encoding.UTF8_BYTES;
   const conf: Configuration = {
-    voters: idList(c.votersLength(), (i) => c.voters(i), 'voter', envelopeBytes),
-    learners: idList(c.learnersLength(), (i) => c.learners(i), 'learner', envelopeBytes),
+    voters: idList(c.votersLength(), (i) => c.voters(i, utf8Bytes), 'voter', budget),
+    learners: idList(c.learnersLength(), (i) => c.learners(i, utf8Bytes), 'learner', budget),
   };
-  if (c.joint()) conf.outgoing = idList(c.outgoingLength(), (i) => c.outgoing(i), 'outgoing voter', envelopeBytes);
+  if (c.joint()) conf.outgoing = idList(c.outgoingLength(), (i) => c.outgoing(i, utf8Bytes), 'outgoing voter', budget);
+  if (members(conf).length > MAX_CONFIGURATION_MEMBERS) throw new FrameError(`a configuration names at most ${MAX_CONFIGURATION_MEMBERS} members`);
   return conf;
 }
 
@@ -272,16 +312,16 @@ function decodeEntries(env: Envelope, envelope: Uint8Array): Entry[] {
  * while they are in use.
  */
 export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES): PeerEnvelope {
-  if (bytes.byteLength < 8) throw new FrameError(`${bytes.byteLength} bytes is too short for an envelope`);
+  if (bytes.byteLength < MIN_ENVELOPE_BYTES) throw new FrameError(`${bytes.byteLength} bytes is too short for an envelope`);
   if (bytes.byteLength > maxBytes) throw new FrameError(`${bytes.byteLength} bytes exceeds the ${maxBytes}-byte limit`);
   try {
     const env = Envelope.getRootAsEnvelope(new flatbuffers.ByteBuffer(bytes));
     const type = WIRE_TO_TYPE.get(env.type());
     if (type === undefined) throw new FrameError(`unknown message type ${env.type()}`);
-    const group = id(env.group(), 'group');
+    const group = id(env.group(flatbuffers.Encoding.UTF8_BYTES), 'group');
     // Named in each message rather than spread from a shared header object, which was copied into every one.
-    const from = id(env.from(), 'from');
-    const to = id(env.to(), 'to');
+    const from = id(env.from(flatbuffers.Encoding.UTF8_BYTES), 'from');
+    const to = id(env.to(flatbuffers.Encoding.UTF8_BYTES), 'to');
     const term = num(env, ENVELOPE_INT64.term, 'term');
     let message: PeerMessage;
     switch (type) {
@@ -373,7 +413,7 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
         message = { from, to, term, type, requestId: num(env, ENVELOPE_INT64.requestId, 'requestId'), data: vector(bytes, env.payloadArray(), 'payload') ?? new Uint8Array(0) };
         break;
       case 'forwardResp': {
-        const hint = env.leaderHint();
+        const hint = env.leaderHint(flatbuffers.Encoding.UTF8_BYTES);
         message = {
           from,
           to,
@@ -382,7 +422,7 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_B
           requestId: num(env, ENVELOPE_INT64.requestId, 'requestId'),
           index: num(env, ENVELOPE_INT64.index, 'index'),
           error: env.error() ?? '',
-          leaderHint: hint ? id(hint, 'leaderHint') : null,
+          leaderHint: hint !== null && hint.length > 0 ? id(hint, 'leaderHint') : null,
         };
         break;
       }

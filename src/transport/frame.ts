@@ -48,9 +48,27 @@ export function packFrames(envelopes: readonly Uint8Array[]): Buffer[] {
 }
 
 /**
- * Splits a frame into its envelopes (views into `frame`). A length prefix that
- * runs past the end of the frame ends the walk: nothing after it can be
- * trusted, so `error` says why and the envelopes before it are still returned.
+ * The fewest bytes an envelope of either protocol can take: both codecs
+ * refuse anything shorter (a FlatBuffers root offset and an empty table).
+ */
+export const MIN_ENVELOPE_BYTES = 8;
+
+/**
+ * The most envelopes one frame may hold. A sender packs several envelopes
+ * only into FRAME_TARGET_BYTES, and none is shorter than MIN_ENVELOPE_BYTES,
+ * so no sender's frame holds more; a receiver decodes (and on the client
+ * port answers) each envelope, so a frame of tiny ones must not be split
+ * into millions.
+ */
+export const MAX_ENVELOPES_PER_FRAME = Math.floor(FRAME_TARGET_BYTES / (LENGTH_PREFIX_BYTES + MIN_ENVELOPE_BYTES));
+
+/**
+ * Splits a frame into its envelopes (views into `frame`). A length prefix
+ * that runs past the end of the frame or is too short for an envelope (a
+ * frame of zeros would otherwise be an empty envelope every 4 bytes), or a
+ * frame of more than MAX_ENVELOPES_PER_FRAME envelopes, ends the walk:
+ * nothing after it can be trusted, so `error` says why and the envelopes
+ * before it are still returned.
  */
 export function unpackFrame(frame: Uint8Array): { envelopes: Uint8Array[]; error?: string } {
   const envelopes: Uint8Array[] = [];
@@ -58,10 +76,16 @@ export function unpackFrame(frame: Uint8Array): { envelopes: Uint8Array[]; error
   let at = 0;
   if (frame.byteLength === 0) return { envelopes, error: 'empty frame' };
   while (at < frame.byteLength) {
+    if (envelopes.length === MAX_ENVELOPES_PER_FRAME) {
+      return { envelopes, error: `more than ${MAX_ENVELOPES_PER_FRAME} envelopes in one frame (the rest start at offset ${at})` };
+    }
     if (frame.byteLength - at < LENGTH_PREFIX_BYTES) {
       return { envelopes, error: `${frame.byteLength - at} trailing bytes at offset ${at} are too short for a length prefix` };
     }
     const length = view.getUint32(at, true);
+    if (length < MIN_ENVELOPE_BYTES) {
+      return { envelopes, error: `length prefix ${length} at offset ${at} is shorter than any envelope (${MIN_ENVELOPE_BYTES} bytes)` };
+    }
     at += LENGTH_PREFIX_BYTES;
     if (length > frame.byteLength - at) {
       return { envelopes, error: `length prefix ${length} at offset ${at - LENGTH_PREFIX_BYTES} runs past the ${frame.byteLength}-byte frame` };

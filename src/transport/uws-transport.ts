@@ -24,7 +24,7 @@ import {
   verifyUpgradeToken,
 } from './handshake.js';
 import { DEFAULT_SILENCE_MS, PeerLink, type PeerLinkSettings, type PeerLinkStats } from './peer-link.js';
-import { rateLimited, stderrSink, type TransportLogEvent } from './peer-log.js';
+import { rateLimited, stderrSink, type LimitedLogger, type TransportLogEvent } from './peer-log.js';
 import type { PeerMessage, Transport } from './transport.js';
 import { listenExclusive, loadUws, type UwsApp, type UwsListenSocket } from './uws.js';
 
@@ -177,7 +177,7 @@ export class UwsTransport implements Transport {
   private readonly inbound = new Set<Inbound>();
   private readonly dirty = new Set<PeerLink>();
   private flushImmediate: NodeJS.Immediate | undefined;
-  private readonly log: (event: TransportLogEvent) => void;
+  private readonly log: LimitedLogger;
   private readonly linkSettings: PeerLinkSettings;
   private readonly maxFrameBytes: number;
   private readonly secret: Buffer;
@@ -259,14 +259,13 @@ export class UwsTransport implements Transport {
           if (!verifyUpgradeToken(this.secret, token, this.linkSettings.selfId)) {
             const claimedId = decodedPeerId(req.getHeader(UPGRADE_PEER_ID_HEADER));
             this.rejected.auth++;
-            this.log({
-              level: 'warn',
-              message:
-                token === ''
-                  ? 'refused a connection without a peer token (not a raftline peer)'
-                  : `wrong cluster secret, or a token meant for another member (from a process calling itself ${JSON.stringify(claimedId)})`,
+            this.logRefused(
+              'auth',
+              token === ''
+                ? 'refused a connection without a peer token (not a raftline peer)'
+                : `wrong cluster secret, or a token meant for another member (from a process calling itself ${JSON.stringify(claimedId)})`,
               remote,
-            });
+            );
             res.cork(() => res.writeStatus('401 Unauthorized').end('raftline peer port: the upgrade request lacks a valid x-raftline-peer token (wrong cluster secret, or meant for another member?)\n', true));
             return;
           }
@@ -274,7 +273,7 @@ export class UwsTransport implements Transport {
           if (theirs !== this.protocol) {
             const caller = JSON.stringify(decodedPeerId(req.getHeader(UPGRADE_PEER_ID_HEADER)));
             this.rejected.protocol++;
-            this.log({ level: 'warn', message: `refused ${caller}: ${protocolMismatch(theirs, this.protocol)}`, remote });
+            this.logRefused('protocol', `refused ${caller}: ${protocolMismatch(theirs, this.protocol)}`, remote);
             res.cork(() => res.writeStatus('409 Conflict').end('raftline peer port: this member speaks another protocol than the caller (its log names both)\n', true));
             return;
           }
@@ -465,7 +464,7 @@ export class UwsTransport implements Transport {
     this.counters.bytesReceived += message.byteLength;
     if (!isBinary) {
       this.rejected.malformed++;
-      this.log({ level: 'warn', message: 'dropped a text frame', peer: conn.peerId, remote: conn.remote });
+      this.logRefused('malformed', 'dropped a text frame', conn.remote, conn.peerId);
       return;
     }
     // uWS reuses `message` once this callback returns; decoded entries and
@@ -475,7 +474,7 @@ export class UwsTransport implements Transport {
     for (const bytes of envelopes) this.deliver(conn, bytes);
     if (error !== undefined) {
       this.rejected.malformed++;
-      this.log({ level: 'warn', message: `dropped the rest of a frame: ${error}`, peer: conn.peerId, remote: conn.remote });
+      this.logRefused('malformed', `dropped the rest of a frame: ${error}`, conn.remote, conn.peerId);
     }
   }
 
@@ -508,7 +507,7 @@ export class UwsTransport implements Transport {
     } catch (err) {
       if (!(err instanceof FrameError)) throw err;
       this.rejected.malformed++;
-      this.log({ level: 'warn', message: `dropped an envelope: ${err.reason}`, peer: conn.peerId, remote: conn.remote });
+      this.logRefused('malformed', `dropped an envelope: ${err.reason}`, conn.remote, conn.peerId);
       return;
     }
     const key = `${group}\0${message.to}`;
@@ -519,7 +518,7 @@ export class UwsTransport implements Transport {
     }
     if (!receive) {
       this.rejected.unroutable++;
-      this.log({ level: 'warn', message: `no receiver for group ${JSON.stringify(group)} node ${JSON.stringify(message.to)}: message dropped`, peer: conn.peerId });
+      this.logRefused('unroutable', `no receiver for group ${JSON.stringify(group)} node ${JSON.stringify(message.to)}: message dropped`, conn.remote, conn.peerId);
       return;
     }
     this.counters.messagesReceived++;
@@ -540,15 +539,25 @@ export class UwsTransport implements Transport {
     // uWS closes the connection itself when a frame exceeds maxPayloadLength.
     if (code === 1006 && Buffer.from(message).toString().includes('too big')) {
       this.rejected.oversized++;
-      this.log({ level: 'warn', message: `closed the connection: a frame exceeded maxFrameBytes ${this.maxFrameBytes}`, peer: conn.peerId, remote: conn.remote });
+      this.logRefused('oversized', `closed the connection: a frame exceeded maxFrameBytes ${this.maxFrameBytes}`, conn.remote, conn.peerId);
     }
   }
 
   /** Counts, logs and closes. */
   private reject(conn: Inbound, why: keyof RejectedCounts, reason: string): void {
     this.rejected[why]++;
-    this.log({ level: 'warn', message: reason, peer: conn.peerId, remote: conn.remote });
+    this.logRefused(why, reason, conn.remote, conn.peerId);
     conn.ws?.end(4001, 'rejected');
+  }
+
+  /**
+   * Logs refused input, rate-limited by why it was refused and by whom
+   * (the remote address, and the peer once authenticated), never by the
+   * message: its text comes in part from the sender (a claimed id, a
+   * length), and each new text would otherwise be logged.
+   */
+  private logRefused(why: keyof RejectedCounts, message: string, remote: string, peer?: string): void {
+    this.log({ level: 'warn', message, peer, remote }, `refused ${why}\0${remote}\0${peer ?? ''}`);
   }
 
   /** An exception escaping a uWS callback would crash the process; log it instead. */
