@@ -598,6 +598,22 @@ describe('RaftNode', () => {
     });
   });
 
+  test('a command too large for the transport is refused at the call, and the group goes on', async () => {
+    const c = new TestCluster(path.join(root, 'too-large'), ['n1']);
+    const transport = Object.assign(c.net.transport(), { maxMessageBytes: 1 << 20 });
+    const node = (await c.start('n1', ['n1'], { transport })).node;
+    try {
+      await c.awaitLeader();
+      await assert.rejects(
+        node.apply(Buffer.alloc(1 << 20)),
+        (err: RaftError) => err.code === 'ERR_RAFTLINE_TOO_LARGE' && /a command of 1048576 bytes cannot reach the followers \(the transport carries messages of 1048576 bytes at most\)/.test(err.message),
+      );
+      assert.equal(await node.apply(Buffer.from('fits=1')), 'fits is 1');
+    } finally {
+      await c.shutdown();
+    }
+  });
+
   test('a stopped leader reports neither role nor leader, and its state machine hears that leadership ended', async () => {
     class LeadershipMachine extends KvMachine {
       readonly events: string[] = [];

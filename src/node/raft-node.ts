@@ -267,6 +267,9 @@ interface Recovered {
  * ```
  */
 /** A voter listed twice would count twice toward every quorum. */
+/** Room left in a transport message for the rest of an append carrying one entry (its header, ids, the entry's index, term and framing). */
+const APPEND_ENVELOPE_BYTES = 64 << 10;
+
 function refuseRepeats(ids: readonly NodeId[], what: string): void {
   const repeated = ids.filter((id, i) => ids.indexOf(id) !== i);
   if (repeated.length > 0) throw new RaftError(`${what} lists ${[...new Set(repeated)].join(', ')} more than once`, 'ERR_RAFTLINE_CONFIG');
@@ -429,6 +432,12 @@ export class RaftNode {
     // Refused here, not by the log after it was proposed, where it would stop the node.
     if (Object.prototype.toString.call(data) !== '[object Uint8Array]') {
       return Promise.reject(new RaftError(`apply: the command must be a Uint8Array (a Buffer, say), not ${Object.prototype.toString.call(data).slice(8, -1)}`, 'ERR_RAFTLINE_CONFIG'));
+    }
+    // Sent to a follower alone, a larger entry would be dropped by the
+    // transport every time, and no other entry could ever commit after it.
+    const maxCommandBytes = (this.opts.transport.maxMessageBytes ?? Infinity) - APPEND_ENVELOPE_BYTES;
+    if (data.byteLength > maxCommandBytes) {
+      return Promise.reject(new RaftError(`apply: a command of ${data.byteLength} bytes cannot reach the followers (the transport carries messages of ${this.opts.transport.maxMessageBytes} bytes at most)`, 'ERR_RAFTLINE_TOO_LARGE'));
     }
     if (options.forward && options.expectedTerm !== undefined) {
       return Promise.reject(new RaftError('expectedTerm cannot be combined with forward', 'ERR_RAFTLINE_CONFIG'));

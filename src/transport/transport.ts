@@ -76,6 +76,11 @@ export interface Transport {
    * disk write) while its messages should already be on their way.
    */
   flush?(): void;
+  /**
+   * The largest message it can carry, envelope included, if it has a limit:
+   * a node refuses a command that could not reach its followers in one.
+   */
+  readonly maxMessageBytes?: number;
   /** Delivers messages for `group` addressed to `id` to `receive`; returns the unregister function. */
   register(group: string, id: NodeId, receive: (message: PeerMessage) => void): () => void;
 }

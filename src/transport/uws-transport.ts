@@ -180,6 +180,10 @@ export class UwsTransport implements Transport {
   private readonly log: LimitedLogger;
   private readonly linkSettings: PeerLinkSettings;
   private readonly maxFrameBytes: number;
+
+  get maxMessageBytes(): number {
+    return this.maxFrameBytes;
+  }
   private readonly secret: Buffer;
   private readonly counters = { unknownPeerDropped: 0, framesReceived: 0, messagesReceived: 0, receiverAbsentDropped: 0, bytesReceived: 0 };
   /** Every group member ever registered, to tell a restarting node's messages from misrouted ones. */
