@@ -652,7 +652,7 @@ test('unknown peers and unregistered groups are counted, never thrown', async ()
   }
 });
 
-test('options are checked and a taken port is refused', async () => {
+test('options, peer addresses and repeated registrations are checked, and a taken port is refused', async () => {
   await assert.rejects(UwsTransport.listen(options('a', { secret: 'short' })), /at least 16/);
   await assert.rejects(UwsTransport.listen(options('a', { secret: new Uint8Array(15) })), /at least 16/);
   // A protocol name travels in an HTTP header: printable ASCII only, and no spaces a parser would trim.
@@ -660,6 +660,21 @@ test('options are checked and a taken port is refused', async () => {
     await assert.rejects(UwsTransport.listen(options('a', { protocol })), /protocol must be at most 256 printable ASCII characters without spaces/, JSON.stringify(protocol));
   }
   await assert.rejects(UwsTransport.listen(options('a', { unnamedProtocol: 'a\tb' })), /unnamedProtocol must be/);
+  // Addresses a link could only fail to dial, forever, are refused up front.
+  for (const address of ['localhost', 'http://127.0.0.1:7312', '127.0.0.1:0', '127.0.0.1:70000', '']) {
+    await assert.rejects(UwsTransport.listen(options('a', { peers: { b: address } })), /the address of peer b must be host:port with a port 1-65535/, address);
+  }
+  const t = await UwsTransport.listen(options('a', { peers: { b: '127.0.0.1:7312', c: '[::1]:7313' } }));
+  try {
+    assert.throws(() => t.setPeer('d', 'localhost'), /the address of peer d must be host:port/);
+    // A second node of the same group and id would silently take the first one's messages.
+    const unregister = t.register('g', 'a', () => undefined);
+    assert.throws(() => t.register('g', 'a', () => undefined), /a of group g is already registered here; shut that node down first/);
+    unregister();
+    t.register('g', 'a', () => undefined)();
+  } finally {
+    await t.close();
+  }
   // A port chosen up front as well as one the kernel picked: uSockets would share either (SO_REUSEPORT) unless told not to.
   const [chosen] = await freePorts(1, 21_000);
   for (const port of [0, chosen]) {

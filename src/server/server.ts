@@ -182,8 +182,15 @@ export class RaftlineServer implements ApiBackend {
     store.onMemberAddress = (member, text) => {
       if (member === config.id) return;
       const info = text ? parseMemberInfo(text) : null;
-      if (info) transport.setPeer(member, info.peer);
-      else transport.removePeer(member);
+      if (!info) transport.removePeer(member);
+      else {
+        try {
+          transport.setPeer(member, info.peer);
+        } catch (err) {
+          // Recorded in the log, so applied on every member: refused here, never fatal.
+          this.log.warn({ member, address: info.peer }, `cannot dial the address recorded for ${member}: ${(err as Error).message}`);
+        }
+      }
     };
     store.onConfiguration = (conf) => log.info({ voters: conf.voters, learners: conf.learners, joint: conf.outgoing !== undefined }, 'configuration committed');
     const node = await RaftNode.start({

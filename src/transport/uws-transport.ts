@@ -153,6 +153,13 @@ function isBulk(m: PeerMessage): boolean {
   return m.type === 'append' || m.type === 'snapshotChunk' || m.type === 'forward';
 }
 
+/** Refuses what the peer's link could only fail to dial later: the address must be host:port (no scheme, a port 1-65535). */
+function checkPeerAddress(id: NodeId, address: string): void {
+  const port = /^[^/:]+:(\d{1,5})$|^\[[0-9a-fA-F:.]+\]:(\d{1,5})$/.exec(address);
+  const value = Number(port?.[1] ?? port?.[2]);
+  if (!(value >= 1 && value <= 65535)) throw new RangeError(`UwsTransport: the address of peer ${id} must be host:port with a port 1-65535, got ${JSON.stringify(address)}`);
+}
+
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isFinite(value) || value <= 0) throw new RangeError(`UwsTransport: ${name} must be a positive number, got ${value}`);
@@ -236,6 +243,7 @@ export class UwsTransport implements Transport {
       unnamedProtocol: opts.unnamedProtocol ?? '',
       onProtocolRejected: () => this.rejected.protocol++,
     };
+    for (const [id, address] of Object.entries(opts.peers)) checkPeerAddress(id, address);
     this.initialPeers = { ...opts.peers };
   }
 
@@ -310,6 +318,7 @@ export class UwsTransport implements Transport {
 
   /** Adds a peer or changes its address (the connection is re-established). */
   setPeer(id: NodeId, address: string): void {
+    checkPeerAddress(id, address);
     if (this.closing) return;
     const link = this.links.get(id);
     if (link?.address === address) return;
@@ -352,6 +361,8 @@ export class UwsTransport implements Transport {
 
   register(group: string, id: NodeId, receive: (message: PeerMessage) => void): () => void {
     const key = `${group}\0${id}`;
+    // A second node would silently take the first one's messages.
+    if (this.receivers.has(key)) throw new Error(`UwsTransport: ${id} of group ${group} is already registered here; shut that node down first`);
     this.receivers.set(key, receive);
     this.everRegistered.add(key);
     return () => {
