@@ -285,7 +285,8 @@ export class UwsTransport implements Transport {
           if (theirs !== this.protocol) {
             const caller = JSON.stringify(decodedPeerId(req.getHeader(UPGRADE_PEER_ID_HEADER)));
             this.rejected.protocol++;
-            this.logRefused('protocol', `refused ${caller}: ${protocolMismatch(theirs, this.protocol)}`, remote);
+            // A protocol name is at most 256 characters (see `protocol`); the caller's header may be anything.
+            this.logRefused('protocol', `refused ${caller}: ${protocolMismatch(theirs.slice(0, 256), this.protocol)}`, remote);
             res.cork(() => res.writeStatus('409 Conflict').end('raftline peer port: this member speaks another protocol than the caller (its log names both)\n', true));
             return;
           }
