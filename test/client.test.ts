@@ -324,8 +324,22 @@ describe('raftline/client', () => {
     await new Promise((r) => setTimeout(r, 1000));
     socket.resume();
     assert.deepEqual(await closed, [1008, `more than ${ANSWER_LIMIT_N3} bytes of answers unread`]);
-    // Counted once all were built, the answers that fit uWS's send buffer (16 MiB) went out before the close.
+    // Reserved as each was built, none went out: the connection closed within the burst that built them.
+    // Counted only once all were built, the answers that fit uWS's send buffer (16 MiB) went out before the close.
     assert.ok(answers.length < ANSWER_LIMIT_N3 / (1000 * 1024), `${answers.length} answers sent`);
+  });
+
+  test('a burst of answers that together pass the limit reaches a client that reads them', async () => {
+    const client = await RaftlineClient.connect({ endpoints: [clientUrl.n3] });
+    try {
+      await client.put('burst/big', Buffer.alloc(1000 * 1024, 5));
+      await eventually('n3 applied the value', async () => (await client.get('burst/big', { consistency: 'stale' }))?.value.length === 1000 * 1024);
+      // 6 MB asked for at once of a member that lets 4 MiB wait: what uWS's send buffer takes is not waiting.
+      const reads = await Promise.all(Array.from({ length: 6 }, () => client.get('burst/big', { consistency: 'stale' })));
+      assert.deepEqual(reads.map((kv) => kv?.value.length), Array(6).fill(1000 * 1024));
+    } finally {
+      await client.close();
+    }
   });
 
   test('a connection with more requests than the member works on at once gets every answer; a client id longer than 128 bytes is refused', async () => {

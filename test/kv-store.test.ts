@@ -481,20 +481,3 @@ test('a snapshot loads out of sight: reads between its chunks see the state befo
   assert.equal(target.revision, source.revision);
   assert.equal(target.get(b('k00000'))?.value.toString(), 'x'.repeat(500));
 });
-
-test('a committed configuration forgets the addresses of the members it removed, and only theirs', () => {
-  const store = new KvStore();
-  const member = (id: string, address: string): Txn => ({ compare: [], success: [{ type: 'member', key: b(id), address }], failure: [] });
-  for (const id of ['n1', 'n2', 'n3', 'n4', 'n5']) apply(store, member(id, `127.0.0.1:71${id.slice(1)}`));
-  const told: string[] = [];
-  store.onMemberAddress = (id, address) => told.push(`${id}=${address}`);
-  const voters = ['n1', 'n2', 'n3', 'n4'];
-  store.onConfigurationCommitted({ voters: ['n1', 'n2', 'n3'], learners: [], outgoing: voters }, { voters, learners: ['n9'] });
-  assert.deepEqual(told, [], 'a joint configuration still holds n4; n9 had no address');
-  store.onConfigurationCommitted({ voters: ['n1', 'n2', 'n3'], learners: [] }, { voters: ['n1', 'n2', 'n3'], learners: [], outgoing: voters });
-  assert.deepEqual(told, ['n4=null']);
-  // n5's address was recorded for a member about to be added: no configuration removed it.
-  assert.deepEqual(Object.keys(store.addresses), ['n1', 'n2', 'n3', 'n5']);
-  store.onConfigurationCommitted({ voters: ['n1'], learners: [] }, null);
-  assert.deepEqual(Object.keys(store.addresses), ['n1', 'n2', 'n3', 'n5'], 'after a snapshot load the state already reflects the configuration');
-});

@@ -632,7 +632,8 @@ describe('RaftNode', () => {
         await leader.node.shutdown();
         const status = leader.node.status();
         assert.deepEqual([status.role, status.leader, status.stopped], ['follower', null, true]);
-        assert.deepEqual((leader.fsm as LeadershipMachine).events, [`start ${status.term}`, 'stop: the raft node is shutting down']);
+        const events = (leader.fsm as LeadershipMachine).events;
+        assert.deepEqual(events.slice(-2), [`start ${status.term}`, 'stop: the raft node is shutting down'], events.join('; '));
         for (const [id, m] of c.members) if (m !== leader) assert.equal(m.node.status().stopped, false, id);
       },
       {},
@@ -659,15 +660,15 @@ describe('RaftNode', () => {
     });
   });
 
-  test('a configuration is committed between the commands around it, with the one it replaced, on every member and on replay', async () => {
+  test('a configuration is committed between the commands around it, on every member and on replay', async () => {
     class OrderMachine extends KvMachine {
       readonly events: string[] = [];
       onApply(batch: ApplyIterator): void {
         for (const cmd of batch) this.events.push(Buffer.from(cmd.data).toString());
         super.onApply(batch);
       }
-      onConfigurationCommitted(conf: Configuration, previous: Configuration | null): void {
-        this.events.push(`conf ${conf.voters.join(',')}/${conf.learners.join(',')} after ${previous ? `${previous.voters.join(',')}/${previous.learners.join(',')}` : 'snapshot'}`);
+      onConfigurationCommitted(conf: Configuration): void {
+        this.events.push(`conf ${conf.voters.join(',')}/${conf.learners.join(',')}`);
       }
     }
     await withCluster(
@@ -678,7 +679,7 @@ describe('RaftNode', () => {
         // Proposed in one turn, so they commit (and apply) together; the
         // change is proposed at once, the commands when the turn's proposals are flushed.
         await Promise.all([leader.node.addLearner('n4'), leader.node.apply(Buffer.from('a=1')), leader.node.apply(Buffer.from('b=1'))]);
-        const expected = ['warm=1', 'conf n1,n2,n3/n4 after n1,n2,n3/', 'a=1', 'b=1'];
+        const expected = ['warm=1', 'conf n1,n2,n3/n4', 'a=1', 'b=1'];
         for (const id of ['n1', 'n2', 'n3']) {
           const fsm = c.members.get(id)!.fsm as OrderMachine;
           await eventually(`${id} applied everything`, () => fsm.events.length >= expected.length);

@@ -660,6 +660,7 @@ test('options, peer addresses and repeated registrations are checked, and a take
     await assert.rejects(UwsTransport.listen(options('a', { protocol })), /protocol must be at most 256 printable ASCII characters without spaces/, JSON.stringify(protocol));
   }
   await assert.rejects(UwsTransport.listen(options('a', { unnamedProtocol: 'a\tb' })), /unnamedProtocol must be/);
+  await assert.rejects(UwsTransport.listen(options('a', { maxFrameBytes: 4096 })), /maxFrameBytes must be at least 16384, got 4096/);
   // Addresses a link could only fail to dial, forever, are refused up front.
   for (const address of ['localhost', 'http://127.0.0.1:7312', '127.0.0.1:0', '127.0.0.1:70000', '']) {
     await assert.rejects(UwsTransport.listen(options('a', { peers: { b: address } })), /the address of peer b must be host:port with a port 1-65535/, address);

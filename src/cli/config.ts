@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Address, ServerConfig } from '../server/server.js';
 // The transport's floor for the cluster secret is the client token's too: anything shorter can be guessed.
-import { MIN_SECRET_BYTES } from '../transport/handshake.js';
+import { isPeerAddress, MIN_SECRET_BYTES } from '../transport/handshake.js';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -160,7 +160,8 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): Server
   for (const part of peersSetting.raw.split(',')) {
     const [peerId, addr] = part.split('=');
     if (!peerId || !addr) throw new ConfigError(`${peersSetting.from} must be ID=HOST:PORT,..., got '${part}'`);
-    address(addr, `${peersSetting.from} (${peerId})`);
+    // The rule the transport applies when dialling it.
+    if (!isPeerAddress(addr)) throw new ConfigError(`${peersSetting.from} (${peerId}) must be HOST:PORT (an IPv6 host in brackets) with a port from 1 to 65535, got '${addr}'`);
     if (peers[peerId]) throw new ConfigError(`${peersSetting.from} names ${peerId} twice`);
     peers[peerId] = addr;
   }

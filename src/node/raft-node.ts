@@ -217,6 +217,9 @@ class CachedLog implements LogReader {
   }
 }
 
+/** Room left in a transport message for the rest of an append carrying one entry (its header, ids, the entry's index, term and framing). */
+const APPEND_ENVELOPE_BYTES = 4 << 10;
+
 /** A command being applied; its result waits here (no closure per command) for the proposer. */
 class AppliedCommand implements Command {
   result: unknown = undefined;
@@ -257,6 +260,12 @@ interface Recovered {
   applied: { index: number; term: number };
 }
 
+/** A voter listed twice would count twice toward every quorum. */
+function refuseRepeats(ids: readonly NodeId[], what: string): void {
+  const repeated = ids.filter((id, i) => ids.indexOf(id) !== i);
+  if (repeated.length > 0) throw new RaftError(`${what} lists ${[...new Set(repeated)].join(', ')} more than once`, 'ERR_RAFTLINE_CONFIG');
+}
+
 /**
  * A Raft group member: the braft programming model in TypeScript.
  *
@@ -266,15 +275,6 @@ interface Recovered {
  * const result = await node.apply(Buffer.from('set x 1'));
  * ```
  */
-/** A voter listed twice would count twice toward every quorum. */
-/** Room left in a transport message for the rest of an append carrying one entry (its header, ids, the entry's index, term and framing). */
-const APPEND_ENVELOPE_BYTES = 64 << 10;
-
-function refuseRepeats(ids: readonly NodeId[], what: string): void {
-  const repeated = ids.filter((id, i) => ids.indexOf(id) !== i);
-  if (repeated.length > 0) throw new RaftError(`${what} lists ${[...new Set(repeated)].join(', ')} more than once`, 'ERR_RAFTLINE_CONFIG');
-}
-
 export class RaftNode {
   readonly groupId: string;
   readonly id: NodeId;
@@ -552,6 +552,7 @@ export class RaftNode {
     if (this.stopped) throw this.stopped;
     if (voters.length === 0) throw new RaftError('resetPeers needs at least one voter', 'ERR_RAFTLINE_CONFIG');
     refuseRepeats(voters, 'resetPeers');
+    if (voters.length > MAX_CONFIGURATION_MEMBERS) throw new RaftError(`resetPeers names ${voters.length} nodes; a configuration may name at most ${MAX_CONFIGURATION_MEMBERS}`, 'ERR_RAFTLINE_CONFIG');
     // Let every queued write land, so the new entry follows the durable log,
     // and every handed-out entry be applied, so the new core starts where the state machine is.
     await this.persistTail;
@@ -938,7 +939,7 @@ export class RaftNode {
       if (e.type !== EntryType.Config) continue;
       if (next > appliedCommands) await this.opts.fsm.onApply(new Batch(commands.slice(appliedCommands, next)));
       appliedCommands = next;
-      this.opts.fsm.onConfigurationCommitted?.(this.core.configurationAt(e.index), this.core.configurationAt(e.index - 1));
+      this.opts.fsm.onConfigurationCommitted?.(this.core.configurationAt(e.index));
     }
     if (commands.length > appliedCommands) await this.opts.fsm.onApply(new Batch(appliedCommands === 0 ? commands : commands.slice(appliedCommands)));
     this.opts.onEvent?.({ type: 'applied', entries: fresh.length });
@@ -1108,7 +1109,7 @@ export class RaftNode {
     // Commands proposed here that the snapshot replaced: whether they made it is unknown.
     const upTo = file.meta.index;
     this.settleWaiters((index) => index <= upTo, (index) => new OutcomeUnknownError(index, 'a snapshot from the leader replaced it'));
-    this.opts.fsm.onConfigurationCommitted?.(file.meta.configuration, null);
+    this.opts.fsm.onConfigurationCommitted?.(file.meta.configuration);
     this.releaseReads();
   }
 
@@ -1245,11 +1246,18 @@ export class RaftNode {
     clearInterval(this.ticker);
     this.unregister();
     this.abandonRequests(reason, `this node stopped (${reason.message})`);
-    // An application acting on leadership must hear that it ended.
-    if (this.role === 'leader') this.opts.fsm.onLeaderStop?.(reason);
-    else if (this.leader !== null && this.leader !== this.id) this.opts.fsm.onStopFollowing?.({ leader: this.leader, term: this.core.currentTerm });
+    const [role, leader] = [this.role, this.leader];
     this.role = 'follower';
     this.leader = null;
+    // An application acting on leadership must hear that it ended. The node
+    // is stopped whatever the hook does: a throw must not keep shutdown()
+    // from closing the log, nor fail() from reporting.
+    try {
+      if (role === 'leader') this.opts.fsm.onLeaderStop?.(reason);
+      else if (leader !== null && leader !== this.id) this.opts.fsm.onStopFollowing?.({ leader, term: this.core.currentTerm });
+    } catch {
+      // Nothing left to stop.
+    }
   }
 }
 

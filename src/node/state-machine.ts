@@ -75,12 +75,8 @@ export interface StateMachine {
   onLeaderStop?(reason: Error): void;
   onStartFollowing?(change: LeaderChange): void;
   onStopFollowing?(change: LeaderChange): void;
-  /**
-   * A configuration was committed, between the commands before and after it
-   * in the log (as every member applies it), replacing `previous`; null
-   * after a snapshot load, whose state already reflects it.
-   */
-  onConfigurationCommitted?(conf: Configuration, previous: Configuration | null): void;
+  /** A configuration was committed: called between the commands before and after it in the log, and after a snapshot load. */
+  onConfigurationCommitted?(conf: Configuration): void;
   /**
    * A fatal error stopped the node (a log or state write failed, or a
    * method of this state machine threw); it must be restarted.

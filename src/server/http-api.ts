@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '@trufflesuite/uws-js-unofficial';
 import { BusyError, InvalidChangeError, NotLeaderError, OutcomeUnknownError, RaftError, ShutdownError, TimeoutError, type RaftNode } from '../node/index.js';
 import type { UwsTransportStats } from '../transport/index.js';
+import { isPeerAddress } from '../transport/handshake.js';
 import { ClientFrameError, decodeRequest, encodeResponse, encodeResponseInTurns, type ClientResponse, type ClientResult } from '../transport/client-codec.js';
 import { FRAME_TARGET_BYTES, frameEnd, LENGTH_PREFIX_BYTES, packFrame, unpackFrame } from '../transport/frame.js';
 import { decodeCommand, encodeCommand, isSessionRegistration, type Compare, type CompareResult, type CompareTarget, type Operation, type Txn } from './kv-command.js';
@@ -98,7 +99,6 @@ const ADMIN_ROUTES = new Set(ADMIN_OPS.map((op) => `/v1/admin/${op}`));
 /** Served without the client token: the status page and its files hold no data (the page fetches with the token). */
 const PUBLIC_ROUTES = new Set(['/', '/assets']);
 const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
-const ADDRESS = /^[^\s:]+:(\d{1,5})$/;
 /** How long transfer-leader waits for the leadership to move before answering 504. */
 const TRANSFER_WAIT_MS = 10_000;
 
@@ -424,14 +424,17 @@ export class HttpApi {
           }
         }
         if (error) this.reply(ws, this.clientAnswer(0, 'ws:malformed', 400, { errorCode: 'bad_request', error: `malformed frame: ${error}`, succeeded: false }));
-        if (data.waitingBytes > this.maxBodyBytes) this.closeClient(ws, `more than ${this.maxBodyBytes} bytes of requests waiting behind ${MAX_CLIENT_REQUESTS_IN_FLIGHT} in flight`);
+        // As many bytes of requests as of answers may wait: a client may ask for thousands of small reads at once.
+        if (data.waitingBytes > this.maxUnreadAnswerBytes) this.closeClient(ws, `more than ${this.maxUnreadAnswerBytes} bytes of requests waiting behind ${MAX_CLIENT_REQUESTS_IN_FLIGHT} in flight`);
       },
       drain: (ws) => this.sendUnsent(ws),
       close: (ws) => {
         const data = ws.getUserData();
         data.closed = true;
         data.unsent = [];
+        data.unsentBytes = 0;
         data.waiting = [];
+        data.waitingBytes = 0;
       },
     });
     app.any('/v1/kv/*', (res, req) =>
@@ -596,12 +599,12 @@ export class HttpApi {
     };
     const address = (): string => {
       const v = req.address;
-      const port = typeof v === 'string' ? Number(ADDRESS.exec(v)?.[1]) : NaN;
-      if (!(port >= 1 && port <= 65535)) throw new HttpError(400, 'bad_request', 'address must be HOST:PORT, the port 1-65535');
-      return v as string;
+      // The rule every member's transport applies to the address once recorded.
+      if (typeof v !== 'string' || !isPeerAddress(v)) throw new HttpError(400, 'bad_request', 'address must be HOST:PORT (an IPv6 host in brackets), the port 1-65535');
+      return v;
     };
     const setAddress = (member: string, peerAddress: string) =>
-      this.write({ compare: [], success: [{ type: 'member', key: Buffer.from(member), address: encodeMemberInfo({ peer: peerAddress }) }], failure: [] });
+      this.write({ compare: [], success: [{ type: 'member', key: Buffer.from(member), address: peerAddress && encodeMemberInfo({ peer: peerAddress }) }], failure: [] });
     try {
       switch (op) {
         case 'add-peer':
@@ -618,6 +621,7 @@ export class HttpApi {
           const member = id('id');
           const s = this.node.status();
           await (s.configuration.learners.includes(member) ? this.node.removeLearner(member) : this.node.removePeer(member));
+          await setAddress(member, '').catch(() => undefined);
           break;
         }
         case 'change-peers': {
@@ -627,6 +631,8 @@ export class HttpApi {
           // The leader would wait forever for a quorum that counts members it cannot reach.
           if (strangers.length > 0) throw new HttpError(409, 'invalid_change', `${strangers.join(', ')}: not a member; add it first (add-peer or add-learner)`);
           await this.node.changePeers(voters);
+          // As remove-peer does: every member would go on dialling the ones removed.
+          for (const removed of configuration.voters.filter((v) => !voters.includes(v))) await setAddress(removed, '').catch(() => undefined);
           break;
         }
         case 'transfer-leader': {
@@ -821,7 +827,7 @@ export class HttpApi {
     data.repliesBytes += response.byteLength;
     // Counted as each answer is built, not once the burst is over: a burst
     // of reads of large values would otherwise all be built first.
-    if (data.repliesBytes + data.unsentBytes > this.maxUnreadAnswerBytes) this.closeClient(ws, `more than ${this.maxUnreadAnswerBytes} bytes of answers unread`);
+    if (this.unreadPastLimit(ws, data)) this.closeClient(ws, `more than ${this.maxUnreadAnswerBytes} bytes of answers unread`);
     else if (data.replies.length === 1) process.nextTick(() => this.sendReplies(ws));
   }
 
@@ -841,7 +847,7 @@ export class HttpApi {
       if (data.closed) return false;
       reservedBytes += bytes;
       data.reservedBytes += bytes;
-      if (data.reservedBytes + data.repliesBytes + data.unsentBytes <= this.maxUnreadAnswerBytes) return true;
+      if (!this.unreadPastLimit(ws, data)) return true;
       this.closeClient(ws, `more than ${this.maxUnreadAnswerBytes} bytes of answers unread`);
       return false;
     };
@@ -857,13 +863,27 @@ export class HttpApi {
     });
   }
 
+  /**
+   * Whether a connection's answers, built or being built, pass what may wait
+   * unread; what uWS's send buffer takes at once does not wait in the server.
+   */
+  private unreadPastLimit(ws: WebSocket<ClientSocketData>, data: ClientSocketData): boolean {
+    const bufferRoom = Math.max(0, REPLY_BUFFER_BYTES - ws.getBufferedAmount());
+    return data.reservedBytes + data.repliesBytes + data.unsentBytes > this.maxUnreadAnswerBytes + bufferRoom;
+  }
+
   /** A client that asks for far more than it reads: it learns why, and its retries go elsewhere or later. */
   private closeClient(ws: WebSocket<ClientSocketData>, reason: string): void {
     const data = ws.getUserData();
+    // ws.end runs the close handler at once; a closed uWS socket throws on any further use.
+    if (data.closed) return;
     data.closed = true;
     data.replies = [];
+    data.repliesBytes = 0;
     data.unsent = [];
+    data.unsentBytes = 0;
     data.waiting = [];
+    data.waitingBytes = 0;
     ws.end(1008, reason);
   }
 
@@ -982,11 +1002,11 @@ export class HttpApi {
     return { id, errorCode: '', error: '', leader: null, revision: this.store.revision, succeeded: true, duplicate: false, results: [], session: '', ...fields };
   }
 
-  /** One binary-protocol request; always answers (errors included), never throws. */
   /**
-   * The answer to one request, or null when `reserve` refused the bytes of
-   * its results (the connection is closed). An answer over the limit alone
-   * reserves nothing: it becomes a too_large error.
+   * The answer to one binary-protocol request (errors included; it never
+   * throws), or null when `reserve` refused the bytes of its results (the
+   * connection is closed). An answer over the limit alone reserves nothing:
+   * it becomes a too_large error.
    */
   private async clientRequest(bytes: Uint8Array, reserve: (bytes: number) => boolean): Promise<Uint8Array | null> {
     const reserveResults = (results: readonly OperationResult[]): boolean => {

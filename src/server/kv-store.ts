@@ -3,7 +3,7 @@
 // transactions that changed something; each key carries its create and mod
 // revision and its version, as etcd defines them. Retried commands with the
 // same client id and sequence apply at most once.
-import { members, type Configuration } from '../core/quorum.js';
+import type { Configuration } from '../core/quorum.js';
 import type { ApplyIterator, RaftError, SnapshotReader, SnapshotWrite, SnapshotWriter, StateMachine } from '../node/index.js';
 import { decodeCommand, isRegisteredSessionId, isSessionRegistration, sessionIdFor, type Bytes, type Compare, type KvCommand, type Operation } from './kv-command.js';
 import { SortedKeys } from './sorted-keys.js';
@@ -214,7 +214,7 @@ export class KvStore implements StateMachine {
   private revisionValue = 1;
   /** Hooks the server sets for logging. */
   onError?: (err: RaftError) => void;
-  onConfiguration?: (conf: Configuration) => void;
+  onConfigurationCommitted?: (conf: Configuration) => void;
   /** Called when a member's address is set or forgotten (and for each one after a snapshot load). */
   onMemberAddress?: (id: string, address: string | null) => void;
 
@@ -225,23 +225,6 @@ export class KvStore implements StateMachine {
   /** Member peer addresses recorded through the log. */
   get addresses(): Record<string, string> {
     return Object.fromEntries(this.memberAddresses);
-  }
-
-  /**
-   * Forgets the addresses of the members a configuration removed: every
-   * member does so at the same point of the log, whoever proposed the change
-   * (a leader removing itself cannot write afterwards), so none of them goes
-   * on dialling a member that left.
-   */
-  onConfigurationCommitted(conf: Configuration, previous: Configuration | null): void {
-    if (previous) {
-      const remaining = new Set(members(conf));
-      for (const id of members(previous)) {
-        if (remaining.has(id) || !this.memberAddresses.delete(id)) continue;
-        this.onMemberAddress?.(id, null);
-      }
-    }
-    this.onConfiguration?.(conf);
   }
 
   /** The revision of the last change (etcd starts an empty store at 1). */

@@ -192,7 +192,7 @@ export class RaftlineServer implements ApiBackend {
         }
       }
     };
-    store.onConfiguration = (conf) => log.info({ voters: conf.voters, learners: conf.learners, joint: conf.outgoing !== undefined }, 'configuration committed');
+    store.onConfigurationCommitted = (conf) => log.info({ voters: conf.voters, learners: conf.learners, joint: conf.outgoing !== undefined }, 'configuration committed');
     const node = await RaftNode.start({
       groupId: GROUP,
       id: config.id,

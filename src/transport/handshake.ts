@@ -220,3 +220,10 @@ export function verifyUpgradeToken(secret: Buffer, token: string, selfId: string
   if (!m) return false;
   return timingSafeEqual(Buffer.from(m[2], 'hex'), upgradeMac(secret, Buffer.from(m[1], 'hex'), selfId));
 }
+
+/** Whether `address` is one a peer can be dialled at: host:port (no scheme; an IPv6 host in brackets), a port 1-65535. */
+export function isPeerAddress(address: string): boolean {
+  const m = /^[^/:\s\[\]]+:(\d{1,5})$|^\[[0-9a-fA-F:.]+\]:(\d{1,5})$/.exec(address);
+  const port = Number(m?.[1] ?? m?.[2]);
+  return port >= 1 && port <= 65535;
+}

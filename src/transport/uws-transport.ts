@@ -14,6 +14,7 @@ import {
   HandshakeError,
   HANDSHAKE_TIMEOUT_MS,
   MAX_PEER_ID_BYTES,
+  isPeerAddress,
   MAX_PROTOCOL_BYTES,
   newNonce,
   secretBytes,
@@ -153,12 +154,12 @@ function isBulk(m: PeerMessage): boolean {
   return m.type === 'append' || m.type === 'snapshotChunk' || m.type === 'forward';
 }
 
-/** Refuses what the peer's link could only fail to dial later: the address must be host:port (no scheme, a port 1-65535). */
+/** Refuses what the peer's link could only fail to dial later. */
 function checkPeerAddress(id: NodeId, address: string): void {
-  const port = /^[^/:]+:(\d{1,5})$|^\[[0-9a-fA-F:.]+\]:(\d{1,5})$/.exec(address);
-  const value = Number(port?.[1] ?? port?.[2]);
-  if (!(value >= 1 && value <= 65535)) throw new RangeError(`UwsTransport: the address of peer ${id} must be host:port with a port 1-65535, got ${JSON.stringify(address)}`);
+  if (!isPeerAddress(address)) throw new RangeError(`UwsTransport: the address of peer ${id} must be host:port with a port 1-65535, got ${JSON.stringify(address)}`);
 }
+
+const MIN_FRAME_BYTES = 16 << 10;
 
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -217,6 +218,8 @@ export class UwsTransport implements Transport {
     }
     this.secret = secretBytes(opts.secret);
     this.maxFrameBytes = positive('maxFrameBytes', opts.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES);
+    // A node keeps room in each message for the append around a command (RaftNode.apply).
+    if (this.maxFrameBytes < MIN_FRAME_BYTES) throw new RangeError(`UwsTransport: maxFrameBytes must be at least ${MIN_FRAME_BYTES}, got ${this.maxFrameBytes}`);
     const reconnectInitialMs = positive('reconnectInitialMs', opts.reconnectInitialMs, 50);
     const reconnectMaxMs = Math.max(reconnectInitialMs, positive('reconnectMaxMs', opts.reconnectMaxMs, 2000));
     this.log = rateLimited(opts.onLog ?? stderrSink(opts.id));
