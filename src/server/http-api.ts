@@ -610,8 +610,11 @@ export class HttpApi {
         case 'add-peer':
         case 'add-learner': {
           const member = id('id');
-          await setAddress(member, address());
+          const peerAddress = address();
+          await setAddress(member, peerAddress);
           await (op === 'add-peer' ? this.node.addPeer(member) : this.node.addLearner(member));
+          // A leader elected between the two forgets addresses of non-members (RaftlineServer.forgetDeparted).
+          if (this.members()[member]?.peer !== peerAddress) await setAddress(member, peerAddress);
           break;
         }
         case 'promote':

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { TemplatedApp, us_listen_socket } from '@trufflesuite/uws-js-unofficial';
 import { pino, type Logger } from 'pino';
 import { outOfSpaceError } from '../log/index.js';
+import { members } from '../core/quorum.js';
 import { RaftNode, type NodeEvent, type RaftError } from '../node/index.js';
 import { listenExclusive, loadUws } from '../transport/uws.js';
 import { UwsTransport } from '../transport/index.js';
@@ -103,6 +104,8 @@ export class RaftlineServer implements ApiBackend {
   private listenSocket: us_listen_socket | null = null;
   private announcer: NodeJS.Timeout | null = null;
   private announcing = false;
+  /** The last term in which this member, as leader, forgot the addresses of departed members. */
+  private departedCheckedTerm = 0;
   private readonly app: TemplatedApp = loadUws().App();
 
   private constructor(
@@ -150,7 +153,10 @@ export class RaftlineServer implements ApiBackend {
       await transport.close();
       throw err;
     }
-    server.announcer = setInterval(() => void server.announce(), 1000);
+    server.announcer = setInterval(() => {
+      void server.announce();
+      void server.forgetDeparted();
+    }, 1000);
     log.info({ peerListen: config.peerListen, clientListen: config.clientListen, peers: config.peers, join: config.join }, 'serving');
     return server;
   }
@@ -316,6 +322,34 @@ export class RaftlineServer implements ApiBackend {
       // No leader right now: the next tick tries again.
     } finally {
       this.announcing = false;
+    }
+  }
+
+  /**
+   * Once per term as leader, forgets the recorded addresses of ids that are
+   * not members: remove-peer forgets the member it removes, but a leader
+   * removing itself cannot write once out, and the others would dial it
+   * until restarted. An address recorded for a member about to be added is
+   * forgotten only if its add failed: add-peer records it again once the
+   * change is in.
+   */
+  private async forgetDeparted(): Promise<void> {
+    const { role, term } = this.node.status();
+    if (role !== 'leader' || this.departedCheckedTerm === term) return;
+    this.departedCheckedTerm = term;
+    try {
+      // Applied up to the commit point of this term: the configuration and addresses are current.
+      await this.node.readBarrier();
+      const status = this.node.status();
+      if (status.role !== 'leader' || status.term !== term) return;
+      const current = new Set(members(status.configuration));
+      const departed = Object.keys(this.store.addresses).filter((id) => !current.has(id));
+      if (departed.length === 0) return;
+      const success = departed.map((id) => ({ type: 'member' as const, key: Buffer.from(id), address: '' }));
+      await this.node.apply(encodeCommand({ clientId: '', sequence: 0, txn: { compare: [], success, failure: [] } }));
+      this.log.info({ members: departed }, 'forgot the addresses of departed members');
+    } catch {
+      // Leadership lost meanwhile: the next leader does it.
     }
   }
 
